@@ -1,0 +1,870 @@
+"""RL² from scratch: an LSTM actor-critic meta-trained with REINFORCE and a learned baseline.
+
+One file, read top to bottom in the order the algorithm runs:
+
+    model      lstm_step / lstm_step_backward, policy_head, value_head (+ backwards)
+    rollout    B episodes of T steps, the LSTM state reset at every episode start
+    loss       GAE(λ) advantages, policy-gradient, value and entropy terms (+ gradients)
+    update     backprop-through-time, global-norm clipping, Adam
+    training   the loop, progress lines, atomic checkpoints, bit-identical resume
+    CLI        train / evaluate / bench / curve
+
+Shapes: T steps, B episodes, H hidden units, I = len(x_t) inputs, A actions. Time-major
+arrays (T, B, ...) throughout. Step t reads input x_t and state (h_t, c_t), writes
+(h_{t+1}, c_{t+1}), and acts from h_{t+1}: a_t ~ π_t = softmax(h_{t+1} W_pi + b_pi).
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+import belief
+import envs
+
+
+# ------------------------------------------------------------------------------------------
+# Hyper-parameters: the CLI of `train` is generated from this dataclass.
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Config:
+    """Everything a training run depends on. Defaults train the 2-arm bandit (README)."""
+
+    env: str = field(default="bandit", metadata={"help": f"task distribution: {', '.join(envs.ENV_NAMES)}"})
+    arms: int = field(default=2, metadata={"help": "bandit arms k"})
+    horizon: int = field(default=0, metadata={"help": "steps per episode T (0: the env's default)"})
+    prior_a: float = field(default=1.0, metadata={"help": "Beta(a, b) prior of the arms' p"})
+    prior_b: float = field(default=1.0, metadata={"help": "Beta(a, b) prior of the arms' p"})
+    hidden: int = field(default=48, metadata={"help": "LSTM units H"})
+    batch: int = field(default=64, metadata={"help": "episodes (tasks) per update B"})
+    updates: int = field(default=20000, metadata={"help": "number of updates"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate at update 0"})
+    anneal_lr: bool = field(default=True, metadata={"help": "decay the rate linearly to 0 by the last update"})
+    gamma: float = field(default=0.95, metadata={"help": "discount γ; < 1 lowers the variance of G"})
+    gae_lambda: float = field(default=1.0, metadata={"help": "GAE λ; 1 is REINFORCE with baseline"})
+    value_weight: float = field(default=0.5, metadata={"help": "weight c_V of the value loss"})
+    entropy_start: float = field(default=0.02, metadata={"help": "entropy weight β at update 0"})
+    entropy_end: float = field(default=0.001, metadata={"help": "β at the last update (linear)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "global gradient-norm clip"})
+    seed: int = field(default=0, metadata={"help": "seed of initialisation and of every update"})
+    dtype: str = field(default="float64", metadata={"help": "float64 (auditing) or float32 (speed)"})
+    log_every: int = field(default=500, metadata={"help": "updates between progress lines"})
+    save_every: int = field(default=2000, metadata={"help": "updates between checkpoints"})
+
+
+ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8  # Kingma & Ba (2015) defaults
+
+
+def check_hyperparameters(hp):
+    """Raise ValueError in the user's words for any out-of-range hyper-parameter."""
+    env_config(hp)
+    for name in ("hidden", "batch", "updates", "log_every", "save_every"):
+        if getattr(hp, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(hp, name)}")
+    if hp.dtype not in ("float64", "float32"):
+        raise ValueError(f"--dtype must be float64 or float32, got {hp.dtype!r}")
+    if not (0 <= hp.gamma <= 1 and 0 <= hp.gae_lambda <= 1):
+        raise ValueError(f"--gamma and --gae-lambda must be in [0, 1], got {hp.gamma}, {hp.gae_lambda}")
+    if hp.lr <= 0 or hp.max_grad_norm <= 0:
+        raise ValueError(f"--lr and --max-grad-norm must be > 0, got {hp.lr}, {hp.max_grad_norm}")
+
+
+def env_config(hp):
+    """The envs.EnvConfig that hp trains on."""
+    fields = dict(prior_a=hp.prior_a, prior_b=hp.prior_b)
+    if hp.env == "bandit":
+        fields["arms"] = hp.arms
+    return envs.make_config(hp.env, horizon=hp.horizon or None, **fields)
+
+
+# ------------------------------------------------------------------------------------------
+# Model: parameters
+# ------------------------------------------------------------------------------------------
+def init_params(n_in, H, A, rng, dtype=np.float64):
+    """Parameters as a dict of arrays; the gates are stacked as [i, f, o, g] along 4H.
+
+    W   (I, 4H)  uniform ±1/√I (LeCun), so x_t W has unit-order variance.
+    U   (H, 4H)  each H×H gate block orthogonal (Saxe et al. 2014): the recurrence neither
+                 shrinks nor blows up h at the start, so gradients flow over T = 100 steps.
+    b   (4H,)    zero, except the forget gate's 1 (Jozefowicz et al. 2015): start by remembering.
+    W_pi (H, A)  small (×0.01), so the first policy is near uniform (as CleanRL's actor).
+    b_pi (A,)    zero.
+    w_V (H,)     uniform ±1/√H;  b_V (1,) zero.
+    """
+    U = np.concatenate([orthogonal(H, rng) for _ in range(4)], axis=1)
+    b = np.zeros(4 * H)
+    b[H:2 * H] = 1.0
+    params = {
+        "W": rng.uniform(-1, 1, (n_in, 4 * H)) / np.sqrt(n_in),
+        "U": U,
+        "b": b,
+        "W_pi": 0.01 * rng.standard_normal((H, A)),
+        "b_pi": np.zeros(A),
+        "w_V": rng.uniform(-1, 1, H) / np.sqrt(H),
+        "b_V": np.zeros(1),
+    }
+    return {k: v.astype(dtype) for k, v in params.items()}
+
+
+def orthogonal(n, rng):
+    """A uniformly random n×n orthogonal matrix (QR of a Gaussian, signs fixed by diag R)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
+
+
+# ------------------------------------------------------------------------------------------
+# Model: LSTM cell, forward and backward side by side
+# ------------------------------------------------------------------------------------------
+def lstm_step(x, h, c, W, U, b, out=None):
+    """One LSTM step for B episodes (Hochreiter & Schmidhuber 1997; no peepholes).
+
+        z  = x W + h U + b                  (B, 4H), split as [z_i, z_f, z_o, z_g]
+        i  = σ(z_i)      input gate
+        f  = σ(z_f)      forget gate
+        o  = σ(z_o)      output gate
+        g  = tanh(z_g)   candidate cell
+        c' = f ⊙ c + i ⊙ g
+        h' = o ⊙ tanh(c')
+
+    How it is computed, fastest first: h U in BLAS; x W + b (I ≈ 5 inputs) and the gate
+    arithmetic in fused Numba loops; σ(z) = (1 + tanh(z/2)) / 2 (equal, cannot overflow) so
+    that one vectorised NumPy tanh serves all four gates. `out` = (h', c', gates, tanh(c'))
+    are buffers to write into (the rollout's), so a step makes no temporary arrays.
+    Returns h' (B, H), c' (B, H) and the cache (gates = [i, f, o, g] (B, 4H), tanh(c') (B, H))
+    that lstm_step_backward needs.
+    """
+    if out is None:
+        out = (np.empty_like(c), np.empty_like(c), np.empty((c.shape[0], U.shape[1]), c.dtype),
+               np.empty_like(c))
+    h_new, c_new, gates, tanh_c = out
+    np.matmul(h, U, out=gates)
+    add_input_and_halve(gates, x, W, b)   # z = x W + h U + b, then z_i, z_f, z_o halved
+    np.tanh(gates, out=gates)
+    cell_update(gates, c, c_new)          # [i, f, o] = (1 + tanh) / 2;  c' = f ⊙ c + i ⊙ g
+    np.tanh(c_new, out=tanh_c)
+    H = c.shape[1]
+    np.multiply(gates[:, 2 * H:3 * H], tanh_c, out=h_new)
+    return h_new, c_new, (gates, tanh_c)
+
+
+@njit(cache=True)
+def add_input_and_halve(z, x, W, b):
+    """z ← z + x W + b; then z_i, z_f, z_o ← z / 2, the argument of tanh in σ(z)."""
+    B, H4 = z.shape
+    n_sigmoid = 3 * (H4 // 4)
+    for e in range(B):
+        for k in range(x.shape[1]):  # j innermost: contiguous, so the loop vectorises
+            for j in range(H4):
+                z[e, j] += x[e, k] * W[k, j]
+        for j in range(H4):
+            z[e, j] += b[j]
+        for j in range(n_sigmoid):
+            z[e, j] *= 0.5
+
+
+@njit(cache=True)
+def cell_update(gates, c, c_new):
+    """gates[:, :3H] ← (1 + gates) / 2 (turning tanh(z/2) into σ(z)); c' = f ⊙ c + i ⊙ g."""
+    B, H = c.shape
+    for e in range(B):
+        for j in range(3 * H):
+            gates[e, j] = 0.5 * (1.0 + gates[e, j])
+        for j in range(H):
+            c_new[e, j] = gates[e, H + j] * c[e, j] + gates[e, j] * gates[e, 3 * H + j]
+
+
+def lstm_step_backward(dh_new, dc_new, cache, c, U, out=None):
+    """Differentiates lstm_step: from dL/dh' and dL/dc' to dL/dz, dL/dh, dL/dc.
+
+    With σ' = σ(1 − σ) and tanh' = 1 − tanh²:
+        do  = dh' ⊙ tanh(c')
+        dc~ = dc' + dh' ⊙ o ⊙ (1 − tanh²(c'))        total gradient reaching c'
+        di  = dc~ ⊙ g,   df = dc~ ⊙ c,   dg = dc~ ⊙ i
+        dz  = [di ⊙ i(1−i), df ⊙ f(1−f), do ⊙ o(1−o), dg ⊙ (1 − g²)]
+        dh  = dz Uᵀ,     dc = dc~ ⊙ f
+    The element-wise lines run in lstm_cell_backward, one fused pass (in NumPy they take
+    ~20 passes over small arrays, each dominated by call overhead). The parameter gradients
+    dW = Σ xᵀ dz, dU = Σ hᵀ dz, db = Σ dz are summed over all steps at once by
+    lstm_param_grads (one large matrix product instead of T small ones). `out` = (dz, dh, dc)
+    are buffers to write into.
+    """
+    gates, tanh_c = cache
+    if out is None:
+        out = (np.empty_like(gates), np.empty_like(c), np.empty_like(c))
+    dz, dh, dc = out
+    lstm_cell_backward(dh_new, dc_new, gates, tanh_c, c, dz, dc)
+    np.matmul(dz, U.T, out=dh)
+    return dz, dh, dc
+
+
+@njit(cache=True)
+def lstm_cell_backward(dh_new, dc_new, gates, tanh_c, c, dz, dc):
+    """The element-wise part of lstm_step_backward (see its docstring), written into dz, dc."""
+    B, H = c.shape
+    for e in range(B):
+        for j in range(H):
+            i, f = gates[e, j], gates[e, H + j]
+            o, g = gates[e, 2 * H + j], gates[e, 3 * H + j]
+            dc_total = dc_new[e, j] + dh_new[e, j] * o * (1.0 - tanh_c[e, j] * tanh_c[e, j])
+            dz[e, j] = dc_total * g * i * (1.0 - i)
+            dz[e, H + j] = dc_total * c[e, j] * f * (1.0 - f)
+            dz[e, 2 * H + j] = dh_new[e, j] * tanh_c[e, j] * o * (1.0 - o)
+            dz[e, 3 * H + j] = dc_total * i * (1.0 - g * g)
+            dc[e, j] = dc_total * f
+
+
+def lstm_param_grads(x, h_prev, dz):
+    """dW = Σ_{t,e} x_tᵀ dz_t, dU = Σ h_tᵀ dz_t, db = Σ dz_t for stacked (T, B, ·) arrays."""
+    n = dz.shape[0] * dz.shape[1]
+    dz2 = dz.reshape(n, -1)
+    # dzᵀ h then transposed: OpenBLAS is several times faster on this operand order
+    return (dz2.T @ x.reshape(n, -1)).T, (dz2.T @ h_prev.reshape(n, -1)).T, dz2.sum(axis=0)
+
+
+# ------------------------------------------------------------------------------------------
+# Model: heads, forward and backward side by side
+# ------------------------------------------------------------------------------------------
+def policy_head(h, W_pi, b_pi, out=None):
+    """logits = h W_pi + b_pi;  log π = logits − log Σ_a exp(logits);  π = exp(log π).
+
+    h is (B, H) or (T, B, H). Computed row by row in log_softmax_policy (the A ≈ 2 products
+    and the softmax fused; the log-sum-exp is shifted by the max so exp cannot overflow).
+    Returns (logits, π, log π), written into `out` if given."""
+    A = W_pi.shape[1]
+    if out is None:
+        out = tuple(np.empty(h.shape[:-1] + (A,), h.dtype) for _ in range(3))
+    logits, pi, log_pi = out
+    log_softmax_policy(h.reshape(-1, h.shape[-1]), W_pi, b_pi, logits.reshape(-1, A),
+                       pi.reshape(-1, A), log_pi.reshape(-1, A))
+    return logits, pi, log_pi
+
+
+@njit(cache=True)
+def log_softmax_policy(h, W_pi, b_pi, logits, pi, log_pi):
+    """policy_head for rows h (N, H), written into logits, π, log π (N, A)."""
+    N, H = h.shape
+    A = W_pi.shape[1]
+    for n in range(N):
+        for a in range(A):
+            s = b_pi[a]
+            for j in range(H):
+                s += h[n, j] * W_pi[j, a]
+            logits[n, a] = s
+        m = logits[n].max()
+        total = 0.0
+        for a in range(A):
+            total += np.exp(logits[n, a] - m)
+        log_total = m + np.log(total)
+        for a in range(A):
+            log_pi[n, a] = logits[n, a] - log_total
+            pi[n, a] = np.exp(log_pi[n, a])
+
+
+def value_head(h, w_V, b_V):
+    """V = h w_V + b_V, the learned baseline (state value). (T, B, H) -> (T, B)."""
+    return h @ w_V + b_V
+
+
+def heads_backward(dlogits, dV, h, W_pi, w_V):
+    """Differentiates policy_head (logits = h W_pi + b_pi) and value_head (V = h w_V + b_V):
+
+        dh = dlogits W_piᵀ + dV w_Vᵀ,   dW_pi = Σ hᵀ dlogits,  db_pi = Σ dlogits,
+        dw_V = Σ dV h,                  db_V = Σ dV.
+    Both heads are linear in h, so they are stacked into one (H, A + 1) matrix: two matrix
+    products over all T·B rows instead of four."""
+    A, H = W_pi.shape[1], h.shape[-1]
+    dY = np.concatenate([dlogits, dV[..., None]], axis=-1).reshape(-1, A + 1)   # (T·B, A+1)
+    W_heads = np.concatenate([W_pi, w_V[:, None]], axis=1)                      # (H, A+1)
+    dh = (dY @ W_heads.T).reshape(h.shape)
+    dW_heads, db_heads = h.reshape(-1, H).T @ dY, dY.sum(axis=0)
+    return dh, {"W_pi": dW_heads[:, :A], "b_pi": db_heads[:A],
+                "w_V": dW_heads[:, A], "b_V": db_heads[A:]}
+
+
+# ------------------------------------------------------------------------------------------
+# Rollout: B episodes, one Python loop over time
+# ------------------------------------------------------------------------------------------
+@dataclass
+class Trajectory:
+    """What a rollout saw and computed, time-major. h[t], c[t] are the state *before* step t
+    (h[0] = c[0] = 0, the reset); the policy π[t] was computed from h[t+1]."""
+
+    x: np.ndarray        # (T, B, I)    agent inputs
+    a: np.ndarray        # (T, B)       actions
+    r: np.ndarray        # (T, B)       rewards as the env gave them
+    obs: np.ndarray      # (T, B, n_obs) env observation that followed a[t]
+    tasks: np.ndarray    # (T, B, d)    hidden task when a[t] was taken
+    h: np.ndarray        # (T+1, B, H)
+    c: np.ndarray        # (T+1, B, H)
+    gates: np.ndarray    # (T, B, 4H)   [i, f, o, g] of step t
+    tanh_c: np.ndarray   # (T, B, H)    tanh(c[t+1])
+    logits: np.ndarray   # (T, B, A)
+    pi: np.ndarray       # (T, B, A)
+    log_pi: np.ndarray   # (T, B, A)
+
+
+def rollout(params, cfg, batch, rng, greedy=False, actions=None):
+    """Run `batch` fresh episodes of env cfg with the LSTM policy.
+
+    The env draws its tasks and noise from rng, then the action uniforms are drawn, so a seed
+    fixes everything. Actions are sampled from π (inverse CDF), or its most likely action if
+    greedy, or replayed from `actions` (T, B) (used by the gradient checks)."""
+    T, H = cfg.horizon, params["U"].shape[0]
+    A, dtype = envs.n_actions(cfg), params["U"].dtype
+    env = envs.make_env(cfg, batch, dtype)
+    x_t = env.reset(rng)
+    u = rng.random((T, batch))
+    tr = Trajectory(
+        x=np.empty((T, batch, x_t.shape[1]), dtype), a=np.empty((T, batch), np.int64),
+        r=np.empty((T, batch)), obs=np.empty((T, batch, envs.n_observations(cfg))),
+        tasks=np.empty((T, batch, envs.task_dim(cfg))),
+        h=np.zeros((T + 1, batch, H), dtype), c=np.zeros((T + 1, batch, H), dtype),
+        gates=np.empty((T, batch, 4 * H), dtype), tanh_c=np.empty((T, batch, H), dtype),
+        logits=np.empty((T, batch, A), dtype), pi=np.empty((T, batch, A), dtype),
+        log_pi=np.empty((T, batch, A), dtype))
+    W, U, b, W_pi, b_pi = (params[k] for k in ("W", "U", "b", "W_pi", "b_pi"))
+    for t in range(T):
+        tr.x[t], tr.tasks[t] = x_t, env.tasks
+        lstm_step(x_t, tr.h[t], tr.c[t], W, U, b, out=(tr.h[t + 1], tr.c[t + 1], tr.gates[t],
+                                                        tr.tanh_c[t]))
+        policy_head(tr.h[t + 1], W_pi, b_pi, out=(tr.logits[t], tr.pi[t], tr.log_pi[t]))
+        if actions is not None:
+            tr.a[t] = actions[t]
+        elif greedy:
+            tr.a[t] = tr.pi[t].argmax(axis=1)
+        else:
+            sample_categorical(tr.pi[t], u[t], tr.a[t])
+        x_t, tr.r[t], _ = env.step(tr.a[t])
+        tr.obs[t] = env.obs
+    return tr
+
+
+@njit(cache=True)
+def sample_categorical(pi, u, a):
+    """a_e = the first k with u_e < π_e(0) + ... + π_e(k) (inverse CDF), written into a."""
+    B, A = pi.shape
+    for e in range(B):
+        cdf, a[e] = 0.0, A - 1  # the last action also catches rounding of the CDF below 1
+        for k in range(A - 1):
+            cdf += pi[e, k]
+            if u[e] < cdf:
+                a[e] = k
+                break
+
+
+# ------------------------------------------------------------------------------------------
+# Loss: advantages, and each term with its gradient
+# ------------------------------------------------------------------------------------------
+def gae_advantages(r, V, gamma, lam):
+    """GAE(λ) (Schulman et al. 2016) over whole episodes, V after the last step = 0:
+
+        δ_t = r_t + γ V_{t+1} − V_t,   Â_t = δ_t + γλ Â_{t+1}.
+    With λ = 1, Â_t = G_t − V_t where G_t = Σ_k γ^k r_{t+k}: REINFORCE with a baseline.
+    Returns (Â, R = Â + V), R being the value target. Both are constants for the gradient."""
+    A = np.empty_like(V)
+    gae_backward_recursion(r.astype(V.dtype), V, gamma, lam, A)
+    return A, A + V
+
+
+@njit(cache=True)
+def gae_backward_recursion(r, V, gamma, lam, A):
+    """Â_t = r_t + γ V_{t+1} − V_t + γλ Â_{t+1} for t = T−1 … 0, written into A (T, B)."""
+    T, B = r.shape
+    for e in range(B):
+        next_A, next_V = 0.0, 0.0
+        for t in range(T - 1, -1, -1):
+            next_A = r[t, e] + gamma * next_V - V[t, e] + gamma * lam * next_A
+            A[t, e], next_V = next_A, V[t, e]
+
+
+def policy_gradient_loss(log_pi, pi, a, adv):
+    """L_π = −(1/N) Σ_{t,e} Â_t log π_t(a_t), N = T·B, and dL_π/dlogits.
+
+    With log π = logits − logsumexp(logits): d log π(a)/dlogits = onehot(a) − π."""
+    N = a.size
+    onehot = np.zeros_like(pi)
+    np.put_along_axis(onehot, a[..., None], 1.0, axis=-1)
+    log_pi_a = np.take_along_axis(log_pi, a[..., None], axis=-1)[..., 0]
+    return -(adv * log_pi_a).sum() / N, -(adv / N)[..., None] * (onehot - pi)
+
+
+def entropy_bonus(log_pi, pi):
+    """𝓗 = −(1/N) Σ_{t,e} Σ_a π log π (mean policy entropy) and d𝓗/dlogits.
+
+    d𝓗_t/dlogit_j = −π_j (log π_j + 𝓗_t), 𝓗_t the entropy of step t."""
+    N = pi.shape[0] * pi.shape[1]
+    H_t = -(pi * log_pi).sum(axis=-1, keepdims=True)
+    return H_t.sum() / N, -pi * (log_pi + H_t) / N
+
+
+def value_loss(V, R):
+    """L_V = (1/N) Σ ½ (V_t − R_t)² and dL_V/dV = (V − R)/N."""
+    N = V.size
+    diff = V - R
+    return 0.5 * (diff * diff).sum() / N, diff / N
+
+
+def loss_and_gradients(params, tr, adv, R, value_weight, entropy_weight):
+    """L = L_π + c_V L_V − β 𝓗 of a trajectory, and dL/dθ for every parameter array θ,
+    by backprop-through-time over the whole episode. adv, R are held constant.
+
+    The heads are differentiated for all steps at once; the only loop is the recurrence,
+    dL/dh_{t+1} = (from the heads at step t) + (from step t+1 through h_{t+1} U)."""
+    h_out = tr.h[1:]                                                      # (T, B, H)
+    V = value_head(h_out, params["w_V"], params["b_V"])
+    L_pi, dlogits = policy_gradient_loss(tr.log_pi, tr.pi, tr.a, adv)
+    ent, dent = entropy_bonus(tr.log_pi, tr.pi)
+    L_V, dV = value_loss(V, R)
+    dlogits -= entropy_weight * dent
+    dh, grads = heads_backward(dlogits, value_weight * dV, h_out, params["W_pi"], params["w_V"])
+    dz = np.empty_like(tr.gates)                                          # (T, B, 4H)
+    dh_next, dc_next = np.zeros_like(tr.h[0]), np.zeros_like(tr.c[0])     # from beyond T: 0
+    dc_prev = np.empty_like(dc_next)
+    for t in reversed(range(tr.a.shape[0])):
+        dh[t] += dh_next
+        lstm_step_backward(dh[t], dc_next, (tr.gates[t], tr.tanh_c[t]), tr.c[t], params["U"],
+                           out=(dz[t], dh_next, dc_prev))
+        dc_next, dc_prev = dc_prev, dc_next
+    grads["W"], grads["U"], grads["b"] = lstm_param_grads(tr.x, tr.h[:-1], dz)
+    loss = L_pi + value_weight * L_V - entropy_weight * ent
+    return {"loss": loss, "policy": L_pi, "value": L_V, "entropy": ent}, grads
+
+
+def total_loss(params, tr, adv, R, value_weight, entropy_weight):
+    """The scalar L of loss_and_gradients, by the forward pass only (for gradient checks)."""
+    V = value_head(tr.h[1:], params["w_V"], params["b_V"])
+    L_pi, _ = policy_gradient_loss(tr.log_pi, tr.pi, tr.a, adv)
+    ent, _ = entropy_bonus(tr.log_pi, tr.pi)
+    L_V, _ = value_loss(V, R)
+    return L_pi + value_weight * L_V - entropy_weight * ent
+
+
+# ------------------------------------------------------------------------------------------
+# Update: clipping and Adam, written out
+# ------------------------------------------------------------------------------------------
+def clip_by_global_norm(grads, max_norm):
+    """g ← g · min(1, max_norm / ‖g‖), ‖g‖ the norm of all arrays together. Returns ‖g‖."""
+    norm = float(np.sqrt(sum(float((g * g).sum()) for g in grads.values())))
+    if norm > max_norm:
+        for g in grads.values():
+            g *= max_norm / norm
+    return norm
+
+
+def adam_init(params):
+    """Adam's state: first and second moment estimates m, v (zeros) and the step count k."""
+    return {"m": {k: np.zeros_like(p) for k, p in params.items()},
+            "v": {k: np.zeros_like(p) for k, p in params.items()}, "k": 0}
+
+
+def adam_step(params, grads, opt, lr):
+    """One Adam step (Kingma & Ba 2015), in place:
+
+        m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²
+        θ ← θ − lr · m̂ / (√v̂ + ε),  m̂ = m / (1 − β₁^k),  v̂ = v / (1 − β₂^k)."""
+    opt["k"] += 1
+    k = opt["k"]
+    step = lr * np.sqrt(1 - ADAM_BETA2 ** k) / (1 - ADAM_BETA1 ** k)  # both bias corrections
+    eps_hat = ADAM_EPS * np.sqrt(1 - ADAM_BETA2 ** k)  # ε moved inside: same update, fewer ops
+    for name, g in grads.items():
+        m, v = opt["m"][name], opt["v"][name]
+        m *= ADAM_BETA1
+        m += (1 - ADAM_BETA1) * g
+        v *= ADAM_BETA2
+        v += (1 - ADAM_BETA2) * (g * g)
+        params[name] -= float(step) * m / (np.sqrt(v) + float(eps_hat))
+
+
+def update(params, opt, hp, cfg, rng, entropy_weight, lr):
+    """One meta-training update: B fresh tasks → rollout → GAE → BPTT → clip → Adam.
+
+    Returns the trajectory and a dict of statistics (mean return, losses, gradient norm)."""
+    tr = rollout(params, cfg, hp.batch, rng)
+    r = (tr.r / envs.reward_scale(cfg)).astype(tr.h.dtype)
+    V = value_head(tr.h[1:], params["w_V"], params["b_V"])
+    adv, R = gae_advantages(r, V, hp.gamma, hp.gae_lambda)
+    stats, grads = loss_and_gradients(params, tr, adv, R, hp.value_weight, entropy_weight)
+    stats["grad_norm"] = clip_by_global_norm(grads, hp.max_grad_norm)
+    adam_step(params, grads, opt, lr)
+    stats["return"] = float(tr.r.sum(axis=0).mean())
+    return tr, stats
+
+
+def entropy_weight_at(hp, u):
+    """β annealed linearly from entropy_start (update 0) to entropy_end (last update)."""
+    frac = u / max(hp.updates - 1, 1)
+    return hp.entropy_start + frac * (hp.entropy_end - hp.entropy_start)
+
+
+def learning_rate_at(hp, u):
+    """lr (1 − u / updates) if anneal_lr (as CleanRL's PPO), else lr: large steps early, and
+    late updates that average the policy-gradient noise instead of chasing it."""
+    return hp.lr * (1.0 - u / hp.updates) if hp.anneal_lr else hp.lr
+
+
+def stream(seed, *key):
+    """The generator numbered `key` under `seed`: the child SeedSequence(seed).spawn()[key].
+
+    Update u of a run uses stream(seed, u), initialisation stream(seed), evaluation chunk j
+    stream(eval_seed, EVAL_STREAM, j). A run resumed at update u thus draws exactly what the
+    uninterrupted run drew, and no two uses share numbers. (Seeding with [seed, u] instead
+    would not do: NumPy gives [0] and [0, 0] the same state.)"""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+EVAL_STREAM = 2 ** 32  # evaluation streams sit above every update number
+
+
+# ------------------------------------------------------------------------------------------
+# Training: the loop, progress, checkpoints
+# ------------------------------------------------------------------------------------------
+HISTORY = ("return", "loss", "policy", "value", "entropy", "grad_norm")
+
+
+def train(hp, out, resume=False, log=print, on_update=None):
+    """Meta-train an LSTM on hp's task distribution; checkpoint to `out` (.npz; None: don't).
+
+    Each update samples B fresh tasks, runs B whole episodes with the LSTM state reset to
+    zero at their start, and takes one Adam step on the loss of all B·T steps. With
+    resume=True and an existing `out`, training continues from it bit-identically.
+    on_update(u, params, stats), if given, is called after update u (e.g. to keep snapshots).
+    Returns the trained parameters."""
+    check_hyperparameters(hp)
+    cfg, dtype = env_config(hp), np.dtype(hp.dtype)
+    if resume and out is not None and os.path.exists(out):
+        ckpt = load_checkpoint(out)
+        if ckpt["hp"] != hp:
+            raise ValueError(f"--resume: the settings differ from those stored in {out}")
+        params, opt, start, history = ckpt["params"], ckpt["opt"], ckpt["update"], ckpt["history"]
+        log(f"resuming {out} at update {start}")
+    else:
+        params = init_params(envs.n_inputs(cfg), hp.hidden, envs.n_actions(cfg), stream(hp.seed),
+                             dtype)
+        opt, start, history = adam_init(params), 0, {k: np.zeros(0) for k in HISTORY}
+    history = {k: np.concatenate([v, np.full(hp.updates - start, np.nan)]) for k, v in history.items()}
+    t0, steps = time.perf_counter(), 0
+    for u in range(start, hp.updates):
+        _, stats = update(params, opt, hp, cfg, stream(hp.seed, u), entropy_weight_at(hp, u),
+                          learning_rate_at(hp, u))
+        for k in HISTORY:
+            history[k][u] = stats[k]
+        if on_update is not None:
+            on_update(u, params, stats)
+        steps += hp.batch * cfg.horizon
+        done = u + 1
+        if done % hp.log_every == 0 or done == hp.updates:
+            elapsed = time.perf_counter() - t0
+            recent = history["return"][max(start, done - hp.log_every):done].mean()
+            log(f"update {done:6d}/{hp.updates} | return {recent:7.2f} | loss {stats['loss']:+.4f} "
+                f"(pi {stats['policy']:+.4f} V {stats['value']:.4f} H {stats['entropy']:.3f}) | "
+                f"{steps / elapsed:9.0f} steps/s | {elapsed:6.1f} s")
+        if out is not None and (done % hp.save_every == 0 or done == hp.updates):
+            save_checkpoint(out, hp, params, opt, done, {k: v[:done] for k, v in history.items()})
+    return params
+
+
+def save_checkpoint(path, hp, params, opt, update_count, history):
+    """Write everything a run needs to continue into one .npz, atomically (temp + rename).
+
+    The RNG state is not stored because it is not needed: update u always uses stream(seed, u)."""
+    arrays = {"config": np.array(json.dumps(dataclasses.asdict(hp))),
+              "update": np.array(update_count), "adam_k": np.array(opt["k"])}
+    for k in params:
+        arrays[f"param/{k}"], arrays[f"adam_m/{k}"], arrays[f"adam_v/{k}"] = (
+            params[k], opt["m"][k], opt["v"][k])
+    for k, v in history.items():
+        arrays[f"history/{k}"] = v
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def atomic_write(path, write):
+    """Call write(file) on a temp file beside `path`, then rename it over `path`: a reader
+    (or a crash) never sees a half-written file, and the old file survives any failure."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+PARAM_NAMES = ("W", "U", "b", "W_pi", "b_pi", "w_V", "b_V")
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by save_checkpoint; never unpickles (allow_pickle=False).
+
+    Raises ValueError naming the problem for a missing, truncated, foreign or pickled file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ValueError(f"checkpoint {path} does not exist") from None
+    except Exception as e:  # zipfile.BadZipFile, EOFError, pickled arrays (ValueError), ...
+        raise ValueError(f"{path} is not a readable checkpoint (.npz without pickles): {e}") from None
+    needed = ["config", "update", "adam_k"] + [f"{p}/{k}" for p in ("param", "adam_m", "adam_v")
+                                               for k in PARAM_NAMES]
+    missing = [k for k in needed + [f"history/{k}" for k in HISTORY] if k not in data]
+    if missing:
+        raise ValueError(f"{path} is not a metarl checkpoint: missing {', '.join(missing)}")
+    try:
+        hp = Config(**json.loads(str(data["config"])))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path} has an unreadable config: {e}") from None
+    params = {k: data[f"param/{k}"] for k in PARAM_NAMES}
+    try:
+        cfg = env_config(hp)
+    except ValueError as e:
+        raise ValueError(f"{path} has an invalid config: {e}") from None
+    shapes = {k: v.shape for k, v in init_params(
+        envs.n_inputs(cfg), hp.hidden, envs.n_actions(cfg), stream(0)).items()}
+    wrong = [f"{k} {params[k].shape} (expected {shapes[k]})" for k in PARAM_NAMES
+             if params[k].shape != shapes[k] or params[k].dtype != np.dtype(hp.dtype)]
+    if wrong:
+        raise ValueError(f"{path} has parameters of the wrong shape or dtype: {', '.join(wrong)}")
+    opt = {"m": {k: data[f"adam_m/{k}"] for k in PARAM_NAMES},
+           "v": {k: data[f"adam_v/{k}"] for k in PARAM_NAMES}, "k": int(data["adam_k"])}
+    return {"hp": hp, "params": params, "opt": opt, "update": int(data["update"]),
+            "history": {k: data[f"history/{k}"] for k in HISTORY}}
+
+
+# ------------------------------------------------------------------------------------------
+# Evaluation
+# ------------------------------------------------------------------------------------------
+EVAL_CHUNK = 1000  # episodes per rollout during evaluation (bounds memory, not results)
+
+
+def evaluate(params, cfg, episodes, seed, greedy=False):
+    """Undiscounted total reward of `episodes` fresh episodes: mean and standard error.
+
+    For bandits also the pseudo-regret Σ_t (max_i p_i − p_{a_t}) against the oracle, whose
+    standard error is several times smaller than the reward's (no Bernoulli noise)."""
+    totals, pseudo = [], []
+    for j, start in enumerate(range(0, episodes, EVAL_CHUNK)):
+        tr = rollout(params, cfg, min(EVAL_CHUNK, episodes - start), stream(seed, EVAL_STREAM, j),
+                     greedy=greedy)
+        totals.append(tr.r.sum(axis=0))
+        if cfg.name in ("bandit", "dependent-bandit"):
+            pseudo.append(pseudo_regret(cfg, tr))
+    result = {"env": cfg.name, "horizon": cfg.horizon, "episodes": episodes,
+              "policy": "greedy" if greedy else "sampled", **belief.mean_and_stderr(np.concatenate(totals))}
+    if pseudo:
+        p = belief.mean_and_stderr(np.concatenate(pseudo))
+        result["pseudo_regret"], result["pseudo_regret_stderr"] = p["mean"], p["stderr"]
+    return result
+
+
+def pseudo_regret(cfg, tr):
+    """Σ_t (max_i p_i − p_{a_t}) per episode, from the arm means of the tasks."""
+    means = tr.tasks if cfg.name == "bandit" else np.concatenate([tr.tasks, 1 - tr.tasks], axis=2)
+    chosen = np.take_along_axis(means, tr.a[..., None], axis=2)[..., 0]
+    return (means.max(axis=2) - chosen).sum(axis=0)
+
+
+# ------------------------------------------------------------------------------------------
+# Benchmark: the full update, timed (never in a test)
+# ------------------------------------------------------------------------------------------
+def update_flops(B, T, I, H, A):
+    """Floating-point operations of the matrix products of one update (2 per multiply-add):
+    forward x W, h U and the heads; backward dz Uᵀ; and dW, dU, the heads' gradients over
+    all T·B rows. Element-wise work is left out, so this is what a GEMM-bound update does."""
+    forward = 2 * B * (I + H) * 4 * H + 2 * B * H * (A + 1)
+    backward = 2 * B * 4 * H * H + 2 * B * (I + H) * 4 * H + 2 * 2 * B * H * (A + 1)
+    return T * (forward + backward)
+
+
+def gemm_flops_per_second(dtype, n=2048, repeats=5):
+    """The machine's large-matmul speed: best of `repeats` n×n products, in FLOP/s."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    a @ b
+    best = min(timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n ** 3 / best
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench(batches=(16, 64, 256), dtypes=("float64", "float32"), hidden=48, horizon=100,
+          repeats=20):
+    """Median seconds per full update (rollout + BPTT + Adam) on the 2-arm bandit, per
+    (dtype, B), with updates/s, agent-steps/s and the fraction of the GEMM peak reached."""
+    rows = []
+    for dtype in dtypes:
+        peak = gemm_flops_per_second(np.dtype(dtype))
+        for B in batches:
+            hp = Config(env="bandit", arms=2, horizon=horizon, hidden=hidden, batch=B, dtype=dtype)
+            cfg = env_config(hp)
+            params = init_params(envs.n_inputs(cfg), hidden, 2, stream(0), np.dtype(dtype))
+            opt = adam_init(params)
+            runs = [timed(lambda u=u: update(params, opt, hp, cfg, stream(0, u), 0.01, hp.lr))
+                    for u in range(repeats + 3)][3:]      # the first 3 include JIT loading
+            sec = float(np.median(runs))
+            flops = update_flops(B, horizon, envs.n_inputs(cfg), hidden, 2)
+            rows.append({"dtype": dtype, "batch": B, "ms_per_update": 1e3 * sec,
+                         "updates_per_s": 1 / sec, "steps_per_s": B * horizon / sec,
+                         "gemm_peak_gflops": peak / 1e9, "fraction_of_gemm_peak": flops / sec / peak})
+    return {"hidden": hidden, "horizon": horizon, "arms": 2, "repeats": repeats,
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"), "rows": rows}
+
+
+# ------------------------------------------------------------------------------------------
+# Learning-curve figure
+# ------------------------------------------------------------------------------------------
+def plot_curve(history_return, cfg, references, path, title, window=200):
+    """Agent return per update (moving average over `window` updates) with horizontal
+    reference lines {label: value} (e.g. Bayes-optimal exact, Thompson sampling). PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    w = max(1, min(window, len(history_return)))
+    smooth = np.convolve(history_return, np.ones(w) / w, mode="valid")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(np.arange(w, len(history_return) + 1), smooth, label=f"agent (mean of {w} updates)")
+    for (label, value), style in zip(references.items(), ("--", ":", "-.", "--")):
+        ax.axhline(value, linestyle=style, color="k" if "Bayes" in label else None, label=label)
+    ax.set_xlabel("update")
+    ax.set_ylabel(f"mean total reward per episode (T = {cfg.horizon})")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------
+def build_parser():
+    parser = argparse.ArgumentParser(prog="metarl.py", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train_p = sub.add_parser("train", help="meta-train an LSTM agent, checkpointing to --out")
+    for f in dataclasses.fields(Config):
+        train_p.add_argument(f"--{f.name.replace('_', '-')}",
+                             type=parse_bool if isinstance(f.default, bool) else type(f.default),
+                             default=argparse.SUPPRESS,
+                             help=f"{f.metadata['help']} (default {f.default})")
+    train_p.add_argument("--out", required=True, help="checkpoint path (.npz)")
+    train_p.add_argument("--resume", action="store_true", help="continue the run stored in --out")
+    train_p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    eval_p = sub.add_parser("evaluate", help="mean total reward of a checkpoint on fresh tasks")
+    eval_p.add_argument("checkpoint")
+    eval_p.add_argument("--episodes", type=int, default=10000)
+    eval_p.add_argument("--seed", type=int, default=1, help="evaluation seed (fresh tasks)")
+    eval_p.add_argument("--greedy", action="store_true", help="act by the most likely action")
+    eval_p.add_argument("--json", action="store_true")
+    bench_p = sub.add_parser("bench", help="time the full update at B = 16, 64, 256")
+    bench_p.add_argument("--repeats", type=int, default=20)
+    bench_p.add_argument("--json", action="store_true")
+    curve_p = sub.add_parser("curve", help="learning-curve PNG with Bayes-optimal and Thompson")
+    curve_p.add_argument("checkpoint")
+    curve_p.add_argument("--out", required=True, help="PNG path")
+    curve_p.add_argument("--episodes", type=int, default=20000, help="for the baselines")
+    curve_p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def parse_bool(text):
+    """argparse type for yes/no flags: true/false, yes/no, 1/0."""
+    if text.lower() in ("true", "yes", "1"):
+        return True
+    if text.lower() in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def command_train(args):
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)}
+    if args.resume and os.path.exists(args.out):
+        stored = load_checkpoint(args.out)["hp"]
+        differ = [k for k, v in given.items() if getattr(stored, k) != v]
+        if differ:
+            raise ValueError(f"--resume: {', '.join('--' + k.replace('_', '-') for k in differ)} "
+                             f"differ from the values stored in {args.out}")
+        hp = stored
+    elif os.path.exists(args.out) and not args.overwrite:
+        raise ValueError(f"{args.out} exists; pass --resume to continue it or --overwrite to replace it")
+    else:
+        hp = Config(**given)
+    train(hp, args.out, resume=args.resume)
+
+
+def command_evaluate(args):
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    ckpt = load_checkpoint(args.checkpoint)
+    cfg = env_config(ckpt["hp"])
+    result = evaluate(ckpt["params"], cfg, args.episodes, args.seed, greedy=args.greedy)
+    result.update(belief.exact_values(cfg))
+    if args.json:
+        print(json.dumps(result))
+        return
+    for k, v in result.items():
+        print(f"{k:22s} {v:.4f}" if isinstance(v, float) else f"{k:22s} {v}")
+
+
+def command_bench(args):
+    result = bench(repeats=args.repeats)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"full update (rollout + BPTT + Adam), bandit k=2, H={result['hidden']}, "
+          f"T={result['horizon']}, OPENBLAS_CORETYPE={result['OPENBLAS_CORETYPE']}")
+    print(f"{'dtype':8s} {'B':>4s} {'ms/update':>10s} {'updates/s':>10s} {'steps/s':>11s} {'GEMM peak':>10s}")
+    for r in result["rows"]:
+        print(f"{r['dtype']:8s} {r['batch']:4d} {r['ms_per_update']:10.2f} {r['updates_per_s']:10.1f} "
+              f"{r['steps_per_s']:11.0f} {100 * r['fraction_of_gemm_peak']:9.1f}%")
+
+
+def command_curve(args):
+    ckpt = load_checkpoint(args.checkpoint)
+    cfg = env_config(ckpt["hp"])
+    refs = {}
+    exact = belief.exact_values(cfg)
+    if exact.get("bayes_optimal_exact") is not None:
+        refs["Bayes-optimal (exact)"] = exact["bayes_optimal_exact"]
+    baselines = belief.run_baselines(cfg, args.episodes, args.seed)
+    for name in ("thompson", "belief_greedy", "model_free_td"):
+        if name in baselines:
+            refs[f"{name.replace('_', ' ')} ({args.episodes} episodes)"] = baselines[name]["mean"]
+    plot_curve(ckpt["history"]["return"], cfg, refs, args.out,
+               f"RL² LSTM on {cfg.name} (H = {ckpt['hp'].hidden}, B = {ckpt['hp'].batch})")
+    print(f"wrote {args.out}")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    commands = {"train": command_train, "evaluate": command_evaluate, "bench": command_bench,
+                "curve": command_curve}
+    try:
+        commands[args.command](args)
+    except ValueError as e:  # bad input: one clear line, no traceback
+        print(f"metarl.py {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is intact", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

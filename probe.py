@@ -1,0 +1,555 @@
+"""Linear probes between an agent's hidden state h and the exact Bayesian belief b.
+
+The claim under test: the LSTM's hidden state is a belief state, i.e. the posterior features
+b_t (posterior means, variances, P(tiger left), ...) are a linear read-out of h_t, and h_t is in
+turn largely a linear function of b_t. Both directions use one ridge regression,
+
+    decode:  b ≈ h W + c        (X = h, Y = b)
+    encode:  h ≈ b W + c        (X = b, Y = h)
+
+fitted in closed form and scored by held-out R² under K-fold cross-validation over *episodes*:
+steps of one episode are strongly correlated, so splitting steps would leak an episode's
+answers into its own test set.
+
+Conventions
+-----------
+* Rollouts are time-major (T, B, ·). ``flatten_episodes`` turns them into rows (T*B, ·) in
+  time-major order, row n = t*B + b, with ``groups[n] = b`` the episode id.
+* Features are standardised on the training fold, x_s = (x - mu) / sd (sd = 1 for constant
+  columns); targets are centred on the training fold, y_c = y - y_mean (the intercept).
+* The ridge penalty is N-scaled: minimise (1/N) ||Yc - Xs W||² + λ ||W||², so λ is measured
+  against unit feature variance and the grid ``LAMBDAS`` = 1e-4 … 1e4 means the same thing for
+  any N.
+* R² = 1 - SSE / SST per target column, SST about the held-out targets' own mean.
+
+The array-level core comes first; behaviour metrics, PCA and plots follow.
+"""
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+import belief
+import envs
+import metarl
+
+LAMBDAS = np.logspace(-4, 4, 17)  # N-scaled λ grid, half a decade apart
+CONSTANT_SD = 1e-12  # sd below this (relative to 1 + |mu|) marks a column constant: rounding noise
+
+
+# ----------------------------------------------------------------------------- episodes
+
+
+def flatten_episodes(A):
+    """(T, B, ...) → rows (T*B, F) in time-major order, and episode ids groups (T*B,).
+
+    Row n = t*B + b holds A[t, b]; groups[n] = b. A (T, B) array becomes (T*B, 1).
+    """
+    A = np.asarray(A)
+    if A.ndim < 2:
+        raise ValueError(f"expected a time-major (T, B, ...) array, got shape {A.shape}")
+    T, B = A.shape[:2]
+    return A.reshape(T * B, -1), np.tile(np.arange(B), T)
+
+
+def unflatten_episodes(A, B):
+    """Inverse of ``flatten_episodes``: rows (T*B, ...) → (T, B, ...)."""
+    A = np.asarray(A)
+    return A.reshape(-1, B, *A.shape[1:])
+
+
+def episode_folds(groups, k, rng):
+    """Assign whole episodes to k folds: fold (N,) ints in [0, k).
+
+    Episodes are shuffled and dealt round-robin, so fold sizes differ by at most one episode
+    and every row of an episode lands in the same fold.
+    """
+    groups = _check_groups(groups)
+    _check_k(k)
+    ids, episode_of_row = np.unique(groups, return_inverse=True)
+    if len(ids) < k:
+        raise ValueError(f"k={k} folds need at least {k} episodes, got {len(ids)}")
+    fold_of_episode = np.empty(len(ids), dtype=int)
+    fold_of_episode[rng.permutation(len(ids))] = np.arange(len(ids)) % k
+    return fold_of_episode[episode_of_row]
+
+
+def shuffle_targets_across_episodes(Y, groups, rng):
+    """Control: give every episode the whole target sequence of another episode.
+
+    Rows of one episode are taken in their order of appearance (time order under
+    ``flatten_episodes``), so the time structure common to all episodes survives and only the
+    link between an episode's features and its own targets is broken. The permutation is a
+    random cycle over episodes, so no episode keeps its own targets. Needs equal episode lengths.
+    """
+    Y = np.asarray(Y)
+    groups = _check_groups(groups)
+    if len(Y) != len(groups):
+        raise ValueError(f"Y has {len(Y)} rows but groups has {len(groups)}: need the same N")
+    ids, T = np.unique(groups, return_counts=True)
+    if T.min() != T.max():
+        raise ValueError(f"shuffling needs equal episode lengths, got lengths {T.min()}..{T.max()}")
+    if len(ids) < 2:
+        raise ValueError(f"shuffling needs at least 2 episodes, got {len(ids)}")
+    rows = np.argsort(groups, kind="stable").reshape(len(ids), T[0])  # (G, T), time order kept
+    perm = rng.permutation(len(ids))
+    src = np.roll(perm, 1)  # episode perm[i] receives episode perm[i-1]: one cycle, no fixed point
+    Y_shuffled = np.empty_like(Y)
+    Y_shuffled[rows[perm]] = Y[rows[src]]
+    return Y_shuffled
+
+
+# ----------------------------------------------------------------------------- ridge
+
+
+@dataclass(frozen=True)
+class RidgeFit:
+    """A fitted ridge probe: Ŷ = ((X - mu) / sd) W + y_mean."""
+
+    mu: np.ndarray      # (D,) training-fold feature means
+    sd: np.ndarray      # (D,) training-fold feature stds (1 for constant columns)
+    W: np.ndarray       # (D, M) weights on standardised features
+    y_mean: np.ndarray  # (M,) training-fold target means (the intercept)
+    lam: float          # N-scaled ridge strength λ
+
+
+def ridge_fit(X, Y, lam):
+    """Ridge regression in closed form, checked inputs. See ``_ridge_path`` for the equation."""
+    X, Y = _check_xy(X, Y)
+    lam = _check_lambdas([lam])[0]
+    return _ridge_path(X, Y, [lam])[0]
+
+
+def _ridge_path(X, Y, lambdas):
+    """Ridge fits for every λ, sharing the Gram matrix.
+
+    With Xs = (X - mu) / sd and Yc = Y - y_mean on these N rows, solve
+
+        (Xsᵀ Xs + N λ I) W = Xsᵀ Yc
+
+    by Cholesky, L Lᵀ = Xsᵀ Xs + N λ I, then L Z = Xsᵀ Yc and Lᵀ W = Z. The matrix is positive
+    definite for λ > 0 even when features are collinear (LSTM units often are).
+    """
+    N, D = X.shape
+    mu = X.mean(0)
+    sd = X.std(0)
+    sd[sd < CONSTANT_SD * (1 + np.abs(mu))] = 1.0  # a constant column standardises to 0, not NaN
+    Xs = (X - mu) / sd                              # (N, D)
+    y_mean = Y.mean(0)
+    XtX = Xs.T @ Xs                                 # (D, D)
+    XtY = Xs.T @ (Y - y_mean)                       # (D, M)
+    fits = []
+    for lam in lambdas:
+        L = np.linalg.cholesky(XtX + N * lam * np.eye(D))
+        W = np.linalg.solve(L.T, np.linalg.solve(L, XtY))  # (D, M)
+        fits.append(RidgeFit(mu=mu, sd=sd, W=W, y_mean=y_mean, lam=float(lam)))
+    return fits
+
+
+def ridge_predict(fit, X):
+    """Ŷ = ((X - mu) / sd) W + y_mean, (N, M)."""
+    return ((np.asarray(X, dtype=float) - fit.mu) / fit.sd) @ fit.W + fit.y_mean
+
+
+def ridge_coefficients(fit):
+    """The same probe in the original units: Ŷ = X A + c, A = W / sd, c = y_mean - mu A."""
+    A = fit.W / fit.sd[:, None]  # (D, M)
+    return A, fit.y_mean - fit.mu @ A
+
+
+# ----------------------------------------------------------------------------- cross-validation
+
+
+def r2_score(Y, Yhat):
+    """Per-column R² = 1 - Σ(y - ŷ)² / Σ(y - ȳ)², ȳ the mean of these Y; NaN where SST = 0."""
+    Y, Yhat = np.asarray(Y, dtype=float), np.asarray(Yhat, dtype=float)
+    if Y.shape != Yhat.shape:
+        raise ValueError(f"Y has shape {Y.shape} but Yhat has shape {Yhat.shape}")
+    sse = ((Y - Yhat) ** 2).sum(0)
+    sst = ((Y - Y.mean(0)) ** 2).sum(0)
+    return 1.0 - np.divide(sse, sst, out=np.full_like(sse, np.nan), where=sst > 0)
+
+
+@dataclass(frozen=True)
+class CVResult:
+    """Held-out scores of a ridge probe under K-fold cross-validation over episodes."""
+
+    r2: np.ndarray        # (M,) R² of the pooled held-out predictions
+    r2_fold: np.ndarray   # (k, M) R² within each held-out fold
+    r2_sd: np.ndarray     # (M,) std over folds of r2_fold (ddof=1): the error bar
+    lam: np.ndarray       # (k,) λ chosen by the inner CV for each outer fold
+    Yhat: np.ndarray      # (N, M) held-out predictions, each row from the fold that left it out
+    folds: np.ndarray     # (N,) outer fold of each row
+
+
+def cross_validated_r2(X, Y, groups, *, rng, k=5, lambdas=LAMBDAS, k_inner=None):
+    """Nested K-fold CV over episodes of the ridge probe Y ≈ X W + c.
+
+    Outer loop: for each fold f, fit on the other folds and predict fold f. Inner loop (on the
+    outer training episodes only): k_inner-fold CV over the same episodes picks the λ in
+    ``lambdas`` with the best mean held-out R² over target columns. A single λ skips the inner
+    loop. k_inner defaults to k.
+    """
+    X, Y = _check_xy(X, Y)
+    groups = _check_groups(groups, n=len(X))
+    lambdas = _check_lambdas(lambdas)
+    k_inner = k if k_inner is None else k_inner
+    _check_k(k)
+    _check_k(k_inner, name="k_inner")
+    _check_enough_episodes(groups, k, k_inner if len(lambdas) > 1 else None)
+
+    fold = episode_folds(groups, k, rng)
+    Yhat = np.empty_like(Y)             # (N, M)
+    r2_fold = np.empty((k, Y.shape[1]))  # (k, M)
+    lam = np.empty(k)
+    for f in range(k):
+        test, train = fold == f, fold != f
+        lam[f] = lambdas[0] if len(lambdas) == 1 else _select_lambda(
+            X[train], Y[train], groups[train], lambdas, k_inner, rng)
+        fit = _ridge_path(X[train], Y[train], [lam[f]])[0]
+        Yhat[test] = ridge_predict(fit, X[test])
+        r2_fold[f] = r2_score(Y[test], Yhat[test])
+    return CVResult(r2=r2_score(Y, Yhat), r2_fold=r2_fold, r2_sd=r2_fold.std(0, ddof=1),
+                    lam=lam, Yhat=Yhat, folds=fold)
+
+
+def _select_lambda(X, Y, groups, lambdas, k, rng):
+    """The λ maximising the mean (over columns with SST > 0) pooled held-out R² of a k-fold CV."""
+    fold = episode_folds(groups, k, rng)
+    sse = np.zeros((len(lambdas), Y.shape[1]))  # (L, M); SSE, not predictions, to stay O(L·M)
+    for f in range(k):
+        test = fold == f
+        for l, fit in enumerate(_ridge_path(X[~test], Y[~test], lambdas)):
+            sse[l] += ((Y[test] - ridge_predict(fit, X[test])) ** 2).sum(0)
+    sst = ((Y - Y.mean(0)) ** 2).sum(0)
+    varying = sst > 0
+    score = (1.0 - sse[:, varying] / sst[varying]).mean(1) if varying.any() else np.zeros(len(sse))
+    return lambdas[int(np.argmax(score))]
+
+
+def decode(h, b, groups, *, rng, k=5, lambdas=LAMBDAS):
+    """Hidden → belief: cross-validated R² of b ≈ h W + c, one R² per belief feature."""
+    return cross_validated_r2(h, b, groups, rng=rng, k=k, lambdas=lambdas)
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """Belief → hidden: how much of each (non-constant) hidden unit the belief explains."""
+
+    r2_mean: float      # plain mean over kept units of the pooled held-out R²
+    r2_mean_sd: float   # std over folds of the per-fold mean R² over kept units
+    keep: np.ndarray    # (H,) bool, units with sd ≥ min_sd
+    cv: CVResult        # per-unit results for the kept units
+
+
+def encode(b, h, groups, *, rng, k=5, lambdas=LAMBDAS, min_sd=1e-3):
+    """Belief → hidden: cross-validated R² of h ≈ b W + c, averaged over hidden units.
+
+    Units with sd < min_sd over all rows (saturated or dead; h ∈ [-1, 1] so the threshold is
+    absolute) have no variance to explain and are dropped before fitting. The summary is the
+    plain mean over kept units, so every unit counts once whatever its variance.
+    """
+    h = np.asarray(h, dtype=float)
+    if h.ndim != 2:
+        raise ValueError(f"h must be 2-D (N, H), got shape {h.shape}")
+    keep = h.std(0) >= min_sd
+    if not keep.any():
+        raise ValueError(f"all {h.shape[1]} hidden units are near-constant (sd < {min_sd})")
+    cv = cross_validated_r2(b, h[:, keep], groups, rng=rng, k=k, lambdas=lambdas)
+    return EncodeResult(r2_mean=float(cv.r2.mean()), r2_mean_sd=float(cv.r2_fold.mean(1).std(ddof=1)),
+                        keep=keep, cv=cv)
+
+
+# ----------------------------------------------------------------------------- input checks
+
+
+def _check_xy(X, Y):
+    X, Y = np.asarray(X, dtype=float), np.asarray(Y, dtype=float)
+    for name, A in (("X", X), ("Y", Y)):
+        if A.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (N, ·), got shape {A.shape}")
+        if not np.isfinite(A).all():
+            raise ValueError(f"{name} contains {np.size(A) - np.isfinite(A).sum()} NaN/inf entries")
+    if len(X) != len(Y):
+        raise ValueError(f"X has shape {X.shape} but Y has shape {Y.shape}: need the same N rows")
+    return X, Y
+
+
+def _check_groups(groups, n=None):
+    groups = np.asarray(groups)
+    if groups.ndim != 1 or not np.issubdtype(groups.dtype, np.integer):
+        raise ValueError(f"groups must be a 1-D integer array, got {groups.dtype} {groups.shape}")
+    if n is not None and len(groups) != n:
+        raise ValueError(f"groups has shape {groups.shape} but X has {n} rows")
+    return groups
+
+
+def _check_k(k, name="k"):
+    if k < 2:
+        raise ValueError(f"{name} must be ≥ 2, got {k}")
+
+
+def _check_lambdas(lambdas):
+    lambdas = np.asarray(lambdas, dtype=float).ravel()
+    if len(lambdas) == 0 or not (lambdas > 0).all() or not np.isfinite(lambdas).all():
+        raise ValueError(f"ridge strengths λ must be finite and > 0, got {lambdas}")
+    return lambdas
+
+
+def _check_enough_episodes(groups, k, k_inner):
+    """Each outer training set (≥ ⌊G (k-1) / k⌋ episodes) must hold k_inner folds."""
+    G = len(np.unique(groups))
+    need = k if k_inner is None else max(k, -(-k * k_inner // (k - 1)))  # ceil(k k_inner / (k-1))
+    if G < need:
+        inner = "" if k_inner is None else f" × {k_inner} inner"
+        raise ValueError(f"k={k} outer{inner} folds need at least {need} episodes, got {G}")
+
+
+# ----------------------------------------------------------------------------- behaviour
+
+
+def tie_split_policy(q, atol=1e-9):
+    """Bayes-optimal policy from action values Q (N, A): uniform over actions within atol of max_a Q."""
+    q = np.asarray(q, dtype=float)
+    best = q >= q.max(1, keepdims=True) - atol  # (N, A)
+    return best / best.sum(1, keepdims=True)
+
+
+def policy_kl(p_ref, p_agent, eps=1e-12):
+    """Mean over steps of KL(p_ref ‖ p_agent) = Σ_a p_ref log(p_ref / max(p_agent, eps)).
+
+    Terms with p_ref = 0 contribute 0 (0 log 0 = 0); eps keeps an agent probability of exactly
+    0 on a Bayes-optimal action from giving inf.
+    """
+    p_ref, p_agent = np.asarray(p_ref, dtype=float), np.asarray(p_agent, dtype=float)
+    if p_ref.shape != p_agent.shape or p_ref.ndim != 2:
+        raise ValueError(f"p_ref {p_ref.shape} and p_agent {p_agent.shape} must both be (N, A)")
+    log_ratio = np.log(np.where(p_ref > 0, p_ref, 1.0)) - np.log(np.maximum(p_agent, eps))
+    return float(np.where(p_ref > 0, p_ref * log_ratio, 0.0).sum(1).mean())
+
+
+def agreement_rate(q, p_agent, atol=1e-9):
+    """Fraction of steps where argmax_a p_agent is one of the tied-maximal actions of Q."""
+    q, p_agent = np.asarray(q, dtype=float), np.asarray(p_agent, dtype=float)
+    if q.shape != p_agent.shape or q.ndim != 2:
+        raise ValueError(f"q {q.shape} and p_agent {p_agent.shape} must both be (N, A)")
+    best = q >= q.max(1, keepdims=True) - atol  # (N, A)
+    return float(best[np.arange(len(q)), p_agent.argmax(1)].mean())
+
+
+# ----------------------------------------------------------------------------- PCA
+
+
+def principal_components(X, n=2):
+    """Scores Z (N, n), directions V (n, D) and explained-variance ratios (n,) of X.
+
+    Xc = X - mean = U S Vᵀ; Z = U S; ratio_i = S_i² / Σ S². Each direction's sign is fixed so
+    its largest-magnitude loading is positive, making plots reproducible.
+    """
+    X = np.asarray(X, dtype=float)
+    U, S, Vt = np.linalg.svd(X - X.mean(0), full_matrices=False)
+    sign = np.sign(Vt[np.arange(len(Vt)), np.abs(Vt).argmax(1)])  # (min(N, D),)
+    Z = U[:, :n] * S[:n] * sign[:n]
+    return Z, Vt[:n] * sign[:n, None], S[:n] ** 2 / (S**2).sum()
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def decoded_scatter_plot(b, b_hat, path, label="posterior mean"):
+    """Held-out decoded vs exact belief feature (N,), with the identity line."""
+    fig, ax = _new_figure()
+    ax.scatter(b, b_hat, s=3, alpha=0.3)
+    lo, hi = min(np.min(b), np.min(b_hat)), max(np.max(b), np.max(b_hat))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="decoded = exact")
+    ax.set(xlabel=f"exact {label}", ylabel=f"decoded {label} (held out)",
+           title=f"Decoding {label} from h: R² = {r2_score(b, b_hat):.3f}")
+    ax.legend()
+    _save(fig, path)
+
+
+def r2_bar_plot(features, r2, r2_sd, path):
+    """Held-out R² per feature (bars) for each condition, e.g. trained vs controls.
+
+    r2, r2_sd: dicts condition → (M,) arrays, plotted side by side in dict order; error bars
+    are the std over folds.
+    """
+    fig, ax = _new_figure()
+    x = np.arange(len(features))
+    width = 0.8 / len(r2)
+    for i, condition in enumerate(r2):
+        ax.bar(x + (i - (len(r2) - 1) / 2) * width, r2[condition], width,
+               yerr=r2_sd[condition], capsize=2, label=condition)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(x, features, rotation=30, ha="right")
+    ax.set(xlabel="belief feature", ylabel="held-out R²", title="Linear decodability of the belief")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(r2), fontsize="small")
+    _save(fig, path)
+
+
+def pca_plot(h, c, path, label="belief"):
+    """First two principal components of h (N, H), points coloured by a belief value c (N,)."""
+    Z, _, ratio = principal_components(h, 2)
+    fig, ax = _new_figure()
+    points = ax.scatter(Z[:, 0], Z[:, 1], c=c, s=3, cmap="viridis")
+    fig.colorbar(points, ax=ax, label=label)
+    ax.set(xlabel=f"PC1 ({100 * ratio[0]:.0f}% var)", ylabel=f"PC2 ({100 * ratio[1]:.0f}% var)",
+           title=f"Hidden state h, coloured by {label}")
+    _save(fig, path)
+
+
+def belief_trajectory_plot(b, b_hat, path, label="posterior mean"):
+    """One episode's belief feature over time (T,), exact vs decoded."""
+    fig, ax = _new_figure()
+    t = np.arange(len(b))
+    ax.plot(t, b, "k-", label="exact (Bayes)")
+    ax.plot(t, b_hat, "C1--", label="decoded from h")
+    ax.set(xlabel="time step t", ylabel=label, title=f"One episode: exact vs decoded {label}")
+    ax.legend()
+    _save(fig, path)
+
+
+def _new_figure():
+    # Imported here so the array-level probe works without a display or matplotlib import cost.
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt.subplots(figsize=(5, 4), layout="constrained")
+
+
+def _save(fig, path):
+    """Write a PNG atomically (metarl.atomic_write): a reader never sees a half-written file."""
+    import matplotlib.pyplot as plt
+    try:
+        metarl.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    finally:
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- the agent's probe
+PROBE_STREAM = 2 ** 33  # rollouts for the probe use stream(seed, PROBE_STREAM): fresh episodes
+FOLDS = 5
+
+
+def probe_agent(params, hp, episodes, seed, k=FOLDS):
+    """The paper's measurement on a trained agent, on `episodes` fresh episodes.
+
+    Decode the exact belief (belief.belief_features, the belief before each action) from the
+    state that chose the action, h_{t+1}, c_{t+1} or [h, c]; encode [h, c] from the belief;
+    and the controls, each on the same episodes:
+      untrained   the same architecture with its initial (untrained) weights, driven by the
+                  trained agent's own input histories (its actions replayed);
+      memoryless  a probe from the current input x_t alone;
+      shuffled    [h, c] against targets shuffled across episodes.
+    Behaviour: KL(Bayes-optimal (ties split evenly) ‖ agent) and the agreement rate of the
+    agent's most likely action with the Bayes-optimal (or belief-greedy) actions.
+    Returns (summary dict for JSON, arrays for plots)."""
+    cfg = metarl.env_config(hp)
+    rollout_seed = metarl.stream(seed, PROBE_STREAM)
+    tr = metarl.rollout(params, cfg, episodes, rollout_seed)
+    F, names = belief.belief_features(cfg, tr.a, tr.r, tr.obs)          # (T, B, n_f)
+    Y, groups = flatten_episodes(F)
+    states = {"h": tr.h[1:], "c": tr.c[1:], "[h, c]": np.concatenate([tr.h[1:], tr.c[1:]], -1)}
+    rng = np.random.default_rng(seed)
+    decoded = {name: decode(flatten_episodes(X)[0], Y, groups, rng=rng, k=k)
+               for name, X in states.items()}
+    hc = flatten_episodes(states["[h, c]"])[0]
+    initial = metarl.init_params(envs.n_inputs(cfg), hp.hidden, tr.pi.shape[-1],
+                                 metarl.stream(hp.seed), tr.h.dtype)
+    untrained = metarl.rollout(initial, cfg, episodes, metarl.stream(seed, PROBE_STREAM),
+                               actions=tr.a)
+    controls = {
+        "untrained": decode(flatten_episodes(np.concatenate([untrained.h[1:], untrained.c[1:]], -1))[0],
+                            Y, groups, rng=rng, k=k),
+        "memoryless": decode(flatten_episodes(tr.x)[0], Y, groups, rng=rng, k=k),
+        "shuffled": decode(hc, shuffle_targets_across_episodes(Y, groups, rng), groups, rng=rng, k=k),
+    }
+    enc = encode(Y, hc, groups, rng=rng, k=k)
+    q = belief.reference_q(cfg, tr.a, tr.r, tr.obs).reshape(-1, tr.pi.shape[-1])
+    pi = tr.pi.reshape(-1, tr.pi.shape[-1])
+    main = decoded["[h, c]"]
+    summary = {
+        "env": cfg.name, "horizon": cfg.horizon, "episodes": episodes, "seed": seed, "folds": k,
+        "features": list(names),
+        "decode": dict(zip(names, map(float, main.r2))),
+        "decode_sd": dict(zip(names, map(float, main.r2_sd))),
+        "decode_mean_r2": float(main.r2.mean()),
+        "decode_by_state": {s: dict(zip(names, map(float, d.r2))) for s, d in decoded.items()},
+        "encode_r2": enc.r2_mean, "encode_r2_sd": enc.r2_mean_sd,
+        "controls": {c: float(d.r2.mean()) for c, d in controls.items()},
+        "controls_by_feature": {c: dict(zip(names, map(float, d.r2))) for c, d in controls.items()},
+        "controls_sd": {c: dict(zip(names, map(float, d.r2_sd))) for c, d in controls.items()},
+        "policy_kl": policy_kl(tie_split_policy(q), pi),
+        "agreement": agreement_rate(q, pi),
+    }
+    arrays = {"Y": Y, "names": names, "main": main, "controls": controls, "h": tr.h[1:],
+              "T": cfg.horizon, "B": episodes}
+    return summary, arrays
+
+
+def write_plots(summary, arrays, folder):
+    """The four figures of the probe, as PNGs in `folder`; returns their paths."""
+    os.makedirs(folder, exist_ok=True)
+    names, Y, main = arrays["names"], arrays["Y"], arrays["main"]
+    first = names[0]
+    paths = {name: os.path.join(folder, f"{summary['env']}_{name}.png")
+             for name in ("decoded_scatter", "r2_bars", "pca", "trajectory")}
+    keep = np.random.default_rng(0).permutation(len(Y))[:20000]   # a readable scatter
+    decoded_scatter_plot(Y[keep, 0], main.Yhat[keep, 0], paths["decoded_scatter"], label=first)
+    conditions = {"trained [h, c]": main.r2, **{c: d.r2 for c, d in arrays["controls"].items()}}
+    spreads = {"trained [h, c]": main.r2_sd, **{c: d.r2_sd for c, d in arrays["controls"].items()}}
+    r2_bar_plot(list(names), conditions, spreads, paths["r2_bars"])
+    h = arrays["h"].reshape(-1, arrays["h"].shape[-1])
+    pca_plot(h[keep], Y[keep, 0], paths["pca"], label=first)
+    T, B = arrays["T"], arrays["B"]
+    episode = 0  # rows t*B + 0 for t = 0..T-1
+    rows = np.arange(T) * B + episode
+    belief_trajectory_plot(Y[rows, 0], main.Yhat[rows, 0], paths["trajectory"], label=first)
+    return paths
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="probe.py", description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoint", help="a checkpoint written by metarl.py train")
+    parser.add_argument("--episodes", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folds", type=int, default=FOLDS)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--plot", metavar="DIR", help="write the four PNG figures into DIR")
+    args = parser.parse_args(argv)
+    try:
+        if args.episodes < 2 * args.folds:
+            raise ValueError(f"--episodes must be >= 2 × --folds = {2 * args.folds}, got {args.episodes}")
+        ckpt = metarl.load_checkpoint(args.checkpoint)
+        summary, arrays = probe_agent(ckpt["params"], ckpt["hp"], args.episodes, args.seed, args.folds)
+        if args.plot:
+            summary["plots"] = write_plots(summary, arrays, args.plot)
+    except ValueError as e:
+        print(f"probe.py: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print_summary(summary)
+    return 0
+
+
+def print_summary(s):
+    """The probe's table: decode R² per feature for each state and each control."""
+    print(f"{s['env']} (T={s['horizon']}), {s['episodes']} episodes, {s['folds']}-fold CV by episode")
+    columns = list(s["decode_by_state"]) + list(s["controls"])
+    print(f"{'feature':14s}" + "".join(f"{c:>12s}" for c in columns))
+    for f in s["features"]:
+        row = [s["decode_by_state"][c][f] for c in s["decode_by_state"]]
+        row += [s["controls_by_feature"][c][f] for c in s["controls"]]
+        print(f"{f:14s}" + "".join(f"{v:12.3f}" for v in row))
+    print(f"decode mean R² ([h, c]) {s['decode_mean_r2']:.3f}; encode R² (belief → [h, c]) "
+          f"{s['encode_r2']:.3f}")
+    print(f"policy KL(Bayes ‖ agent) {s['policy_kl']:.4f} nats/step; agreement {s['agreement']:.3f}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
