@@ -44,7 +44,7 @@ class Config:
     hidden: int = field(default=48, metadata={"help": "LSTM units H"})
     batch: int = field(default=64, metadata={"help": "episodes (tasks) per update B"})
     updates: int = field(default=20000, metadata={"help": "number of updates"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate at update 0"})
+    lr: float = field(default=2e-3, metadata={"help": "Adam learning rate at update 0"})
     anneal_lr: bool = field(default=True, metadata={"help": "decay the rate linearly to 0 by the last update"})
     gamma: float = field(default=0.95, metadata={"help": "discount γ; < 1 lowers the variance of G"})
     gae_lambda: float = field(default=1.0, metadata={"help": "GAE λ; 1 is REINFORCE with baseline"})
@@ -89,7 +89,7 @@ def env_config(hp):
 def init_params(n_in, H, A, rng, dtype=np.float64):
     """Parameters as a dict of arrays; the gates are stacked as [i, f, o, g] along 4H.
 
-    W   (I, 4H)  uniform ±1/√I (LeCun), so x_t W has unit-order variance.
+    W   (I, 4H)  uniform ±1/√I (the fan-in range of PyTorch's layers): x_t W is O(1) at start.
     U   (H, 4H)  each H×H gate block orthogonal (Saxe et al. 2014): the recurrence neither
                  shrinks nor blows up h at the start, so gradients flow over T = 100 steps.
     b   (4H,)    zero, except the forget gate's 1 (Jozefowicz et al. 2015): start by remembering.
