@@ -123,6 +123,10 @@ class BatchEnv:
     obs: np.ndarray = field(default=None, repr=False)     # (B, n_obs) latest observation o_t
     noise: np.ndarray = field(default=None, repr=False)   # (T, B, 3) uniforms for the episode
 
+    def __post_init__(self):
+        # looked up once: step() runs T times per rollout and should do no other work
+        self.n_act, self.n_in, self.scale = n_actions(self.cfg), n_inputs(self.cfg), reward_scale(self.cfg)
+
     def reset(self, seed):
         """Sample B tasks and the episode's noise; return the first input x_0 (B, n_in)."""
         rng = np.random.default_rng(seed)
@@ -163,9 +167,9 @@ class BatchEnv:
         return x, r, done
 
     def _input(self, actions, rewards):
-        x = np.empty((self.batch, n_inputs(self.cfg)), dtype=self.dtype)  # (B, n_in)
-        fill_rl2_input(x, actions, rewards, self.obs, self.t / self.cfg.horizon,
-                       n_actions(self.cfg), reward_scale(self.cfg))
+        x = np.empty((self.batch, self.n_in), dtype=self.dtype)  # (B, n_in)
+        fill_rl2_input(x, actions, rewards, self.obs, self.t / self.cfg.horizon, self.n_act,
+                       self.scale)
         return x
 
 
@@ -183,6 +187,8 @@ def fill_rl2_input(x, actions, rewards, obs, time_fraction, n_act, scale):
     B, n_obs = obs.shape
     x[:] = 0.0
     for e in range(B):
+        if actions[e] >= n_act or actions[e] < -1:  # -1 is "no action yet", at reset
+            raise ValueError("an action is out of range: actions must be in [0, n_actions)")
         if actions[e] >= 0:
             x[e, actions[e]] = 1.0
         x[e, n_act] = rewards[e] / scale

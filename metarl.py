@@ -157,7 +157,7 @@ def lstm_step(x, h, c, W, U, b, out=None):
 def add_input_and_halve(z, x, W, b):
     """z ← z + x W + b; then z_i, z_f, z_o ← z / 2, the argument of tanh in σ(z)."""
     B, H4 = z.shape
-    n_sigmoid = 3 * (H4 // 4)
+    n_sigmoid, half = 3 * (H4 // 4), z.dtype.type(0.5)  # typed: float32 stays float32
     for e in range(B):
         for k in range(x.shape[1]):  # j innermost: contiguous, so the loop vectorises
             for j in range(H4):
@@ -165,16 +165,17 @@ def add_input_and_halve(z, x, W, b):
         for j in range(H4):
             z[e, j] += b[j]
         for j in range(n_sigmoid):
-            z[e, j] *= 0.5
+            z[e, j] *= half
 
 
 @njit(cache=True)
 def cell_update(gates, c, c_new):
     """gates[:, :3H] ← (1 + gates) / 2 (turning tanh(z/2) into σ(z)); c' = f ⊙ c + i ⊙ g."""
     B, H = c.shape
+    half, one = gates.dtype.type(0.5), gates.dtype.type(1.0)  # typed: float32 stays float32
     for e in range(B):
         for j in range(3 * H):
-            gates[e, j] = 0.5 * (1.0 + gates[e, j])
+            gates[e, j] = half * (one + gates[e, j])
         for j in range(H):
             c_new[e, j] = gates[e, H + j] * c[e, j] + gates[e, j] * gates[e, 3 * H + j]
 
@@ -207,15 +208,16 @@ def lstm_step_backward(dh_new, dc_new, cache, c, U, out=None):
 def lstm_cell_backward(dh_new, dc_new, gates, tanh_c, c, dz, dc):
     """The element-wise part of lstm_step_backward (see its docstring), written into dz, dc."""
     B, H = c.shape
+    one = gates.dtype.type(1.0)  # a float64 literal would promote float32 work to float64
     for e in range(B):
         for j in range(H):
             i, f = gates[e, j], gates[e, H + j]
             o, g = gates[e, 2 * H + j], gates[e, 3 * H + j]
-            dc_total = dc_new[e, j] + dh_new[e, j] * o * (1.0 - tanh_c[e, j] * tanh_c[e, j])
-            dz[e, j] = dc_total * g * i * (1.0 - i)
-            dz[e, H + j] = dc_total * c[e, j] * f * (1.0 - f)
-            dz[e, 2 * H + j] = dh_new[e, j] * tanh_c[e, j] * o * (1.0 - o)
-            dz[e, 3 * H + j] = dc_total * i * (1.0 - g * g)
+            dc_total = dc_new[e, j] + dh_new[e, j] * o * (one - tanh_c[e, j] * tanh_c[e, j])
+            dz[e, j] = dc_total * g * i * (one - i)
+            dz[e, H + j] = dc_total * c[e, j] * f * (one - f)
+            dz[e, 2 * H + j] = dh_new[e, j] * tanh_c[e, j] * o * (one - o)
+            dz[e, 3 * H + j] = dc_total * i * (one - g * g)
             dc[e, j] = dc_total * f
 
 
@@ -307,27 +309,26 @@ class Trajectory:
     logits: np.ndarray   # (T, B, A)
     pi: np.ndarray       # (T, B, A)
     log_pi: np.ndarray   # (T, B, A)
+    dz: np.ndarray       # (T, B, 4H)   dL/dz of step t: written by loss_and_gradients (the
+                         #              rollout's buffers are reused, so this one is too)
 
 
-def rollout(params, cfg, batch, rng, greedy=False, actions=None):
+def rollout(params, cfg, batch, rng, greedy=False, actions=None, out=None):
     """Run `batch` fresh episodes of env cfg with the LSTM policy.
 
     The env draws its tasks and noise from rng, then the action uniforms are drawn, so a seed
     fixes everything. Actions are sampled from π (inverse CDF), or its most likely action if
-    greedy, or replayed from `actions` (T, B) (used by the gradient checks)."""
+    greedy, or replayed from `actions` (T, B) (used by the gradient checks). `out`, a previous
+    Trajectory of the same shapes, is overwritten instead of allocating new arrays: training
+    reuses one set of buffers (fresh multi-megabyte arrays each update cost page faults)."""
     T, H = cfg.horizon, params["U"].shape[0]
     A, dtype = envs.n_actions(cfg), params["U"].dtype
     env = envs.make_env(cfg, batch, dtype)
     x_t = env.reset(rng)
     u = rng.random((T, batch))
-    tr = Trajectory(
-        x=np.empty((T, batch, x_t.shape[1]), dtype), a=np.empty((T, batch), np.int64),
-        r=np.empty((T, batch)), obs=np.empty((T, batch, envs.n_observations(cfg))),
-        tasks=np.empty((T, batch, envs.task_dim(cfg))),
-        h=np.zeros((T + 1, batch, H), dtype), c=np.zeros((T + 1, batch, H), dtype),
-        gates=np.empty((T, batch, 4 * H), dtype), tanh_c=np.empty((T, batch, H), dtype),
-        logits=np.empty((T, batch, A), dtype), pi=np.empty((T, batch, A), dtype),
-        log_pi=np.empty((T, batch, A), dtype))
+    tr = out if out is not None else new_trajectory(
+        T, batch, x_t.shape[1], H, A, envs.n_observations(cfg), envs.task_dim(cfg), dtype)
+    tr.h[0], tr.c[0] = 0.0, 0.0   # every episode starts from the zero state
     W, U, b, W_pi, b_pi = (params[k] for k in ("W", "U", "b", "W_pi", "b_pi"))
     for t in range(T):
         tr.x[t], tr.tasks[t] = x_t, env.tasks
@@ -343,6 +344,17 @@ def rollout(params, cfg, batch, rng, greedy=False, actions=None):
         x_t, tr.r[t], _ = env.step(tr.a[t])
         tr.obs[t] = env.obs
     return tr
+
+
+def new_trajectory(T, B, I, H, A, n_obs, d, dtype):
+    """Empty buffers for a rollout of B episodes of T steps (see Trajectory for the shapes)."""
+    return Trajectory(
+        x=np.empty((T, B, I), dtype), a=np.empty((T, B), np.int64), r=np.empty((T, B)),
+        obs=np.empty((T, B, n_obs)), tasks=np.empty((T, B, d)),
+        h=np.empty((T + 1, B, H), dtype), c=np.empty((T + 1, B, H), dtype),
+        gates=np.empty((T, B, 4 * H), dtype), tanh_c=np.empty((T, B, H), dtype),
+        logits=np.empty((T, B, A), dtype), pi=np.empty((T, B, A), dtype),
+        log_pi=np.empty((T, B, A), dtype), dz=np.empty((T, B, 4 * H), dtype))
 
 
 @njit(cache=True)
@@ -423,7 +435,7 @@ def loss_and_gradients(params, tr, adv, R, value_weight, entropy_weight):
     L_V, dV = value_loss(V, R)
     dlogits -= entropy_weight * dent
     dh, grads = heads_backward(dlogits, value_weight * dV, h_out, params["W_pi"], params["w_V"])
-    dz = np.empty_like(tr.gates)                                          # (T, B, 4H)
+    dz = tr.dz                                                            # (T, B, 4H)
     dh_next, dc_next = np.zeros_like(tr.h[0]), np.zeros_like(tr.c[0])     # from beyond T: 0
     dc_prev = np.empty_like(dc_next)
     for t in reversed(range(tr.a.shape[0])):
@@ -481,11 +493,12 @@ def adam_step(params, grads, opt, lr):
         params[name] -= float(step) * m / (np.sqrt(v) + float(eps_hat))
 
 
-def update(params, opt, hp, cfg, rng, entropy_weight, lr):
+def update(params, opt, hp, cfg, rng, entropy_weight, lr, buffers=None):
     """One meta-training update: B fresh tasks → rollout → GAE → BPTT → clip → Adam.
 
-    Returns the trajectory and a dict of statistics (mean return, losses, gradient norm)."""
-    tr = rollout(params, cfg, hp.batch, rng)
+    Returns the trajectory and a dict of statistics (mean return, losses, gradient norm).
+    `buffers`: the trajectory the previous update returned, reused for this rollout."""
+    tr = rollout(params, cfg, hp.batch, rng, out=buffers)
     r = (tr.r / envs.reward_scale(cfg)).astype(tr.h.dtype)
     V = value_head(tr.h[1:], params["w_V"], params["b_V"])
     adv, R = gae_advantages(r, V, hp.gamma, hp.gae_lambda)
@@ -527,7 +540,12 @@ EVAL_STREAM = 2 ** 32  # evaluation streams sit above every update number
 HISTORY = ("return", "loss", "policy", "value", "entropy", "grad_norm")
 
 
-def train(hp, out, resume=False, log=print, on_update=None):
+def print_now(line):
+    """Progress goes out at once, also when stdout is a file or a pipe (block-buffered)."""
+    print(line, flush=True)
+
+
+def train(hp, out, resume=False, log=print_now, on_update=None):
     """Meta-train an LSTM on hp's task distribution; checkpoint to `out` (.npz; None: don't).
 
     Each update samples B fresh tasks, runs B whole episodes with the LSTM state reset to
@@ -548,10 +566,10 @@ def train(hp, out, resume=False, log=print, on_update=None):
                              dtype)
         opt, start, history = adam_init(params), 0, {k: np.zeros(0) for k in HISTORY}
     history = {k: np.concatenate([v, np.full(hp.updates - start, np.nan)]) for k, v in history.items()}
-    t0, steps = time.perf_counter(), 0
+    t0, steps, tr = time.perf_counter(), 0, None
     for u in range(start, hp.updates):
-        _, stats = update(params, opt, hp, cfg, stream(hp.seed, u), entropy_weight_at(hp, u),
-                          learning_rate_at(hp, u))
+        tr, stats = update(params, opt, hp, cfg, stream(hp.seed, u), entropy_weight_at(hp, u),
+                           learning_rate_at(hp, u), buffers=tr)
         for k in HISTORY:
             history[k][u] = stats[k]
         if on_update is not None:
@@ -714,9 +732,13 @@ def bench(batches=(16, 64, 256), dtypes=("float64", "float32"), hidden=48, horiz
             hp = Config(env="bandit", arms=2, horizon=horizon, hidden=hidden, batch=B, dtype=dtype)
             cfg = env_config(hp)
             params = init_params(envs.n_inputs(cfg), hidden, 2, stream(0), np.dtype(dtype))
-            opt = adam_init(params)
-            runs = [timed(lambda u=u: update(params, opt, hp, cfg, stream(0, u), 0.01, hp.lr))
-                    for u in range(repeats + 3)][3:]      # the first 3 include JIT loading
+            opt, tr = adam_init(params), None
+            runs = []
+            for u in range(repeats + 3):       # the first 3 include JIT loading: not counted
+                t0 = time.perf_counter()
+                tr, _ = update(params, opt, hp, cfg, stream(0, u), 0.01, hp.lr, buffers=tr)
+                runs.append(time.perf_counter() - t0)
+            runs = runs[3:]
             sec = float(np.median(runs))
             flops = update_flops(B, horizon, envs.n_inputs(cfg), hidden, 2)
             rows.append({"dtype": dtype, "batch": B, "ms_per_update": 1e3 * sec,
@@ -740,8 +762,8 @@ def plot_curve(history_return, cfg, references, path, title, window=200):
     smooth = np.convolve(history_return, np.ones(w) / w, mode="valid")
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(np.arange(w, len(history_return) + 1), smooth, label=f"agent (mean of {w} updates)")
-    for (label, value), style in zip(references.items(), ("--", ":", "-.", "--")):
-        ax.axhline(value, linestyle=style, color="k" if "Bayes" in label else None, label=label)
+    for k, (label, value) in enumerate(references.items()):
+        ax.axhline(value, linestyle=("--", ":", "-.")[k % 3], color=f"C{k + 1}", label=label)
     ax.set_xlabel("update")
     ax.set_ylabel(f"mean total reward per episode (T = {cfg.horizon})")
     ax.set_title(title)

@@ -307,3 +307,35 @@ def test_cli_train_refuses_to_overwrite_an_existing_run(tmp_path):
     done = run_cli("train", "--updates", "2", "--horizon", "5", "--out", str(out))
     assert done.returncode != 0 and "--resume" in done.stderr and "Traceback" not in done.stderr
     assert out.read_bytes() == b"precious"
+
+
+def test_float32_gradient_agrees_with_float64_and_long_rollouts_stay_valid():
+    """float32 is the speed option: its gradient must be the float64 one up to float32
+    rounding, and long, large rollouts must never produce an invalid action or a NaN (the
+    CDF of a float32 π can fall short of 1: the last action catches that rounding)."""
+    cfg = envs.make_config("bandit", arms=3, horizon=40)
+    p64 = metarl.init_params(envs.n_inputs(cfg), 16, 3, metarl.stream(8))
+    for p in p64.values():
+        p += 0.5 * np.random.default_rng(9).standard_normal(p.shape)
+    grads = {}
+    for dtype in (np.float64, np.float32):
+        params = {k: v.astype(dtype) for k, v in p64.items()}
+        tr = metarl.rollout(params, cfg, 64, metarl.stream(1, 1), actions=None)
+        if dtype is np.float64:
+            actions = tr.a
+        else:  # same trajectory: replay the float64 run's actions
+            tr = metarl.rollout(params, cfg, 64, metarl.stream(1, 1), actions=actions)
+        V = metarl.value_head(tr.h[1:], params["w_V"], params["b_V"])
+        adv, R = metarl.gae_advantages(tr.r.astype(dtype), V, 0.95, 1.0)
+        _, grads[dtype] = metarl.loss_and_gradients(params, tr, adv, R, 0.5, 0.01)
+    for k in metarl.PARAM_NAMES:
+        g64, g32 = grads[np.float64][k], grads[np.float32][k]
+        assert g32.dtype == np.float32
+        assert np.abs(g32 - g64).max() <= 1e-3 * np.abs(g64).max() + 1e-6, k
+
+    params = {k: v.astype(np.float32) for k, v in p64.items()}
+    long_cfg = envs.make_config("bandit", arms=3, horizon=400)
+    tr = metarl.rollout(params, long_cfg, 2048, metarl.stream(2, 2))   # 819,200 samples
+    assert tr.a.min() >= 0 and tr.a.max() < 3
+    assert np.isfinite(tr.h).all() and np.isfinite(tr.pi).all()
+    np.testing.assert_allclose(tr.pi.sum(axis=-1), 1.0, atol=1e-5)
