@@ -46,18 +46,18 @@ import twostep
 # (hidden = 48, entropy 0.02 → 0.001, γ = 0.95, ...). Agents are named after their tasks.
 # ------------------------------------------------------------------------------------------
 SKEWED = "skewed-prior bandit"   # the bandit with arms p_i ~ Beta(2, 5): mean 2/7, not 1/2
-BUDGETS = {  # calibrated on this 2-core machine: ~14 core-minutes per seed in all
-    "bandit": dict(env="bandit", arms=2, horizon=100, updates=16000, batch=64,
+BUDGETS = {  # calibrated on this 2-core machine: ~12 core-minutes per seed in all
+    "bandit": dict(env="bandit", arms=2, horizon=100, updates=30000, batch=64,
                    dtype="float32"),
-    "dependent-bandit": dict(env="dependent-bandit", horizon=100, updates=8000, batch=64,
+    "dependent-bandit": dict(env="dependent-bandit", horizon=100, updates=16000, batch=64,
                              dtype="float32"),
     # Tiger's −100 door makes a policy-gradient learner collapse onto "always listen" (return
     # −20) within ~1000 updates at β = 0.02 (measured); a near-uniform start (β = 1 → 0.001)
     # and a smaller rate let it find "listen, then open away from the louder side" first.
-    "tiger": dict(env="tiger", horizon=20, updates=30000, batch=64, lr=1e-3, entropy_start=1.0,
+    "tiger": dict(env="tiger", horizon=20, updates=40000, batch=64, lr=1e-3, entropy_start=1.0,
                   dtype="float32"),
-    "two-step": dict(env="two-step", horizon=100, updates=8000, batch=64, dtype="float32"),
-    SKEWED: dict(env="bandit", arms=2, horizon=100, prior_a=2.0, prior_b=5.0, updates=8000,
+    "two-step": dict(env="two-step", horizon=100, updates=16000, batch=64, dtype="float32"),
+    SKEWED: dict(env="bandit", arms=2, horizon=100, prior_a=2.0, prior_b=5.0, updates=12000,
                  batch=64, dtype="float32"),
 }
 QUICK_BUDGET = dict(updates=300, batch=32, hidden=16)   # --quick: replaces these in every agent

@@ -366,7 +366,7 @@ def decoded_scatter_plot(b, b_hat, path, label="posterior mean"):
     lo, hi = min(np.min(b), np.min(b_hat)), max(np.max(b), np.max(b_hat))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="decoded = exact")
     ax.set(xlabel=f"exact {label}", ylabel=f"decoded {label} (held out)",
-           title=f"Decoding {label} from h: R² = {r2_score(b, b_hat):.3f}")
+           title=f"Decoding {label} from [h, c]: R² = {r2_score(b, b_hat):.3f}")
     ax.legend()
     _save(fig, path)
 
@@ -406,7 +406,7 @@ def belief_trajectory_plot(b, b_hat, path, label="posterior mean"):
     fig, ax = _new_figure()
     t = np.arange(len(b))
     ax.plot(t, b, "k-", label="exact (Bayes)")
-    ax.plot(t, b_hat, "C1--", label="decoded from h")
+    ax.plot(t, b_hat, "C1--", label="decoded from [h, c] (held out)")
     ax.set(xlabel="time step t", ylabel=label, title=f"One episode: exact vs decoded {label}")
     ax.legend()
     _save(fig, path)
