@@ -309,8 +309,8 @@ class Trajectory:
     logits: np.ndarray   # (T, B, A)
     pi: np.ndarray       # (T, B, A)
     log_pi: np.ndarray   # (T, B, A)
-    dz: np.ndarray       # (T, B, 4H)   dL/dz of step t: written by loss_and_gradients (the
-                         #              rollout's buffers are reused, so this one is too)
+    dz: np.ndarray = None  # (T, B, 4H) dL/dz of step t: made by loss_and_gradients on first
+                           # use and kept, since training reuses one Trajectory's buffers
 
 
 def rollout(params, cfg, batch, rng, greedy=False, actions=None, out=None):
@@ -354,7 +354,7 @@ def new_trajectory(T, B, I, H, A, n_obs, d, dtype):
         h=np.empty((T + 1, B, H), dtype), c=np.empty((T + 1, B, H), dtype),
         gates=np.empty((T, B, 4 * H), dtype), tanh_c=np.empty((T, B, H), dtype),
         logits=np.empty((T, B, A), dtype), pi=np.empty((T, B, A), dtype),
-        log_pi=np.empty((T, B, A), dtype), dz=np.empty((T, B, 4 * H), dtype))
+        log_pi=np.empty((T, B, A), dtype))
 
 
 @njit(cache=True)
@@ -435,7 +435,9 @@ def loss_and_gradients(params, tr, adv, R, value_weight, entropy_weight):
     L_V, dV = value_loss(V, R)
     dlogits -= entropy_weight * dent
     dh, grads = heads_backward(dlogits, value_weight * dV, h_out, params["W_pi"], params["w_V"])
-    dz = tr.dz                                                            # (T, B, 4H)
+    if tr.dz is None:
+        tr.dz = np.empty_like(tr.gates)                                   # (T, B, 4H)
+    dz = tr.dz
     dh_next, dc_next = np.zeros_like(tr.h[0]), np.zeros_like(tr.c[0])     # from beyond T: 0
     dc_prev = np.empty_like(dc_next)
     for t in reversed(range(tr.a.shape[0])):

@@ -448,8 +448,7 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS):
     agent's most likely action with the Bayes-optimal (or belief-greedy) actions.
     Returns (summary dict for JSON, arrays for plots)."""
     cfg = metarl.env_config(hp)
-    rollout_seed = metarl.stream(seed, PROBE_STREAM)
-    tr = metarl.rollout(params, cfg, episodes, rollout_seed)
+    tr = metarl.rollout(params, cfg, episodes, metarl.stream(seed, PROBE_STREAM))
     F, names = belief.belief_features(cfg, tr.a, tr.r, tr.obs)          # (T, B, n_f)
     Y, groups = flatten_episodes(F)
     states = {"h": tr.h[1:], "c": tr.c[1:], "[h, c]": np.concatenate([tr.h[1:], tr.c[1:]], -1)}
@@ -459,6 +458,8 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS):
     hc = flatten_episodes(states["[h, c]"])[0]
     initial = metarl.init_params(envs.n_inputs(cfg), hp.hidden, tr.pi.shape[-1],
                                  metarl.stream(hp.seed), tr.h.dtype)
+    # the same stream gives the same tasks and noise, and the actions are replayed: the
+    # untrained network sees exactly the trained agent's input histories
     untrained = metarl.rollout(initial, cfg, episodes, metarl.stream(seed, PROBE_STREAM),
                                actions=tr.a)
     controls = {
@@ -478,6 +479,7 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS):
         "decode_sd": dict(zip(names, map(float, main.r2_sd))),
         "decode_mean_r2": float(main.r2.mean()),
         "decode_by_state": {s: dict(zip(names, map(float, d.r2))) for s, d in decoded.items()},
+        "decode_by_state_sd": {s: dict(zip(names, map(float, d.r2_sd))) for s, d in decoded.items()},
         "encode_r2": enc.r2_mean, "encode_r2_sd": enc.r2_mean_sd,
         "controls": {c: float(d.r2.mean()) for c, d in controls.items()},
         "controls_by_feature": {c: dict(zip(names, map(float, d.r2))) for c, d in controls.items()},
@@ -538,16 +540,17 @@ def main(argv=None):
 
 
 def print_summary(s):
-    """The probe's table: decode R² per feature for each state and each control."""
-    print(f"{s['env']} (T={s['horizon']}), {s['episodes']} episodes, {s['folds']}-fold CV by episode")
-    columns = list(s["decode_by_state"]) + list(s["controls"])
-    print(f"{'feature':14s}" + "".join(f"{c:>12s}" for c in columns))
+    """The probe's table: held-out R² ± its sd over folds, per feature, for each state and
+    each control."""
+    print(f"{s['env']} (T={s['horizon']}), {s['episodes']} episodes, {s['folds']}-fold CV by "
+          "episode; held-out R² ± sd over folds")
+    cells = {c: (s["decode_by_state"][c], s["decode_by_state_sd"][c]) for c in s["decode_by_state"]}
+    cells.update({c: (s["controls_by_feature"][c], s["controls_sd"][c]) for c in s["controls"]})
+    print(f"{'feature':10s}" + "".join(f"{c:>16s}" for c in cells))
     for f in s["features"]:
-        row = [s["decode_by_state"][c][f] for c in s["decode_by_state"]]
-        row += [s["controls_by_feature"][c][f] for c in s["controls"]]
-        print(f"{f:14s}" + "".join(f"{v:12.3f}" for v in row))
+        print(f"{f:10s}" + "".join(f"{r2[f]:>9.3f} ±{sd[f]:.3f}" for r2, sd in cells.values()))
     print(f"decode mean R² ([h, c]) {s['decode_mean_r2']:.3f}; encode R² (belief → [h, c]) "
-          f"{s['encode_r2']:.3f}")
+          f"{s['encode_r2']:.3f} ± {s['encode_r2_sd']:.3f}")
     print(f"policy KL(Bayes ‖ agent) {s['policy_kl']:.4f} nats/step; agreement {s['agreement']:.3f}")
 
 
