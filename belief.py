@@ -135,9 +135,9 @@ def bandit_features(cfg, beliefs):
 
 
 def arm_means(cfg, p):
-    """The arms' reward probabilities (B, k) from the Beta-distributed unknowns p: the bandit's
-    p (B, k) are the arm means; the dependent bandit's p (B,) gives (p, 1 − p)."""
-    return p if cfg.name == "bandit" else np.stack([p, 1.0 - p], axis=1)
+    """The arms' reward probabilities (..., k) from the Beta-distributed unknowns p: the
+    bandit's p (..., k) are the arm means; the dependent bandit's p (...) gives (p, 1 − p)."""
+    return p if cfg.name == "bandit" else np.stack([p, 1.0 - p], axis=-1)
 
 
 def posterior_arm_means(cfg, belief):

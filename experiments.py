@@ -612,11 +612,8 @@ def shift_test(agent, test_cfg, scale):
 
 def posterior_arm_means(cfg, tr):
     """E[p_i | history] before each step under cfg's prior and model, (T, B, 2)."""
-    F, names = belief.belief_features(cfg, tr.a, tr.r, tr.obs)
-    if cfg.name == "dependent-bandit":
-        m = F[..., names.index("mean_p")]
-        return np.stack([m, 1.0 - m], axis=-1)
-    return F[..., [names.index(f"mean_{i}") for i in range(cfg.arms)]]
+    beliefs = belief.belief_trajectory(cfg, tr.a, tr.r, tr.obs)       # rows 0 … T
+    return belief.posterior_arm_means(cfg, {k: v[:-1] for k, v in beliefs.items()})
 
 
 def shift_references(train_cfg, test_cfg, episodes):
