@@ -691,7 +691,8 @@ def evaluate(params, cfg, episodes, seed, greedy=False):
 
 def pseudo_regret(cfg, tr):
     """Σ_t (max_i p_i − p_{a_t}) per episode, from the arm means of the tasks."""
-    means = tr.tasks if cfg.name == "bandit" else np.concatenate([tr.tasks, 1 - tr.tasks], axis=2)
+    # the task is the arm means (bandit) or the one p of (p, 1 − p) (dependent-bandit)
+    means = belief.arm_means(cfg, tr.tasks if cfg.name == "bandit" else tr.tasks[..., 0])
     chosen = np.take_along_axis(means, tr.a[..., None], axis=2)[..., 0]
     return (means.max(axis=2) - chosen).sum(axis=0)
 

@@ -339,3 +339,15 @@ def test_float32_gradient_agrees_with_float64_and_long_rollouts_stay_valid():
     assert tr.a.min() >= 0 and tr.a.max() < 3
     assert np.isfinite(tr.h).all() and np.isfinite(tr.pi).all()
     np.testing.assert_allclose(tr.pi.sum(axis=-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("env_name", ["bandit", "dependent-bandit"])
+def test_pseudo_regret_sums_the_gap_to_the_best_arm_of_each_pull(env_name):
+    cfg = envs.make_config(env_name, horizon=6)
+    params = metarl.init_params(envs.n_inputs(cfg), 8, 2, metarl.stream(0))
+    tr = metarl.rollout(params, cfg, 4, metarl.stream(3))
+    expected = np.zeros(4)
+    for e in range(4):
+        p = tr.tasks[0, e] if env_name == "bandit" else [tr.tasks[0, e, 0], 1 - tr.tasks[0, e, 0]]
+        expected[e] = sum(max(p) - p[tr.a[t, e]] for t in range(6))
+    np.testing.assert_allclose(metarl.pseudo_regret(cfg, tr), expected, rtol=1e-12)
