@@ -152,6 +152,8 @@ class BatchEnv:
         if self.t >= cfg.horizon:
             raise RuntimeError("episode is over: call reset() before step()")
         a = np.asarray(actions, dtype=np.int64)
+        if not actions_in_range(a, self.n_act):  # before any kernel indexes with them
+            raise ValueError(f"actions must be integers in [0, {self.n_act}) for {cfg.name}")
         u = self.noise[self.t]
         if cfg.name in ("bandit", "dependent-bandit"):
             r = bandit_step(self.means, a, u)
@@ -182,13 +184,20 @@ def make_env(cfg, batch, dtype=np.float64):
 
 
 @njit(cache=True)
+def actions_in_range(actions, n_act):
+    """True if every action is in [0, n_act): the kernels index arrays with them, unchecked."""
+    for a in actions:
+        if a < 0 or a >= n_act:
+            return False
+    return True
+
+
+@njit(cache=True)
 def fill_rl2_input(x, actions, rewards, obs, time_fraction, n_act, scale):
     """x[e] = [one_hot(a_e), r_e / scale, o_e, t/T]; a_e = -1 means "no action yet"."""
     B, n_obs = obs.shape
     x[:] = 0.0
     for e in range(B):
-        if actions[e] >= n_act or actions[e] < -1:  # -1 is "no action yet", at reset
-            raise ValueError("an action is out of range: actions must be in [0, n_actions)")
         if actions[e] >= 0:
             x[e, actions[e]] = 1.0
         x[e, n_act] = rewards[e] / scale

@@ -863,14 +863,13 @@ def command_bench(args):
 def command_curve(args):
     ckpt = load_checkpoint(args.checkpoint)
     cfg = env_config(ckpt["hp"])
+    report = belief.baselines_report(cfg, args.episodes, args.seed)  # builds the DP once
     refs = {}
-    exact = belief.exact_values(cfg)
-    if exact.get("bayes_optimal_exact") is not None:
-        refs["Bayes-optimal (exact)"] = exact["bayes_optimal_exact"]
-    baselines = belief.run_baselines(cfg, args.episodes, args.seed)
+    if report["bayes_optimal_exact"] is not None:
+        refs["Bayes-optimal (exact)"] = report["bayes_optimal_exact"]
     for name in ("thompson", "belief_greedy", "model_free_td"):
-        if name in baselines:
-            refs[f"{name.replace('_', ' ')} ({args.episodes} episodes)"] = baselines[name]["mean"]
+        if name in report["policies"]:
+            refs[f"{name.replace('_', ' ')} ({args.episodes} episodes)"] = report["policies"][name]["mean"]
     plot_curve(ckpt["history"]["return"], cfg, refs, args.out,
                f"RL² LSTM on {cfg.name} (H = {ckpt['hp'].hidden}, B = {ckpt['hp'].batch})")
     print(f"wrote {args.out}")

@@ -94,3 +94,15 @@ def test_stepping_past_the_horizon_is_refused():
     env.step(np.array([0]))
     with pytest.raises(RuntimeError):
         env.step(np.array([0]))
+
+
+@pytest.mark.parametrize("bad", [2, -1])
+def test_an_action_out_of_range_is_refused_and_leaves_the_episode_untouched(bad):
+    env = make_env(make_config("bandit", arms=2, horizon=5), batch=3)
+    env.reset(0)
+    env.step(np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match=r"in \[0, 2\)"):
+        env.step(np.array([0, bad, 1]))
+    assert env.t == 1
+    env.step(np.array([1, 1, 1]))   # the episode goes on
+    assert env.t == 2
