@@ -37,12 +37,15 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Callable
 
 import numpy as np
 from numba import njit
 
-from envs import (ENV_NAMES, UNIFORMS_PER_STEP, bandit_step, make_config, make_env,
-                  n_actions, n_observations)
+import envs
+from boundary import (OneLineErrorParser, check_int, check_memory, run_cli)
+from envs import (UNIFORMS_PER_STEP, arm_means, bandit_step, make_config, make_env, n_actions,
+                  n_observations, task_dim)
 
 # ===== bandits: beliefs, features, Bayes-optimal DP, classical baselines (section A) =====
 
@@ -76,35 +79,39 @@ def beta_counts_step_numpy(alpha, beta, actions, rewards):
 
 
 @njit(cache=True)
-def pooled_beta_step(alpha, beta, actions, rewards):
-    """Beta(α, β) posterior over p after one pull per episode (dependent-bandit); shapes (B,).
+def loaded_beta_step(alpha, beta, actions, rewards, unknown, positive):
+    """Beta(α_j, β_j) posteriors over the unknowns p_j after one pull per episode; (B, n_p).
 
-    Arm 0 pays p and arm 1 pays 1 − p, so a success on arm 0 and a failure on arm 1 are both
-    evidence for p:  y_e = r_e if a_e = 0 else 1 − r_e,   α' = α + y,   β' = β + 1 − y."""
+    Arm i pays p_{j_i} if positive_i, else 1 − p_{j_i} (envs.Family.loadings), so a pull of
+    arm a_e with reward r_e is one Bernoulli outcome y_e of p_{j_{a_e}}:
+        y_e = r_e if positive_{a_e} else 1 − r_e,   α'_{e,j_{a_e}} = α + y_e,   β' = β + 1 − y_e.
+    bandit: j_i = i, all positive (= beta_counts_step). dependent-bandit: both arms load on
+    the one p, so a success on arm 0 and a failure on arm 1 are both evidence for p."""
     alpha, beta = alpha.copy(), beta.copy()
     for e in range(actions.shape[0]):
-        y = rewards[e] if actions[e] == 0 else 1.0 - rewards[e]
-        alpha[e] += y
-        beta[e] += 1.0 - y
+        a = actions[e]
+        y = rewards[e] if positive[a] else 1.0 - rewards[e]
+        alpha[e, unknown[a]] += y
+        beta[e, unknown[a]] += 1.0 - y
     return alpha, beta
 
 
 def bandit_prior(cfg, B):
     """The prior belief of B episodes, a dict of arrays.
 
-    alpha, beta: the exact posterior's Beta counts (bandit (B, k), one pair per arm;
-    dependent-bandit (B,), the pair over p). successes, failures (B, k): outcomes per arm,
+    alpha, beta (B, n_p): the exact posterior's Beta counts, one pair per unknown p_j (bandit:
+    one per arm; dependent-bandit: the one p). successes, failures (B, k): outcomes per arm,
     which UCB1 and the count features use (for the bandit they equal α − a and β − b)."""
-    k = n_actions(cfg)
-    shape = (B, k) if cfg.name == "bandit" else (B,)
-    return {"alpha": np.full(shape, cfg.prior_a), "beta": np.full(shape, cfg.prior_b),
+    k, n_p = n_actions(cfg), task_dim(cfg)
+    return {"alpha": np.full((B, n_p), cfg.prior_a), "beta": np.full((B, n_p), cfg.prior_b),
             "successes": np.zeros((B, k)), "failures": np.zeros((B, k))}
 
 
 def bandit_update(cfg, belief, actions, rewards, obs):
     """The belief after every episode e took a_e and saw r_e; a new dict (obs is empty)."""
-    posterior_step = beta_counts_step if cfg.name == "bandit" else pooled_beta_step
-    alpha, beta = posterior_step(belief["alpha"], belief["beta"], actions, rewards)
+    unknown, positive = envs.family(cfg.name).loadings(cfg)
+    alpha, beta = loaded_beta_step(belief["alpha"], belief["beta"], actions, rewards, unknown,
+                                   positive)
     successes, failures = beta_counts_step(belief["successes"], belief["failures"],
                                            actions, rewards)
     return {"alpha": alpha, "beta": beta, "successes": successes, "failures": failures}
@@ -120,28 +127,18 @@ def bandit_features(cfg, beliefs):
     """Features of the beliefs before each action, (T, B, n_features), and their names.
 
     beliefs: belief_trajectory's dict of (T + 1, B, …) arrays (row t has seen steps < t).
-    bandit: mean_i, sd_i of each arm's Beta posterior, then count_i (pulls of arm i).
-    dependent-bandit: mean_p, sd_p of the posterior over p, then count_0, count_1."""
-    mean, sd = beta_mean_sd(beliefs["alpha"][:-1], beliefs["beta"][:-1])  # (T, B, k) or (T, B)
+    mean_j, sd_j of each unknown's Beta posterior (bandit: j = each arm; dependent-bandit:
+    j = p), then count_i, the pulls of arm i."""
+    mean, sd = beta_mean_sd(beliefs["alpha"][:-1], beliefs["beta"][:-1])  # (T, B, n_p)
     count = beliefs["successes"][:-1] + beliefs["failures"][:-1]           # (T, B, k)
-    arms = range(n_actions(cfg))
-    if cfg.name == "bandit":
-        names = [f"{stat}_{i}" for stat in ("mean", "sd") for i in arms]
-    else:
-        names = ["mean_p", "sd_p"]
-        mean, sd = mean[..., None], sd[..., None]
-    names += [f"count_{i}" for i in arms]
+    unknowns = envs.family(cfg.name).task_names(cfg)
+    names = [f"{stat}_{j}" for stat in ("mean", "sd") for j in unknowns]
+    names += [f"count_{i}" for i in range(n_actions(cfg))]
     return np.concatenate([mean, sd, count], axis=2), names
 
 
-def arm_means(cfg, p):
-    """The arms' reward probabilities (..., k) from the Beta-distributed unknowns p: the
-    bandit's p (..., k) are the arm means; the dependent bandit's p (...) gives (p, 1 − p)."""
-    return p if cfg.name == "bandit" else np.stack([p, 1.0 - p], axis=-1)
-
-
 def posterior_arm_means(cfg, belief):
-    """E[p_i | history], (B, k): α_i / (α_i + β_i); dependent-bandit (m, 1 − m), m = α/(α + β)."""
+    """E[reward of arm i | history], (..., k): the arm means of m_j = α_j / (α_j + β_j)."""
     return arm_means(cfg, belief["alpha"] / (belief["alpha"] + belief["beta"]))
 
 
@@ -163,14 +160,12 @@ def sample_arm_means(cfg, belief, rng):
 
 def evidence_map(cfg):
     """(su, fa, c): the components arm i's success and failure count towards, (k,) ints each,
-    and the prior pseudo-counts c, (n,): (a, b) per arm for bandit, (a, b) for p otherwise."""
-    k = n_actions(cfg)
-    if cfg.name == "bandit":
-        su, fa = 2 * np.arange(k), 2 * np.arange(k) + 1
-        c = np.tile([cfg.prior_a, cfg.prior_b], k)
-    else:
-        su, fa = np.array([0, 1]), np.array([1, 0])
-        c = np.array([cfg.prior_a, cfg.prior_b])
+    and the prior pseudo-counts c = (a, b) per unknown, (n,). From the loadings (j, positive):
+    su_i = 2 j_i and fa_i = 2 j_i + 1 if positive_i, swapped otherwise."""
+    unknown, positive = envs.family(cfg.name).loadings(cfg)
+    su = 2 * unknown + np.where(positive, 0, 1)
+    fa = 2 * unknown + np.where(positive, 1, 0)
+    c = np.tile([cfg.prior_a, cfg.prior_b], task_dim(cfg))
     return su.astype(np.int64), fa.astype(np.int64), c.astype(np.float64)
 
 
@@ -188,7 +183,7 @@ class BayesDP:
 
 def dp_states(cfg):
     """Number of stored states, Σ_{t<T} C(t + n − 1, n − 1) = C(T + n − 1, n)."""
-    n = 2 * n_actions(cfg) if cfg.name == "bandit" else 2
+    n = 2 * task_dim(cfg)
     return math.comb(cfg.horizon + n - 1, n)
 
 
@@ -290,15 +285,22 @@ def q_table(V, offsets, C, su, fa, c, X, t):
 
 def evidence_counts(cfg, belief):
     """Each episode's DP state: posterior counts minus prior, (α_0 − a, β_0 − b, …), (B, n)."""
-    alpha = belief["alpha"].reshape(belief["alpha"].shape[0], -1)   # (B, n / 2)
-    beta = belief["beta"].reshape(alpha.shape)
+    alpha, beta = belief["alpha"], belief["beta"]                     # (B, n / 2)
     x = np.stack([alpha - cfg.prior_a, beta - cfg.prior_b], axis=2).reshape(alpha.shape[0], -1)
     return np.rint(x).astype(np.int64)   # rint: α − a is an integer up to rounding when a is not
 
 
 def bayes_q(dp, cfg, belief, t):
-    """Bayes-optimal Q_t(x, i) at every episode's current belief, (B, k)."""
-    return q_table(dp.V, dp.offsets, dp.C, dp.su, dp.fa, dp.c, evidence_counts(cfg, belief), t)
+    """Bayes-optimal Q_t(x, i) at every episode's current belief, (B, k).
+
+    The kernel indexes V with the rank of x, unchecked: x must be counts ≥ 0 summing to t,
+    and t < T, which is checked here."""
+    X = evidence_counts(cfg, belief)
+    check_int("step t of the Bayes-optimal Q", t, 0, len(dp.offsets) - 2)
+    if X.size and (X.min() < 0 or (X.sum(axis=1) != t).any()):
+        raise ValueError(f"Bayes-optimal Q at step {t}: the evidence counts must be >= 0 and "
+                         f"sum to {t}")
+    return q_table(dp.V, dp.offsets, dp.C, dp.su, dp.fa, dp.c, X, t)
 
 
 def bayes_value(dp):
@@ -306,26 +308,27 @@ def bayes_value(dp):
     return float(dp.V[0])
 
 
-def bandit_reference_q(cfg, beliefs):
+def bandit_reference_q(cfg, dp, beliefs):
     """Bayes-optimal Q_t(belief_t, a) at the beliefs before each action, (T, B, k)."""
-    dp = bayes_dp(cfg)
     return np.stack([bayes_q(dp, cfg, {key: v[t] for key, v in beliefs.items()}, t)
                      for t in range(len(beliefs["alpha"]) - 1)])
 
 
 # --- the oracle that knows the task: T · E[max_i p_i] ---
 
-def oracle_value(cfg):
-    """T · E[max_i p_i] under the prior.
+def opposite_oracle_value(cfg):
+    """dependent-bandit: T · E[max(p, 1 − p)] with p ~ Beta(a, b). Split at ½ and using
+    x f(x; a, b) = a/(a+b) f(x; a+1, b):  E = a/(a+b) (1 − I_½(a+1, b)) + b/(a+b) I_½(a, b+1)."""
+    a, b = cfg.prior_a, cfg.prior_b
+    return cfg.horizon * (a / (a + b) * (1.0 - betainc(a + 1, b, 0.5))
+                          + b / (a + b) * betainc(a, b + 1, 0.5))
 
-    bandit, p_i iid Beta(a, b) with cdf I_x(a, b):  E[max_i p_i] = ∫_0^1 (1 − I_x(a, b)^k) dx,
-    integrated numerically (= k / (k + 1) for a = b = 1).
-    dependent-bandit, max(p, 1 − p) with p ~ Beta(a, b), split at ½ and using x f(x; a, b) =
-    a/(a+b) f(x; a+1, b):  E = a/(a+b) (1 − I_½(a+1, b)) + b/(a+b) I_½(a, b+1)."""
+
+def independent_oracle_value(cfg):
+    """bandit: T · E[max_i p_i] with p_i iid Beta(a, b) of cdf I_x(a, b):
+    E[max_i p_i] = ∫_0^1 (1 − I_x(a, b)^k) dx, integrated numerically (= k / (k + 1) for
+    a = b = 1)."""
     a, b, T = cfg.prior_a, cfg.prior_b, cfg.horizon
-    if cfg.name == "dependent-bandit":
-        return T * (a / (a + b) * (1.0 - betainc(a + 1, b, 0.5))
-                    + b / (a + b) * betainc(a, b + 1, 0.5))
     # x = sin²(πu/2) gathers nodes at both ends, where I_x(a, b) ~ x^a and 1 − I_x ~ (1 − x)^b
     # are not smooth for a, b < 1; 200 Gauss-Legendre nodes then give ~1e-10 or better
     z, w = np.polynomial.legendre.leggauss(200)
@@ -421,9 +424,8 @@ def random_arm(cfg, past, rng):
 
 
 def oracle(cfg, past, rng):
-    """argmax_i p_i: knows the task (bandit: the arm means; dependent-bandit: p)."""
-    p = past["tasks"] if cfg.name == "bandit" else past["tasks"][:, 0]
-    return argmax_random_ties(arm_means(cfg, p), rng)
+    """argmax_i m_i: knows the task, hence the arm means m."""
+    return argmax_random_ties(arm_means(cfg, past["tasks"]), rng)
 
 
 def bandit_policies(cfg, dp):
@@ -530,16 +532,17 @@ def tiger_q_table(cfg):
     return Q
 
 
-def tiger_reference_q(cfg, beliefs):
-    """Bayes-optimal Q_t(d_t, a) at the beliefs before each action, (T, B, 3)."""
+def tiger_reference_q(cfg, Q, beliefs):
+    """Bayes-optimal Q_t(d_t, a) at the beliefs before each action, (T, B, 3);
+    Q = tiger_q_table(cfg)."""
     d = beliefs["d"][:-1]  # (T, B)
-    return tiger_q_table(cfg)[np.arange(len(d))[:, None], d + cfg.horizon]
+    return Q[np.arange(len(d))[:, None], d + cfg.horizon]
 
 
-def tiger_exact_values(cfg):
-    """Exact expected totals: the Bayes-optimal V_0(0), and the oracle's T·treasure_r (it sees
-    the tiger and opens the other door every step)."""
-    V0 = tiger_q_table(cfg)[0, cfg.horizon].max()
+def tiger_exact_values(cfg, Q):
+    """Exact expected totals: the Bayes-optimal V_0(0) from Q = tiger_q_table(cfg), and the
+    oracle's T·treasure_r (it sees the tiger and opens the other door every step)."""
+    V0 = Q[0, cfg.horizon].max()
     return {"bayes_optimal_exact": float(V0), "oracle_exact": cfg.horizon * cfg.treasure_reward}
 
 
@@ -595,14 +598,14 @@ def two_step_action_values(cfg, b):
     return np.stack([c * reward_a + (1 - c) * reward_b, (1 - c) * reward_a + c * reward_b], axis=-1)
 
 
-def two_step_reference_q(cfg, beliefs):
+def two_step_reference_q(cfg, ref, beliefs):
     """Expected immediate reward Q(a) of each action under the belief before each trial, (T, B, 2).
     Its argmax is the belief-greedy policy: the action whose common transition leads to the
-    state more likely to be good."""
+    state more likely to be good. (ref is None: there is no exact solution to build.)"""
     return two_step_action_values(cfg, beliefs["p_A_good"][:-1])
 
 
-def two_step_exact_values(cfg):
+def two_step_exact_values(cfg, ref):
     """The oracle sees the good state and takes the action that commonly leads there, so every
     trial earns common·p_good + (1 − common)·p_bad in expectation, exactly. No Bayes-optimal
     value is computed (the belief is continuous)."""
@@ -633,12 +636,11 @@ def model_free_q(actions, obs, rewards, alpha, lam):
     return Q1
 
 
-def tiger_policies(cfg):
-    """name → choose(past, rng) for run_policy: bayes_optimal (argmax of tiger_q_table at the
-    belief's d; ties → the first action), listen_k (listen until |d| = TIGER_LISTEN_K, then open
-    the door away from the louder side, ignoring the steps left), random (uniform over the 3
-    actions), oracle (opens the treasure)."""
-    Q = tiger_q_table(cfg)
+def tiger_policies(cfg, Q):
+    """name → choose(past, rng) for run_policy: bayes_optimal (argmax of Q = tiger_q_table at
+    the belief's d; ties → the first action), listen_k (listen until |d| = TIGER_LISTEN_K, then
+    open the door away from the louder side, ignoring the steps left), random (uniform over the
+    3 actions), oracle (opens the treasure)."""
 
     def bayes_optimal(past, rng):
         return Q[len(past["actions"]), past["belief"]["d"] + cfg.horizon].argmax(axis=1)
@@ -684,28 +686,91 @@ def two_step_policies(cfg, alpha=MF_ALPHA, beta=MF_BETA, lam=MF_LAMBDA):
 
 # ===== one path for every env: the filter, the runner, dispatch, command line (section C) =====
 
-BANDITS = ("bandit", "dependent-bandit")
 POLICY_STREAM = 1  # policies draw from SeedSequence(seed, spawn_key=(1,)), the env from seed
+
+
+@dataclass(frozen=True)
+class BeliefFamily:
+    """Everything belief.py knows about one task family (the companion of envs.Family).
+
+    A belief is a dict of (B, …) arrays; `beliefs` is belief_trajectory's dict of
+    (T + 1, B, …) arrays, row t the belief before action t. `ref` is the family's exact
+    solution, built once by `reference` and handed to the functions that read it."""
+
+    prior: Callable         # (cfg, B) → belief
+    update: Callable        # (cfg, belief, actions (B,), rewards (B,), obs (B, n_obs)) → belief
+    features: Callable      # (cfg, beliefs) → F (T, B, n_f), names
+    reference: Callable     # cfg → ref: bandits the DP, tiger the Q table, two-step None
+    reference_q: Callable   # (cfg, ref, beliefs) → Q_t(b_t, a) (T, B, A)
+    exact_values: Callable  # (cfg, ref) → {"bayes_optimal_exact", "oracle_exact"} (or None)
+    policies: Callable      # (cfg, ref) → {name: choose(past, rng)} for run_policy
+
+
+def bandit_exact_values(oracle_value, cfg, dp):
+    """The Bayes-optimal V_0 of the DP and the oracle's value, oracle_value(cfg)."""
+    return {"bayes_optimal_exact": bayes_value(dp), "oracle_exact": oracle_value(cfg)}
+
+
+def no_reference(cfg):
+    return None
+
+
+def two_step_reference_policies(cfg, ref):
+    return two_step_policies(cfg)
+
+
+def bandit_family(oracle_value):
+    """Both bandits share every piece but the oracle's value: how the arms load on the
+    unknowns (envs.Family.loadings) is what tells them apart, and the pieces read it."""
+    return BeliefFamily(prior=bandit_prior, update=bandit_update, features=bandit_features,
+                        reference=bayes_dp, reference_q=bandit_reference_q,
+                        exact_values=partial(bandit_exact_values, oracle_value),
+                        policies=bandit_policies)
+
+
+BELIEFS = {
+    "bandit": bandit_family(independent_oracle_value),
+    "dependent-bandit": bandit_family(opposite_oracle_value),
+    "tiger": BeliefFamily(prior=tiger_prior, update=tiger_update, features=tiger_features,
+                          reference=tiger_q_table, reference_q=tiger_reference_q,
+                          exact_values=tiger_exact_values, policies=tiger_policies),
+    "two-step": BeliefFamily(prior=two_step_prior, update=two_step_update,
+                             features=two_step_features, reference=no_reference,
+                             reference_q=two_step_reference_q,
+                             exact_values=two_step_exact_values,
+                             policies=two_step_reference_policies),
+}
+
+
+def belief_family(cfg):
+    """The BeliefFamily of cfg's task family; ValueError if envs knows it but belief.py does not."""
+    envs.family(cfg.name)   # an unknown name is refused there, with the accepted names
+    if cfg.name not in BELIEFS:
+        raise ValueError(f"env {cfg.name!r} has no exact belief in belief.BELIEFS")
+    return BELIEFS[cfg.name]
+
+
+def reference(cfg):
+    """The family's exact solution (bandit DP, Tiger Q table, or None), built once; ValueError
+    if it would be too large (the bandit DP is refused before anything is allocated)."""
+    return belief_family(cfg).reference(cfg)
 
 
 def belief_filter(cfg):
     """The env's exact Bayes filter, the pair (prior, update):
     prior(cfg, B) → belief, update(cfg, belief, actions (B,), rewards (B,), obs (B, n_obs)) →
     the belief one step later; a belief is a dict of (B, …) arrays."""
-    if cfg.name in BANDITS:
-        return bandit_prior, bandit_update
-    if cfg.name == "tiger":
-        return tiger_prior, tiger_update
-    return two_step_prior, two_step_update
+    fam = belief_family(cfg)
+    return fam.prior, fam.update
 
 
 def belief_trajectory(cfg, actions, rewards, obs):
     """The beliefs along given episodes: dict of (T + 1, B, …) arrays; row t has seen steps < t.
 
     actions (T, B) ints, rewards (T, B), obs (T, B, n_obs) with obs[t] the observation that
-    followed action t. It folds the same filter over the steps that run_policy keeps online."""
-    actions = np.asarray(actions, dtype=np.int64)
-    rewards, obs = np.asarray(rewards, dtype=np.float64), np.asarray(obs, dtype=np.float64)
+    followed action t, checked by envs.check_history before the kernels index with them. It
+    folds the same filter over the steps that run_policy keeps online."""
+    actions, rewards, obs = envs.check_history(cfg, actions, rewards, obs)
     prior, update = belief_filter(cfg)
     beliefs = [prior(cfg, actions.shape[1])]
     for t in range(actions.shape[0]):
@@ -759,66 +824,54 @@ def belief_features(cfg, actions, rewards, obs):
 
     actions (T, B) ints, rewards (T, B), obs (T, B, n_obs) with obs[t] the observation that
     followed action t. Row t is the belief after steps 0..t−1; row 0 is the prior."""
-    beliefs = belief_trajectory(cfg, actions, rewards, obs)
-    if cfg.name in BANDITS:
-        return bandit_features(cfg, beliefs)
-    if cfg.name == "tiger":
-        return tiger_features(cfg, beliefs)
-    return two_step_features(cfg, beliefs)
+    return belief_family(cfg).features(cfg, belief_trajectory(cfg, actions, rewards, obs))
 
 
-def reference_q(cfg, actions, rewards, obs):
+def reference_q(cfg, actions, rewards, obs, ref=None):
     """The reference policy's Q_t(belief_t, a) before each action of given episodes, (T, B, A).
 
     Q_t is the expected total reward from step t on when taking a, then acting as the
     reference does (bandits and tiger: Bayes-optimally; two-step: the expected reward of this
-    trial alone)."""
-    if np.shape(actions)[0] > cfg.horizon:
-        raise ValueError(f"episodes have {np.shape(actions)[0]} steps, more than the "
-                         f"horizon {cfg.horizon} the values are computed for")
+    trial alone). ref = reference(cfg), built here if not given."""
     beliefs = belief_trajectory(cfg, actions, rewards, obs)
-    if cfg.name in BANDITS:
-        return bandit_reference_q(cfg, beliefs)
-    if cfg.name == "tiger":
-        return tiger_reference_q(cfg, beliefs)
-    return two_step_reference_q(cfg, beliefs)
+    fam = belief_family(cfg)
+    return fam.reference_q(cfg, fam.reference(cfg) if ref is None else ref, beliefs)
 
 
-def exact_values(cfg, dp=None):
+def exact_values(cfg, ref=None):
     """{"bayes_optimal_exact", "oracle_exact"}: exact E[Σ_t r_t] from the prior, or None.
-
-    Bandits read it from dp = bayes_dp(cfg), built here if not given; building it raises
-    ValueError when the DP would be too large."""
-    if cfg.name in BANDITS:
-        return {"bayes_optimal_exact": bayes_value(bayes_dp(cfg) if dp is None else dp),
-                "oracle_exact": oracle_value(cfg)}
-    if cfg.name == "tiger":
-        return tiger_exact_values(cfg)
-    return two_step_exact_values(cfg)
+    ref = reference(cfg), built here if not given."""
+    fam = belief_family(cfg)
+    return fam.exact_values(cfg, fam.reference(cfg) if ref is None else ref)
 
 
-def run_baselines(cfg, episodes, seed, dp=None):
-    """{policy name: {"mean", "stderr"}} of the total reward over `episodes` episodes.
-
-    Bandits' Bayes-optimal policy reads dp = bayes_dp(cfg), built here if not given."""
-    if episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {episodes}")
-    if cfg.name in BANDITS:
-        policies = bandit_policies(cfg, bayes_dp(cfg) if dp is None else dp)
-    elif cfg.name == "tiger":
-        policies = tiger_policies(cfg)
-    else:
-        policies = two_step_policies(cfg)
+def run_baselines(cfg, episodes, seed, ref=None):
+    """{policy name: {"mean", "stderr"}} of the total reward over `episodes` episodes, each
+    policy on the same episodes (one seed). ref = reference(cfg), built here if not given."""
+    check_int("--episodes", episodes, 1)
+    check_memory(baselines_bytes(cfg, episodes), f"--episodes {episodes}")
+    fam = belief_family(cfg)
+    policies = fam.policies(cfg, fam.reference(cfg) if ref is None else ref)
     return policy_baselines(cfg, policies, episodes, seed)
+
+
+def baselines_bytes(cfg, episodes):
+    """Bytes run_policy holds for `episodes` episodes: the env's noise (T, B, 3), actions,
+    rewards and obs (T, B, ·), and the history a model-free learner refolds each step; ×2 for
+    temporaries."""
+    return 2 * cfg.horizon * episodes * 8 * (UNIFORMS_PER_STEP + 2 + n_observations(cfg) + 4)
 
 
 def baselines_report(cfg, episodes, seed):
     """The baselines command's result as one JSON-ready dict."""
-    report = {"env": cfg.name, "arms": n_actions(cfg), "horizon": cfg.horizon,
-              "episodes": episodes, "seed": seed, "prior_a": cfg.prior_a, "prior_b": cfg.prior_b}
-    dp = bayes_dp(cfg) if cfg.name in BANDITS else None  # first: a DP too large is refused
-    report.update(exact_values(cfg, dp))                  # before any rollout
-    report["policies"] = run_baselines(cfg, episodes, seed, dp)
+    check_int("--episodes", episodes, 1)
+    check_memory(baselines_bytes(cfg, episodes), f"--episodes {episodes}")
+    report = {"env": cfg.name, "actions": n_actions(cfg), "horizon": cfg.horizon,
+              "episodes": episodes, "seed": seed,
+              **{name: getattr(cfg, name) for name in envs.family(cfg.name).fields}}
+    ref = reference(cfg)                    # first: a DP too large is refused before any rollout
+    report.update(exact_values(cfg, ref))
+    report["policies"] = run_baselines(cfg, episodes, seed, ref)
     return report
 
 
@@ -826,8 +879,7 @@ def format_baselines(report):
     """The report as a table; regret = oracle value − mean (the oracle's exact value if known)."""
     policies, oracle_exact = report["policies"], report["oracle_exact"]
     oracle = oracle_exact if oracle_exact is not None else policies.get("oracle", {}).get("mean")
-    actions = "arms" if report["env"] in BANDITS else "actions"
-    lines = [f"{report['env']}, {report['arms']} {actions}, T={report['horizon']}, "
+    lines = [f"{report['env']}, {report['actions']} actions, T={report['horizon']}, "
              f"{report['episodes']} episodes, seed {report['seed']}",
              f"exact: Bayes-optimal {fmt(report['bayes_optimal_exact'], '.3f')}, "
              f"oracle {fmt(oracle_exact, '.3f')}",
@@ -855,10 +907,11 @@ def bench(batch, horizon, repeats=7, seed=0):
     Three ways: the NumPy twins, the Numba kernels, and BatchEnv.step (kernel plus building
     the RL² input) followed by the Numba update. Each is run once to compile and warm up, then
     timed `repeats` times; the median is reported. Actions are drawn beforehand."""
-    for label, value in (("--batch", batch), ("--horizon", horizon), ("--repeats", repeats)):
-        if value < 1:
-            raise ValueError(f"{label} must be >= 1, got {value}")
     cfg = make_config("bandit", arms=2, horizon=horizon)
+    check_int("--batch", batch, 1)
+    check_int("--repeats", repeats, 1)
+    # means, actions, uniforms and the env's own noise, rewards and counts, ×2 for temporaries
+    check_memory(2 * 8 * batch * (horizon * (1 + 2 * UNIFORMS_PER_STEP) + 16), f"--batch {batch}")
     rng = np.random.default_rng(seed)
     means = rng.random((batch, 2))                                # (B, k)
     actions = rng.integers(2, size=(horizon, batch))              # (T, B)
@@ -903,24 +956,19 @@ def format_bench(result):
     return "\n".join(lines)
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse whose usage errors, like our ValueErrors, are one line on stderr (exit 2)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser():
     parser = OneLineErrorParser(prog="belief.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     base = commands.add_parser("baselines", help="mean total reward of the baseline policies")
-    base.add_argument("--env", default="bandit", help=f"one of: {', '.join(ENV_NAMES)}")
-    base.add_argument("--arms", type=int, default=2, help="bandit: number of arms k (>= 2)")
+    base.add_argument("--env", default="bandit", help=f"one of: {', '.join(envs.FAMILIES)}")
+    base.add_argument("--arms", type=int, default=argparse.SUPPRESS,
+                      help=f"bandit: number of arms k in [2, {envs.MAX_ARMS}] (default 2)")
     base.add_argument("--horizon", type=int, default=None, help="T; default: the env's own")
     base.add_argument("--episodes", type=int, default=20_000)
-    base.add_argument("--seed", type=int, default=0)
-    base.add_argument("--prior-a", type=float, default=1.0, help="bandits: Beta(a, b) prior")
-    base.add_argument("--prior-b", type=float, default=1.0)
+    base.add_argument("--seed", type=int, default=0, help="seed (>= 0) of tasks and policies")
+    for name in ("prior_a", "prior_b"):
+        base.add_argument(envs.flag(name), type=float, default=argparse.SUPPRESS,
+                          help="bandits: arms' Beta(a, b) prior, in [0.001, 1000] (default 1)")
     base.add_argument("--json", action="store_true", help="print one JSON object")
     speed = commands.add_parser("bench", help="steps/s of bandit step + belief update")
     speed.add_argument("--batch", type=int, default=1024)
@@ -932,20 +980,20 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
+
+    def command():
         if args.command == "baselines":
-            cfg = make_config(args.env, horizon=args.horizon, arms=args.arms,
-                              prior_a=args.prior_a, prior_b=args.prior_b)
+            given = {k: getattr(args, k) for k in ("arms", "prior_a", "prior_b") if hasattr(args, k)}
+            cfg = make_config(args.env, horizon=args.horizon, **given)
+            check_int("--seed", args.seed, 0)
             result = baselines_report(cfg, args.episodes, args.seed)
             text = format_baselines(result)
         else:
             result = bench(args.batch, args.horizon, args.repeats)
             text = format_bench(result)
-    except ValueError as err:
-        print(f"belief.py: error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(result) if args.json else text)
-    return 0
+        print(json.dumps(result) if args.json else text)
+
+    return run_cli("belief.py", command)
 
 
 if __name__ == "__main__":

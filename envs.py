@@ -22,26 +22,36 @@ as 0/1 for Tiger, "state A is the good one" as 0/1 for the two-step task. Tiger 
 tasks change within an episode (the tiger is re-placed, the good state swaps), so
 ``env.tasks`` is always the *current* hidden state. The agent never sees it; analysis code does.
 
+Task families (bandit, dependent-bandit, tiger, two-step) are records: each ``Family`` in
+``FAMILIES`` holds its sampler, step kernel, input layout and checks, and ``family(name)`` is
+the one place a name is looked up (and an unknown one refused). Adding a family means adding
+one record here and one ``belief.BeliefFamily``; the learner, the probe and the baselines need
+no change. Every number of an ``EnvConfig`` is checked (type, finite, range) by
+``check_config`` before any kernel runs, and ``BatchEnv.step`` checks the actions.
+
 Randomness: ``reset(seed)`` draws the tasks and every uniform number the episode will use,
 (T, B, 3), from one ``np.random.Generator``. The same seed therefore gives bit-identical
 episodes, and two policies run with the same seed face the same tasks and the same noise
 (common random numbers, which makes their comparison less noisy).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Callable
 
 import numpy as np
 from numba import njit
 
-ENV_NAMES = ("bandit", "dependent-bandit", "tiger", "two-step")
-DEFAULT_HORIZON = {"bandit": 100, "dependent-bandit": 100, "tiger": 20, "two-step": 100}
+from boundary import check_float, check_int, check_int_array, check_real_array, check_shape
+
 UNIFORMS_PER_STEP = 3  # the most any env needs in one step (two-step: transition, reward, swap)
+MAX_HORIZON = 10_000   # longer episodes are refused: the exact references grow with T
+MAX_ARMS = 100
 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """One task distribution. Fields that an env does not use are ignored by it."""
+    """One task distribution. A field its family does not read must keep its default."""
 
-    name: str = "bandit"          # one of ENV_NAMES
+    name: str = "bandit"          # a key of FAMILIES
     arms: int = 2                 # bandit: number of arms k (dependent-bandit always has 2)
     horizon: int = 100            # T: agent steps per episode (two-step: trials)
     prior_a: float = 1.0          # bandit arms p_i ~ Beta(a, b); dependent-bandit p ~ Beta(a, b)
@@ -56,40 +66,88 @@ class EnvConfig:
     swap_prob: float = 0.025       # two-step: P(good state swaps) after each trial
 
 
-def make_config(name="bandit", horizon=None, **fields):
-    """An EnvConfig with the env's default horizon, checked; raises ValueError on bad values."""
-    if name not in ENV_NAMES:
-        raise ValueError(f"unknown env {name!r}; accepted: {', '.join(ENV_NAMES)}")
-    cfg = EnvConfig(name=name, horizon=DEFAULT_HORIZON[name] if horizon is None else horizon,
-                    **fields)
+# The accepted range of every number of EnvConfig, as (low, high, low_open, high_open).
+# Probabilities that enter Bayes' rule as likelihoods stay off 0 and 1 (a zero likelihood
+# would give 0/0 on a history the model calls impossible); rewards are bounded so that the
+# exact values stay far from overflow.
+FIELD_RANGES = {
+    "prior_a": (1e-3, 1e3, False, False), "prior_b": (1e-3, 1e3, False, False),
+    "listen_accuracy": (0.5, 1.0, False, True), "listen_reward": (-1e4, 1e4, False, False),
+    "tiger_reward": (-1e4, 1e4, False, False), "treasure_reward": (0.0, 1e4, True, False),
+    "common_prob": (0.0, 1.0, False, False), "reward_good": (0.0, 1.0, True, True),
+    "reward_bad": (0.0, 1.0, True, True), "swap_prob": (0.0, 0.5, False, False),
+}
+
+
+def flag(name):
+    """The command-line spelling of an EnvConfig or Config field: prior_a → --prior-a."""
+    return "--" + name.replace("_", "-")
+
+
+# ------------------------------------------------------------------------------------------
+# One record per task family: adding a family means adding one Family here (and one
+# belief.BeliefFamily in belief.py); nothing else dispatches on the name.
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Family:
+    """Everything envs.py knows about one task family."""
+
+    default_horizon: int
+    fields: tuple            # EnvConfig fields it reads besides name and horizon
+    n_actions: Callable      # cfg → A
+    n_observations: int      # width of its own observation o_t in the input
+    task_dim: Callable       # cfg → width of env.tasks
+    reward_scale: Callable   # cfg → divisor of rewards in the agent's input and in the loss
+    sample_tasks: Callable   # (cfg, rng, B) → tasks (B, task_dim)
+    step: Callable           # (env, actions (B,), u (B, 3)) → rewards (B,); moves env.tasks, env.obs
+    check_outcomes: Callable  # (cfg, actions, rewards, obs) → None; ValueError if impossible
+    # bandits only (None otherwise): how arm i loads on the Beta-distributed unknowns p of the
+    # task, cfg → (j, positive) of shape (A,) each: arm i pays p_{j_i} if positive_i, else
+    # 1 − p_{j_i}; and the names of the unknowns, cfg → [str] (for feature names)
+    loadings: Callable = None
+    task_names: Callable = None
+
+
+def family(name):
+    """The Family record of a task family's name; ValueError for an unknown name."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown env {name!r}; accepted: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def make_config(name="bandit", horizon=None, **values):
+    """An EnvConfig with the family's default horizon, checked (check_config)."""
+    cfg = EnvConfig(name=name, horizon=family(name).default_horizon if horizon is None
+                    else horizon, **values)
     check_config(cfg)
     return cfg
 
 
 def check_config(cfg):
-    """Raise ValueError, in the user's words, if any field of cfg is out of range."""
-    if cfg.name not in ENV_NAMES:
-        raise ValueError(f"unknown env {cfg.name!r}; accepted: {', '.join(ENV_NAMES)}")
-    if cfg.name == "bandit" and cfg.arms < 2:
-        raise ValueError(f"--arms must be >= 2, got {cfg.arms}")
-    if cfg.horizon < 1:
-        raise ValueError(f"--horizon must be >= 1, got {cfg.horizon}")
-    if cfg.prior_a <= 0 or cfg.prior_b <= 0:
-        raise ValueError(f"Beta prior needs a > 0 and b > 0, got a={cfg.prior_a}, b={cfg.prior_b}")
-    for label in ("listen_accuracy", "common_prob", "reward_good", "reward_bad", "swap_prob"):
-        value = getattr(cfg, label)
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{label} is a probability, must be in [0, 1], got {value}")
+    """Raise ValueError, in the user's words, if any field of cfg is of the wrong type, out of
+    its range, or set although the family does not read it."""
+    fam = family(cfg.name)
+    check_int(flag("horizon"), cfg.horizon, 1, MAX_HORIZON)
+    check_int(flag("arms"), cfg.arms, 2, MAX_ARMS)
+    for name, (low, high, low_open, high_open) in FIELD_RANGES.items():
+        check_float(flag(name), getattr(cfg, name), low, high, low_open, high_open)
+    default = EnvConfig()
+    for f in fields(EnvConfig):
+        if f.name not in ("name", "horizon", *fam.fields) and getattr(cfg, f.name) != getattr(default, f.name):
+            users = [n for n, other in FAMILIES.items() if f.name in other.fields]
+            raise ValueError(f"{flag(f.name)} does not apply to {cfg.name} (it applies to: "
+                             f"{', '.join(users) or 'no env'}); leave it at its default "
+                             f"{getattr(default, f.name)}")
 
 
 def n_actions(cfg):
     """Number of discrete actions: k arms; tiger: listen, open-left, open-right."""
-    return {"bandit": cfg.arms, "dependent-bandit": 2, "tiger": 3, "two-step": 2}[cfg.name]
+    return family(cfg.name).n_actions(cfg)
 
 
 def n_observations(cfg):
     """Width of the env's own observation o_t inside the agent input."""
-    return {"bandit": 0, "dependent-bandit": 0, "tiger": 2, "two-step": 2}[cfg.name]
+    return family(cfg.name).n_observations
 
 
 def n_inputs(cfg):
@@ -99,15 +157,35 @@ def n_inputs(cfg):
 
 def task_dim(cfg):
     """Width of env.tasks."""
-    return cfg.arms if cfg.name == "bandit" else 1
+    return family(cfg.name).task_dim(cfg)
+
+
+def arm_means(cfg, p):
+    """Bandits: the arms' reward probabilities (..., A) from the unknowns p (..., task_dim),
+    m_i = p_{j_i} if positive_i else 1 − p_{j_i} (Family.loadings)."""
+    j, positive = family(cfg.name).loadings(cfg)
+    return np.where(positive, p[..., j], 1.0 - p[..., j])
 
 
 def reward_scale(cfg):
-    """Rewards enter the agent's input (and the learner's loss) divided by this.
+    """Rewards enter the agent's input (and the learner's loss) divided by this."""
+    return family(cfg.name).reward_scale(cfg)
 
-    Bandit and two-step rewards are already 0/1; Tiger's are ±100 and −1, which would
-    saturate the LSTM's gates, so they are divided by the treasure reward (10)."""
-    return abs(cfg.treasure_reward) if cfg.name == "tiger" else 1.0
+
+def check_history(cfg, actions, rewards, obs):
+    """Recorded episodes as the env makes them, or ValueError: actions (T, B) integers in
+    [0, A), rewards (T, B) and obs (T, B, n_obs) finite and possible for the family, and
+    T ≤ horizon. Returns them as int64 / float64 arrays: the belief kernels index with them."""
+    actions = np.asarray(actions)
+    check_shape("actions", actions, (None, None))
+    T, B = actions.shape
+    if T > cfg.horizon:
+        raise ValueError(f"episodes have {T} steps, more than the horizon {cfg.horizon}")
+    actions = check_int_array("actions", actions, (T, B), 0, n_actions(cfg))
+    rewards = check_real_array("rewards", rewards, (T, B))
+    obs = check_real_array("obs", obs, (T, B, n_observations(cfg)))
+    family(cfg.name).check_outcomes(cfg, actions, rewards, obs)
+    return actions, rewards, obs
 
 
 @dataclass
@@ -125,21 +203,16 @@ class BatchEnv:
 
     def __post_init__(self):
         # looked up once: step() runs T times per rollout and should do no other work
+        self.family = family(self.cfg.name)
         self.n_act, self.n_in, self.scale = n_actions(self.cfg), n_inputs(self.cfg), reward_scale(self.cfg)
 
     def reset(self, seed):
         """Sample B tasks and the episode's noise; return the first input x_0 (B, n_in)."""
         rng = np.random.default_rng(seed)
         cfg, B = self.cfg, self.batch
-        if cfg.name == "bandit":
-            self.tasks = rng.beta(cfg.prior_a, cfg.prior_b, size=(B, cfg.arms))
-            self.means = self.tasks
-        elif cfg.name == "dependent-bandit":
-            p = rng.beta(cfg.prior_a, cfg.prior_b, size=(B, 1))
-            self.tasks, self.means = p, np.concatenate([p, 1.0 - p], axis=1)
-        else:  # tiger: tiger is left; two-step: state A is good; each with probability 1/2
-            self.tasks = (rng.random((B, 1)) < 0.5).astype(np.float64)
-            self.means = None
+        self.tasks = self.family.sample_tasks(cfg, rng, B)
+        if self.family.loadings is not None:
+            self.means = arm_means(cfg, self.tasks)
         self.noise = rng.random((cfg.horizon, B, UNIFORMS_PER_STEP))
         self.t = 0
         self.obs = np.zeros((B, n_observations(cfg)))
@@ -147,26 +220,23 @@ class BatchEnv:
         return self._input(no_action, np.zeros(B))
 
     def step(self, actions):
-        """Apply actions (B,) ints in [0, A); return (x_{t+1}, r_t, done)."""
-        cfg = self.cfg
-        if self.t >= cfg.horizon:
+        """Apply actions (B,) integers in [0, A); return (x_{t+1}, r_t, done)."""
+        if self.t >= self.cfg.horizon:
             raise RuntimeError("episode is over: call reset() before step()")
-        a = np.asarray(actions, dtype=np.int64)
-        if not actions_in_range(a, self.n_act):  # before any kernel indexes with them
-            raise ValueError(f"actions must be integers in [0, {self.n_act}) for {cfg.name}")
-        u = self.noise[self.t]
-        if cfg.name in ("bandit", "dependent-bandit"):
-            r = bandit_step(self.means, a, u)
-        elif cfg.name == "tiger":
-            r = tiger_step(self.tasks[:, 0], a, u, self.obs, cfg.listen_accuracy,
-                           cfg.listen_reward, cfg.tiger_reward, cfg.treasure_reward)
-        else:
-            r = two_step_step(self.tasks[:, 0], a, u, self.obs, cfg.common_prob,
-                              cfg.reward_good, cfg.reward_bad, cfg.swap_prob)
+        a = self.checked_actions(actions)
+        r = self.family.step(self, a, self.noise[self.t])
         self.t += 1
         x = self._input(a, r)
-        done = np.full(self.batch, self.t == cfg.horizon)
+        done = np.full(self.batch, self.t == self.cfg.horizon)
         return x, r, done
+
+    def checked_actions(self, actions):
+        """actions as int64 (B,), or ValueError: the kernels index arrays with them, unchecked.
+        The common case (an int64 array of the right shape) costs one Numba range scan."""
+        a = actions if isinstance(actions, np.ndarray) else np.asarray(actions)
+        if a.dtype == np.int64 and a.shape == (self.batch,) and actions_in_range(a, self.n_act):
+            return a
+        return check_int_array("actions", a, (self.batch,), 0, self.n_act)
 
     def _input(self, actions, rewards):
         x = np.empty((self.batch, self.n_in), dtype=self.dtype)  # (B, n_in)
@@ -178,8 +248,7 @@ class BatchEnv:
 def make_env(cfg, batch, dtype=np.float64):
     """A BatchEnv running `batch` episodes of cfg; inputs x are of `dtype`."""
     check_config(cfg)
-    if batch < 1:
-        raise ValueError(f"batch (episodes) must be >= 1, got {batch}")
+    check_int("batch (episodes)", batch, 1)
     return BatchEnv(cfg=cfg, batch=batch, dtype=dtype)
 
 
@@ -260,3 +329,110 @@ def two_step_step(a_good, actions, u, obs, common, p_good, p_bad, swap):
         if u[e, 2] < swap:
             a_good[e] = 1.0 - a_good[e]
     return r
+
+
+# ------------------------------------------------------------------------------------------
+# The families: the functions their records hold, then FAMILIES
+# ------------------------------------------------------------------------------------------
+def beta_tasks(cfg, rng, B):
+    """Bandits: the Beta(a, b)-distributed unknowns of B tasks, (B, task_dim)."""
+    return rng.beta(cfg.prior_a, cfg.prior_b, size=(B, task_dim(cfg)))
+
+
+def coin_tasks(cfg, rng, B):
+    """Tiger (tiger is left) and two-step (state A is good): 0/1 with probability 1/2, (B, 1)."""
+    return (rng.random((B, 1)) < 0.5).astype(np.float64)
+
+
+def independent_loadings(cfg):
+    """bandit: arm i pays with its own p_i."""
+    return np.arange(cfg.arms), np.ones(cfg.arms, dtype=bool)
+
+
+def opposite_loadings(cfg):
+    """dependent-bandit: arm 0 pays with p and arm 1 with 1 − p."""
+    return np.array([0, 0]), np.array([True, False])
+
+
+def bandit_env_step(env, actions, u):
+    return bandit_step(env.means, actions, u)
+
+
+def tiger_env_step(env, actions, u):
+    cfg = env.cfg
+    return tiger_step(env.tasks[:, 0], actions, u, env.obs, cfg.listen_accuracy,
+                      cfg.listen_reward, cfg.tiger_reward, cfg.treasure_reward)
+
+
+def two_step_env_step(env, actions, u):
+    cfg = env.cfg
+    return two_step_step(env.tasks[:, 0], actions, u, env.obs, cfg.common_prob,
+                         cfg.reward_good, cfg.reward_bad, cfg.swap_prob)
+
+
+def check_binary_rewards(cfg, actions, rewards, obs):
+    """Bandit and two-step rewards are 0 or 1."""
+    if not np.isin(rewards, (0.0, 1.0)).all():
+        raise ValueError(f"{cfg.name} rewards must be 0 or 1")
+
+
+def check_tiger_outcomes(cfg, actions, rewards, obs):
+    """Listening costs listen_reward and hears one side (obs one-hot); opening a door pays
+    tiger_reward or treasure_reward and hears nothing (obs zero)."""
+    listen = actions == 0
+    if not (rewards[listen] == cfg.listen_reward).all():
+        raise ValueError(f"tiger: a listening step must have reward {cfg.listen_reward}")
+    if not np.isin(rewards[~listen], (cfg.tiger_reward, cfg.treasure_reward)).all():
+        raise ValueError(f"tiger: an opening must have reward {cfg.tiger_reward} or "
+                         f"{cfg.treasure_reward}")
+    heard = obs.sum(axis=-1)
+    if not (np.isin(obs, (0.0, 1.0)).all() and (heard == listen).all()):
+        raise ValueError("tiger: obs must be one-hot [hear-left, hear-right] after listening "
+                         "and [0, 0] after opening a door")
+
+
+def check_two_step_outcomes(cfg, actions, rewards, obs):
+    """Rewards 0 or 1, and obs one-hot over the second-stage states [A, B]."""
+    check_binary_rewards(cfg, actions, rewards, obs)
+    if not (np.isin(obs, (0.0, 1.0)).all() and (obs.sum(axis=-1) == 1.0).all()):
+        raise ValueError("two-step: obs must be one-hot over the states [A, B]")
+
+
+def arms(cfg):
+    return cfg.arms
+
+
+def arm_names(cfg):
+    return [str(i) for i in range(cfg.arms)]
+
+
+def constant(value):
+    """A record field that is the same for every config of the family."""
+    return lambda cfg: value
+
+
+FAMILIES = {
+    "bandit": Family(
+        default_horizon=100, fields=("arms", "prior_a", "prior_b"), n_actions=arms,
+        n_observations=0, task_dim=arms, reward_scale=constant(1.0), sample_tasks=beta_tasks,
+        step=bandit_env_step, check_outcomes=check_binary_rewards,
+        loadings=independent_loadings, task_names=arm_names),
+    "dependent-bandit": Family(
+        default_horizon=100, fields=("prior_a", "prior_b"), n_actions=constant(2),
+        n_observations=0, task_dim=constant(1), reward_scale=constant(1.0),
+        sample_tasks=beta_tasks, step=bandit_env_step, check_outcomes=check_binary_rewards,
+        loadings=opposite_loadings, task_names=constant(["p"])),
+    # Tiger's rewards are ±100 and −1, which would saturate the LSTM's gates: they enter the
+    # input and the loss divided by the treasure reward (10)
+    "tiger": Family(
+        default_horizon=20,
+        fields=("listen_accuracy", "listen_reward", "tiger_reward", "treasure_reward"),
+        n_actions=constant(3), n_observations=2, task_dim=constant(1),
+        reward_scale=lambda cfg: cfg.treasure_reward, sample_tasks=coin_tasks,
+        step=tiger_env_step, check_outcomes=check_tiger_outcomes),
+    "two-step": Family(
+        default_horizon=100, fields=("common_prob", "reward_good", "reward_bad", "swap_prob"),
+        n_actions=constant(2), n_observations=2, task_dim=constant(1),
+        reward_scale=constant(1.0), sample_tasks=coin_tasks, step=two_step_env_step,
+        check_outcomes=check_two_step_outcomes),
+}

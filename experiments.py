@@ -281,7 +281,7 @@ def agents_act_near_bayes_optimally(run, agents):
     is no lower than the best classical baseline's by more than Z combined standard errors.
     For the bandits also the regret ratios against the oracle, (oracle − G_agent) /
     (oracle − G_Bayes), from returns and from the lower-variance pseudo-regret."""
-    names = envs.ENV_NAMES
+    names = tuple(envs.FAMILIES)
     jobs = [(f"{name} seed {a.hp.seed}", evaluate_agent, a, run.scale.eval_episodes)
             for name in names for a in agents[name]]
     jobs += [(f"{name} baselines", reference_values, metarl.env_config(agents[name][0].hp),
@@ -404,7 +404,7 @@ def hidden_states_are_belief_states(run, agents):
                  training makes the state more belief-like than the same network untrained;
       together   Pearson r between probe R² and return across the training snapshots
                  (seed means) ≥ TRAINING_CORRELATION."""
-    names = envs.ENV_NAMES
+    names = tuple(envs.FAMILIES)
     jobs = [(f"{name} seed {a.hp.seed}", probe_over_training, a, run.scale)
             for name in names for a in agents[name]]
     results = iter(run_jobs(run, "2 hidden states are belief states", jobs))

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -27,60 +26,78 @@ from numba import njit
 
 import belief
 import envs
+from boundary import (OneLineErrorParser, atomic_write, check_float, check_int, check_memory,
+                      new_figure, one_line, prepare_output_file, run_cli, save_png)
 
 
 # ------------------------------------------------------------------------------------------
-# Hyper-parameters: the CLI of `train` is generated from this dataclass.
+# Hyper-parameters: the CLI of `train` and its checks are generated from this dataclass.
 # ------------------------------------------------------------------------------------------
+def param(default, help, low=None, high=None, low_open=False, high_open=False, choices=None):
+    """A Config field: its default, its meaning, and the values it accepts (a closed interval
+    [low, high] unless open at an end; `choices` for a string)."""
+    accepted = {"low": low, "high": high, "low_open": low_open, "high_open": high_open,
+                "choices": choices}
+    return field(default=default, metadata={"help": help, "accepted": accepted})
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything a training run depends on. Defaults train the 2-arm bandit (README)."""
 
-    env: str = field(default="bandit", metadata={"help": f"task distribution: {', '.join(envs.ENV_NAMES)}"})
-    arms: int = field(default=2, metadata={"help": "bandit arms k"})
-    horizon: int = field(default=0, metadata={"help": "steps per episode T (0: the env's default)"})
-    prior_a: float = field(default=1.0, metadata={"help": "Beta(a, b) prior of the arms' p"})
-    prior_b: float = field(default=1.0, metadata={"help": "Beta(a, b) prior of the arms' p"})
-    hidden: int = field(default=48, metadata={"help": "LSTM units H"})
-    batch: int = field(default=64, metadata={"help": "episodes (tasks) per update B"})
-    updates: int = field(default=20000, metadata={"help": "number of updates"})
-    lr: float = field(default=2e-3, metadata={"help": "Adam learning rate at update 0"})
-    anneal_lr: bool = field(default=True, metadata={"help": "decay the rate linearly to 0 by the last update"})
-    gamma: float = field(default=0.95, metadata={"help": "discount γ; < 1 lowers the variance of G"})
-    gae_lambda: float = field(default=1.0, metadata={"help": "GAE λ; 1 is REINFORCE with baseline"})
-    value_weight: float = field(default=0.5, metadata={"help": "weight c_V of the value loss"})
-    entropy_start: float = field(default=0.02, metadata={"help": "entropy weight β at update 0"})
-    entropy_end: float = field(default=0.001, metadata={"help": "β at the last update (linear)"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "global gradient-norm clip"})
-    seed: int = field(default=0, metadata={"help": "seed of initialisation and of every update"})
-    dtype: str = field(default="float64", metadata={"help": "float64 (auditing) or float32 (speed)"})
-    log_every: int = field(default=500, metadata={"help": "updates between progress lines"})
-    save_every: int = field(default=2000, metadata={"help": "updates between checkpoints"})
+    env: str = param("bandit", "task distribution", choices=tuple(envs.FAMILIES))
+    arms: int = param(2, "bandit arms k", 2, envs.MAX_ARMS)
+    horizon: int = param(0, "steps per episode T (0: the env's default)", 0, envs.MAX_HORIZON)
+    prior_a: float = param(1.0, "bandits: Beta(a, b) prior of the arms' p", 1e-3, 1e3)
+    prior_b: float = param(1.0, "bandits: Beta(a, b) prior of the arms' p", 1e-3, 1e3)
+    hidden: int = param(48, "LSTM units H", 1, 4096)
+    batch: int = param(64, "episodes (tasks) per update B", 1)
+    updates: int = param(20000, "number of updates", 1)
+    lr: float = param(2e-3, "Adam learning rate at update 0", 0.0, 1.0, low_open=True)
+    anneal_lr: bool = param(True, "decay the rate linearly to 0 by the last update")
+    gamma: float = param(0.95, "discount γ; < 1 lowers the variance of G", 0.0, 1.0)
+    gae_lambda: float = param(1.0, "GAE λ; 1 is REINFORCE with baseline", 0.0, 1.0)
+    value_weight: float = param(0.5, "weight c_V of the value loss", 0.0, 1e3)
+    entropy_start: float = param(0.02, "entropy weight β at update 0", 0.0, 1e3)
+    entropy_end: float = param(0.001, "β at the last update (linear)", 0.0, 1e3)
+    max_grad_norm: float = param(1.0, "global gradient-norm clip", 0.0, 1e6, low_open=True)
+    seed: int = param(0, "seed of initialisation and of every update", 0)
+    dtype: str = param("float64", "float64 (auditing) or float32 (speed)",
+                       choices=("float64", "float32"))
+    log_every: int = param(500, "updates between progress lines", 1)
+    save_every: int = param(2000, "updates between checkpoints", 1)
 
 
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8  # Kingma & Ba (2015) defaults
 
 
 def check_hyperparameters(hp):
-    """Raise ValueError in the user's words for any out-of-range hyper-parameter."""
+    """Raise ValueError in the user's words for a hyper-parameter of the wrong type or out of
+    the range its field accepts (NaN and ±inf included), or an env setting that does not fit."""
+    for f in dataclasses.fields(Config):
+        check_field(f, getattr(hp, f.name))
     env_config(hp)
-    for name in ("hidden", "batch", "updates", "log_every", "save_every"):
-        if getattr(hp, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(hp, name)}")
-    if hp.dtype not in ("float64", "float32"):
-        raise ValueError(f"--dtype must be float64 or float32, got {hp.dtype!r}")
-    if not (0 <= hp.gamma <= 1 and 0 <= hp.gae_lambda <= 1):
-        raise ValueError(f"--gamma and --gae-lambda must be in [0, 1], got {hp.gamma}, {hp.gae_lambda}")
-    if hp.lr <= 0 or hp.max_grad_norm <= 0:
-        raise ValueError(f"--lr and --max-grad-norm must be > 0, got {hp.lr}, {hp.max_grad_norm}")
+
+
+def check_field(f, value):
+    """value, checked against Config field f's type and accepted values."""
+    name, ok = envs.flag(f.name), f.metadata["accepted"]
+    if f.type is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+    elif f.type is str:
+        if value not in ok["choices"]:
+            raise ValueError(f"{name} must be one of {', '.join(ok['choices'])}, got {value!r}")
+    elif f.type is int:
+        check_int(name, value, ok["low"], ok["high"])
+    else:
+        check_float(name, value, ok["low"], ok["high"], ok["low_open"], ok["high_open"])
 
 
 def env_config(hp):
-    """The envs.EnvConfig that hp trains on."""
-    fields = dict(prior_a=hp.prior_a, prior_b=hp.prior_b)
-    if hp.env == "bandit":
-        fields["arms"] = hp.arms
-    return envs.make_config(hp.env, horizon=hp.horizon or None, **fields)
+    """The envs.EnvConfig that hp trains on (checked; settings its family ignores refused)."""
+    return envs.make_config(hp.env, horizon=hp.horizon or None, arms=hp.arms,
+                            prior_a=hp.prior_a, prior_b=hp.prior_b)
 
 
 # ------------------------------------------------------------------------------------------
@@ -313,12 +330,15 @@ class Trajectory:
                            # use and kept, since training reuses one Trajectory's buffers
 
 
-def rollout(params, cfg, batch, rng, greedy=False, actions=None, out=None):
+def rollout(params, cfg, batch, rng, greedy=False, actions=None, out=None, implant=None):
     """Run `batch` fresh episodes of env cfg with the LSTM policy.
 
     The env draws its tasks and noise from rng, then the action uniforms are drawn, so a seed
     fixes everything. Actions are sampled from π (inverse CDF), or its most likely action if
-    greedy, or replayed from `actions` (T, B) (used by the gradient checks). `out`, a previous
+    greedy, or replayed from `actions` (T, B) (used by the gradient checks). `implant` =
+    (t_s, h, c), (B, H) each, replaces the state carried into step t_s (before it reads x_{t_s})
+    by (h, c): the state-splicing test; the steps before t_s are those of the same seed without
+    it. `out`, a previous
     Trajectory of the same shapes, is overwritten instead of allocating new arrays: training
     reuses one set of buffers (fresh multi-megabyte arrays each update cost page faults)."""
     T, H = cfg.horizon, params["U"].shape[0]
@@ -331,6 +351,8 @@ def rollout(params, cfg, batch, rng, greedy=False, actions=None, out=None):
     tr.h[0], tr.c[0] = 0.0, 0.0   # every episode starts from the zero state
     W, U, b, W_pi, b_pi = (params[k] for k in ("W", "U", "b", "W_pi", "b_pi"))
     for t in range(T):
+        if implant is not None and t == implant[0]:
+            tr.h[t], tr.c[t] = implant[1], implant[2]
         tr.x[t], tr.tasks[t] = x_t, env.tasks
         lstm_step(x_t, tr.h[t], tr.c[t], W, U, b, out=(tr.h[t + 1], tr.c[t + 1], tr.gates[t],
                                                         tr.tanh_c[t]))
@@ -355,6 +377,24 @@ def new_trajectory(T, B, I, H, A, n_obs, d, dtype):
         gates=np.empty((T, B, 4 * H), dtype), tanh_c=np.empty((T, B, H), dtype),
         logits=np.empty((T, B, A), dtype), pi=np.empty((T, B, A), dtype),
         log_pi=np.empty((T, B, A), dtype))
+
+
+def rollout_bytes(cfg, B, H, dtype):
+    """Bytes of one rollout's buffers (new_trajectory, the env's noise and the action
+    uniforms) plus what loss_and_gradients adds (dz, dh, the heads' temporaries)."""
+    T, I, A = cfg.horizon, envs.n_inputs(cfg), envs.n_actions(cfg)
+    per_step = np.dtype(dtype).itemsize * (I + 2 * H + 4 * H + H + 3 * A + 4 * H + 2 * H + 3 * A)
+    per_step += 8 * (2 + envs.n_observations(cfg) + envs.task_dim(cfg) + envs.UNIFORMS_PER_STEP + 1)
+    return (T + 1) * B * per_step
+
+
+def training_bytes(hp, cfg):
+    """Bytes a training run holds: one rollout with its gradients, the parameters with their
+    gradients and Adam moments, and the history (6 numbers per update); ×1.5 for temporaries."""
+    I, A, H = envs.n_inputs(cfg), envs.n_actions(cfg), hp.hidden
+    n_params = (I + H + 1) * 4 * H + (H + 1) * (A + 1)
+    return int(1.5 * (rollout_bytes(cfg, hp.batch, H, hp.dtype)
+                      + 4 * n_params * np.dtype(hp.dtype).itemsize + 6 * 8 * hp.updates))
 
 
 @njit(cache=True)
@@ -506,9 +546,21 @@ def update(params, opt, hp, cfg, rng, entropy_weight, lr, buffers=None):
     adv, R = gae_advantages(r, V, hp.gamma, hp.gae_lambda)
     stats, grads = loss_and_gradients(params, tr, adv, R, hp.value_weight, entropy_weight)
     stats["grad_norm"] = clip_by_global_norm(grads, hp.max_grad_norm)
+    check_finite_statistics(stats)   # a NaN norm is never > max_norm: it would reach Adam
     adam_step(params, grads, opt, lr)
     stats["return"] = float(tr.r.sum(axis=0).mean())
     return tr, stats
+
+
+class NonFiniteUpdate(ValueError):
+    """A loss or gradient norm that is NaN or infinite: the update is refused before Adam."""
+
+
+def check_finite_statistics(stats):
+    """NonFiniteUpdate naming the first quantity of stats that is not finite."""
+    for name in ("loss", "policy", "value", "entropy", "grad_norm"):
+        if not np.isfinite(stats[name]):
+            raise NonFiniteUpdate(f"the {name.replace('_', ' ')} is {stats[name]}")
 
 
 def entropy_weight_at(hp, u):
@@ -557,6 +609,10 @@ def train(hp, out, resume=False, log=print_now, on_update=None):
     Returns the trained parameters."""
     check_hyperparameters(hp)
     cfg, dtype = env_config(hp), np.dtype(hp.dtype)
+    check_memory(training_bytes(hp, cfg), f"training with --batch {hp.batch}, --hidden "
+                 f"{hp.hidden}, T = {cfg.horizon} and --updates {hp.updates}")
+    if out is not None:
+        prepare_output_file(out, "--out")   # now, not after minutes of training
     if resume and out is not None and os.path.exists(out):
         ckpt = load_checkpoint(out)
         if ckpt["hp"] != hp:
@@ -568,10 +624,17 @@ def train(hp, out, resume=False, log=print_now, on_update=None):
                              dtype)
         opt, start, history = adam_init(params), 0, {k: np.zeros(0) for k in HISTORY}
     history = {k: np.concatenate([v, np.full(hp.updates - start, np.nan)]) for k, v in history.items()}
-    t0, steps, tr = time.perf_counter(), 0, None
+    t0, steps, tr, saved = time.perf_counter(), 0, None, start
     for u in range(start, hp.updates):
-        tr, stats = update(params, opt, hp, cfg, stream(hp.seed, u), entropy_weight_at(hp, u),
-                           learning_rate_at(hp, u), buffers=tr)
+        try:
+            tr, stats = update(params, opt, hp, cfg, stream(hp.seed, u),
+                               entropy_weight_at(hp, u), learning_rate_at(hp, u), buffers=tr)
+        except NonFiniteUpdate as e:
+            kept = (f"{out} still holds update {saved}" if out is not None and saved > 0
+                    else "nothing was saved")
+            raise ValueError(f"update {u + 1}: {e}; training stopped before this update "
+                             f"changed the parameters ({kept}); try a smaller --lr or "
+                             "--max-grad-norm") from None
         for k in HISTORY:
             history[k][u] = stats[k]
         if on_update is not None:
@@ -586,13 +649,15 @@ def train(hp, out, resume=False, log=print_now, on_update=None):
                 f"{steps / elapsed:9.0f} steps/s | {elapsed:6.1f} s")
         if out is not None and (done % hp.save_every == 0 or done == hp.updates):
             save_checkpoint(out, hp, params, opt, done, {k: v[:done] for k, v in history.items()})
+            saved = done
     return params
 
 
 def save_checkpoint(path, hp, params, opt, update_count, history):
     """Write everything a run needs to continue into one .npz, atomically (temp + rename).
 
-    The RNG state is not stored because it is not needed: update u always uses stream(seed, u)."""
+    The RNG state is not stored because it is not needed: update u always uses stream(seed, u).
+    Parameters or Adam moments that are not finite are refused: a checkpoint never holds poison."""
     arrays = {"config": np.array(json.dumps(dataclasses.asdict(hp))),
               "update": np.array(update_count), "adam_k": np.array(opt["k"])}
     for k in params:
@@ -600,67 +665,121 @@ def save_checkpoint(path, hp, params, opt, update_count, history):
             params[k], opt["m"][k], opt["v"][k])
     for k, v in history.items():
         arrays[f"history/{k}"] = v
+    for key, value in arrays.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ValueError(f"update {update_count}: {key} is not finite; {path} was not written")
     atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def atomic_write(path, write):
-    """Call write(file) on a temp file beside `path`, then rename it over `path`: a reader
-    (or a crash) never sees a half-written file, and the old file survives any failure."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 PARAM_NAMES = ("W", "U", "b", "W_pi", "b_pi", "w_V", "b_V")
 
 
-def load_checkpoint(path):
-    """Read a checkpoint written by save_checkpoint; never unpickles (allow_pickle=False).
+def param_shapes(n_in, H, A):
+    """The shape of every parameter array (init_params makes them)."""
+    return {"W": (n_in, 4 * H), "U": (H, 4 * H), "b": (4 * H,), "W_pi": (H, A), "b_pi": (A,),
+            "w_V": (H,), "b_V": (1,)}
 
-    Raises ValueError naming the problem for a missing, truncated, foreign or pickled file."""
+
+def checkpoint_keys():
+    """Every key of a checkpoint, in save_checkpoint's order."""
+    return (["config", "update", "adam_k"]
+            + [f"{group}/{k}" for k in PARAM_NAMES for group in ("param", "adam_m", "adam_v")]
+            + [f"history/{k}" for k in HISTORY])
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by save_checkpoint and check all of it; never unpickles
+    (allow_pickle=False).
+
+    Raises ValueError naming the file and the key for a missing, truncated, foreign or pickled
+    file, a config of the wrong types or out of range, parameters or Adam moments of the wrong
+    shape or dtype or not finite (second moments also ≥ 0), an update count outside [0,
+    updates] or unequal to Adam's step count, and a history not one finite number per update."""
+    data = read_npz(path)
+    missing = [k for k in checkpoint_keys() if k not in data]
+    unexpected = [k for k in data if k not in checkpoint_keys()]
+    if missing or unexpected:
+        raise ValueError(f"{path} is not a metarl checkpoint: "
+                         + "; ".join(f"{what} {', '.join(keys)}" for what, keys in
+                                     (("missing", missing), ("unexpected", unexpected)) if keys))
+    hp = config_from_json(data["config"], path)
+    update = checkpoint_scalar(data, "update", path, hp.updates)
+    if checkpoint_scalar(data, "adam_k", path, hp.updates) != update:
+        raise ValueError(f"{path}: key 'adam_k' is {int(data['adam_k'])} but 'update' is {update} "
+                         "(one Adam step per update)")
+    cfg = env_config(hp)
+    shapes = param_shapes(envs.n_inputs(cfg), hp.hidden, envs.n_actions(cfg))
+    for k in PARAM_NAMES:
+        for group in ("param", "adam_m", "adam_v"):
+            check_checkpoint_array(data, f"{group}/{k}", path, shapes[k], np.dtype(hp.dtype))
+        if (data[f"adam_v/{k}"] < 0).any():
+            raise ValueError(f"{path}: key 'adam_v/{k}' has negative entries (a second moment)")
+    for k in HISTORY:
+        check_checkpoint_array(data, f"history/{k}", path, (update,), np.dtype(np.float64))
+    opt = {"m": {k: data[f"adam_m/{k}"] for k in PARAM_NAMES},
+           "v": {k: data[f"adam_v/{k}"] for k in PARAM_NAMES}, "k": update}
+    return {"hp": hp, "params": {k: data[f"param/{k}"] for k in PARAM_NAMES}, "opt": opt,
+            "update": update, "history": {k: data[f"history/{k}"] for k in HISTORY}}
+
+
+def read_npz(path):
+    """Every array of an .npz file, as a dict; ValueError for anything that is not one."""
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint {path} is a folder, not a file")
     try:
         with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+            if not hasattr(z, "files"):
+                raise ValueError("a single .npy array, not an .npz archive")
+            return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise ValueError(f"checkpoint {path} does not exist") from None
     except Exception as e:  # zipfile.BadZipFile, EOFError, pickled arrays (ValueError), ...
-        raise ValueError(f"{path} is not a readable checkpoint (.npz without pickles): {e}") from None
-    needed = ["config", "update", "adam_k"] + [f"{p}/{k}" for p in ("param", "adam_m", "adam_v")
-                                               for k in PARAM_NAMES]
-    missing = [k for k in needed + [f"history/{k}" for k in HISTORY] if k not in data]
-    if missing:
-        raise ValueError(f"{path} is not a metarl checkpoint: missing {', '.join(missing)}")
+        raise ValueError(f"{path} is not a readable checkpoint (.npz without pickles): "
+                         f"{one_line(e)}") from None
+
+
+def config_from_json(array, path):
+    """The Config stored under key 'config' (a JSON string), every field checked."""
     try:
-        hp = Config(**json.loads(str(data["config"])))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path} has an unreadable config: {e}") from None
-    params = {k: data[f"param/{k}"] for k in PARAM_NAMES}
+        stored = json.loads(str(array[()])) if array.ndim == 0 and array.dtype.kind == "U" else None
+    except ValueError:
+        stored = None
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path}: key 'config' is not a JSON object of settings")
+    names = [f.name for f in dataclasses.fields(Config)]
+    missing = [n for n in names if n not in stored]
+    unexpected = [n for n in stored if n not in names]
+    if missing or unexpected:
+        raise ValueError(f"{path}: key 'config' " + "; ".join(
+            f"{what} {', '.join(keys)}" for what, keys in
+            (("lacks", missing), ("has unknown settings", unexpected)) if keys))
     try:
-        cfg = env_config(hp)
+        for f in dataclasses.fields(Config):
+            check_field(f, stored[f.name])
+        hp = Config(**stored)
+        env_config(hp)
     except ValueError as e:
-        raise ValueError(f"{path} has an invalid config: {e}") from None
-    shapes = {k: v.shape for k, v in init_params(
-        envs.n_inputs(cfg), hp.hidden, envs.n_actions(cfg), stream(0)).items()}
-    wrong = [f"{k} {params[k].shape} (expected {shapes[k]})" for k in PARAM_NAMES
-             if params[k].shape != shapes[k] or params[k].dtype != np.dtype(hp.dtype)]
-    if wrong:
-        raise ValueError(f"{path} has parameters of the wrong shape or dtype: {', '.join(wrong)}")
-    opt = {"m": {k: data[f"adam_m/{k}"] for k in PARAM_NAMES},
-           "v": {k: data[f"adam_v/{k}"] for k in PARAM_NAMES}, "k": int(data["adam_k"])}
-    return {"hp": hp, "params": params, "opt": opt, "update": int(data["update"]),
-            "history": {k: data[f"history/{k}"] for k in HISTORY}}
+        raise ValueError(f"{path}: key 'config': {e}") from None
+    return hp
+
+
+def checkpoint_scalar(data, key, path, high):
+    """The integer stored under `key`, in [0, high]."""
+    a = data[key]
+    if a.ndim != 0 or a.dtype.kind not in "iu" or not 0 <= a <= high:
+        raise ValueError(f"{path}: key {key!r} must be one integer in [0, {high}], got "
+                         f"{a.dtype} {a.shape} {a if a.size == 1 else ''}".rstrip())
+    return int(a)
+
+
+def check_checkpoint_array(data, key, path, shape, dtype):
+    """ValueError unless data[key] has this shape and dtype and is all finite."""
+    a = data[key]
+    if a.shape != tuple(shape) or a.dtype != dtype:
+        raise ValueError(f"{path}: key {key!r} is {a.dtype} {a.shape}, expected {dtype} "
+                         f"{tuple(shape)}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{path}: key {key!r} has NaN or infinite entries")
 
 
 # ------------------------------------------------------------------------------------------
@@ -674,12 +793,19 @@ def evaluate(params, cfg, episodes, seed, greedy=False):
 
     For bandits also the pseudo-regret Σ_t (max_i p_i − p_{a_t}) against the oracle, whose
     standard error is several times smaller than the reward's (no Bernoulli noise)."""
+    check_int("--episodes", episodes, 1)
+    check_int("--seed", seed, 0)
+    check_finite_params(params)
+    H = params["U"].shape[0]
+    check_memory(rollout_bytes(cfg, min(EVAL_CHUNK, episodes), H, params["U"].dtype)
+                 + 2 * 8 * episodes, f"evaluating {episodes} episodes")
+    bandit = envs.family(cfg.name).loadings is not None
     totals, pseudo = [], []
     for j, start in enumerate(range(0, episodes, EVAL_CHUNK)):
         tr = rollout(params, cfg, min(EVAL_CHUNK, episodes - start), stream(seed, EVAL_STREAM, j),
                      greedy=greedy)
         totals.append(tr.r.sum(axis=0))
-        if cfg.name in ("bandit", "dependent-bandit"):
+        if bandit:
             pseudo.append(pseudo_regret(cfg, tr))
     result = {"env": cfg.name, "horizon": cfg.horizon, "episodes": episodes,
               "policy": "greedy" if greedy else "sampled", **belief.mean_and_stderr(np.concatenate(totals))}
@@ -689,10 +815,16 @@ def evaluate(params, cfg, episodes, seed, greedy=False):
     return result
 
 
+def check_finite_params(params):
+    """ValueError naming the first parameter array with a NaN or infinite entry."""
+    for k, v in params.items():
+        if not np.isfinite(v).all():
+            raise ValueError(f"parameter {k} has NaN or infinite entries")
+
+
 def pseudo_regret(cfg, tr):
-    """Σ_t (max_i p_i − p_{a_t}) per episode, from the arm means of the tasks."""
-    # the task is the arm means (bandit) or the one p of (p, 1 − p) (dependent-bandit)
-    means = belief.arm_means(cfg, tr.tasks if cfg.name == "bandit" else tr.tasks[..., 0])
+    """Σ_t (max_i m_i − m_{a_t}) per episode, m the arm means of the tasks (bandits)."""
+    means = envs.arm_means(cfg, tr.tasks)
     chosen = np.take_along_axis(means, tr.a[..., None], axis=2)[..., 0]
     return (means.max(axis=2) - chosen).sum(axis=0)
 
@@ -757,13 +889,10 @@ def bench(batches=(16, 64, 256), dtypes=("float64", "float32"), hidden=48, horiz
 def plot_curve(history_return, cfg, references, path, title, window=200):
     """Agent return per update (moving average over `window` updates) with horizontal
     reference lines {label: value} (e.g. Bayes-optimal exact, Thompson sampling). PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     w = max(1, min(window, len(history_return)))
     smooth = np.convolve(history_return, np.ones(w) / w, mode="valid")
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, axes = new_figure(width=7, height=4)
+    ax = axes[0, 0]
     ax.plot(np.arange(w, len(history_return) + 1), smooth, label=f"agent (mean of {w} updates)")
     for k, (label, value) in enumerate(references.items()):
         ax.axhline(value, linestyle=("--", ":", "-.")[k % 3], color=f"C{k + 1}", label=label)
@@ -771,16 +900,14 @@ def plot_curve(history_return, cfg, references, path, title, window=200):
     ax.set_ylabel(f"mean total reward per episode (T = {cfg.horizon})")
     ax.set_title(title)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 # ------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------
 def build_parser():
-    parser = argparse.ArgumentParser(prog="metarl.py", description=__doc__.split("\n")[0])
+    parser = OneLineErrorParser(prog="metarl.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train_p = sub.add_parser("train", help="meta-train an LSTM agent, checkpointing to --out")
     for f in dataclasses.fields(Config):
@@ -819,6 +946,8 @@ def parse_bool(text):
 
 def command_train(args):
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)}
+    if os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is a folder; give a checkpoint file path (.npz)")
     if args.resume and os.path.exists(args.out):
         stored = load_checkpoint(args.out)["hp"]
         differ = [k for k, v in given.items() if getattr(stored, k) != v]
@@ -834,8 +963,7 @@ def command_train(args):
 
 
 def command_evaluate(args):
-    if args.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    check_int("--episodes", args.episodes, 1)
     ckpt = load_checkpoint(args.checkpoint)
     cfg = env_config(ckpt["hp"])
     result = evaluate(ckpt["params"], cfg, args.episodes, args.seed, greedy=args.greedy)
@@ -848,7 +976,7 @@ def command_evaluate(args):
 
 
 def command_bench(args):
-    result = bench(repeats=args.repeats)
+    result = bench(repeats=check_int("--repeats", args.repeats, 1))
     if args.json:
         print(json.dumps(result))
         return
@@ -863,6 +991,8 @@ def command_bench(args):
 def command_curve(args):
     ckpt = load_checkpoint(args.checkpoint)
     cfg = env_config(ckpt["hp"])
+    check_int("--seed", args.seed, 0)
+    prepare_output_file(args.out, "--out")
     report = belief.baselines_report(cfg, args.episodes, args.seed)  # builds the DP once
     refs = {}
     if report["bayes_optimal_exact"] is not None:
@@ -879,15 +1009,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     commands = {"train": command_train, "evaluate": command_evaluate, "bench": command_bench,
                 "curve": command_curve}
-    try:
-        commands[args.command](args)
-    except ValueError as e:  # bad input: one clear line, no traceback
-        print(f"metarl.py {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is intact", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli(f"metarl.py {args.command}", lambda: commands[args.command](args))
 
 
 if __name__ == "__main__":

@@ -73,8 +73,8 @@ def test_tiger_dp_value_equals_brute_force_recursion(accuracy):
         cfg = envs.make_config("tiger", horizon=T, listen_accuracy=accuracy)
         Q0 = belief.tiger_q_table(cfg)[0, T]
         np.testing.assert_allclose(Q0, brute_tiger_q(cfg, (), T), rtol=0, atol=1e-10)
-        assert belief.tiger_exact_values(cfg)["bayes_optimal_exact"] == pytest.approx(Q0.max())
-    assert belief.tiger_exact_values(cfg)["bayes_optimal_exact"] > -T  # the optimum opens a door
+        assert belief.exact_values(cfg)["bayes_optimal_exact"] == pytest.approx(Q0.max())
+    assert belief.exact_values(cfg)["bayes_optimal_exact"] > -T  # the optimum opens a door
 
 
 def test_tiger_reference_q_along_trajectories_equals_brute_force():
@@ -91,8 +91,8 @@ def test_tiger_reference_q_along_trajectories_equals_brute_force():
 
 def test_tiger_bayes_optimal_monte_carlo_return_matches_exact_value():
     cfg = envs.make_config("tiger", horizon=20)
-    exact = belief.tiger_exact_values(cfg)
-    policies = belief.tiger_policies(cfg)
+    exact = belief.exact_values(cfg)
+    policies = belief.tiger_policies(cfg, belief.tiger_q_table(cfg))
     run = belief.policy_baselines(cfg, {k: policies[k] for k in ("bayes_optimal", "oracle")},
                                   episodes=20000, seed=3)
     mc = run["bayes_optimal"]
@@ -193,7 +193,7 @@ def test_two_step_oracle_monte_carlo_return_matches_exact_value():
     cfg = envs.make_config("two-step", horizon=100)
     oracle = {"oracle": belief.two_step_policies(cfg)["oracle"]}
     mc = belief.policy_baselines(cfg, oracle, episodes=2000, seed=8)["oracle"]
-    assert abs(mc["mean"] - belief.two_step_exact_values(cfg)["oracle_exact"]) < (
+    assert abs(mc["mean"] - belief.exact_values(cfg)["oracle_exact"]) < (
         MC_TOLERANCE_SE * mc["stderr"])
 
 

@@ -113,7 +113,7 @@ def test_loss_terms_match_finite_differences_in_logits_and_values():
     assert_gradients_close(dV, numeric_gradient(lambda: metarl.value_loss(V, R)[0], V))
 
 
-@pytest.mark.parametrize("env_name", envs.ENV_NAMES)
+@pytest.mark.parametrize("env_name", list(envs.FAMILIES))
 def test_whole_loss_gradient_matches_finite_differences(env_name):
     """The full update's gradient (heads + BPTT over T=5 steps, B=3) for every parameter.
 
@@ -286,10 +286,10 @@ def run_cli(*args):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--env", "nope", "--out", "x.npz"], "unknown env"),
-    (["train", "--arms", "1", "--out", "x.npz"], "--arms must be >= 2"),
-    (["train", "--horizon", "-3", "--out", "x.npz"], "--horizon must be >= 1"),
-    (["train", "--batch", "0", "--out", "x.npz"], "--batch must be >= 1"),
+    (["train", "--env", "nope", "--out", "x.npz"], "--env must be one of bandit, dependent-bandit"),
+    (["train", "--arms", "1", "--out", "x.npz"], "--arms must be an integer in [2, 100], got 1"),
+    (["train", "--horizon", "-3", "--out", "x.npz"], "--horizon must be an integer in [0, 10000]"),
+    (["train", "--batch", "0", "--out", "x.npz"], "--batch must be an integer >= 1, got 0"),
     (["train", "--dtype", "float16", "--out", "x.npz"], "--dtype must be"),
     (["evaluate", "does/not/exist.npz"], "does not exist"),
 ])

@@ -1,0 +1,205 @@
+"""The boundary between a user and the kernels: checks, memory, output paths, atomic writes.
+
+Numba kernels do not check bounds and NumPy does not refuse NaN, so every value that comes
+from outside (a flag, a file, an array handed to a public function) is checked here before
+any kernel sees it. A failed check raises ValueError in the user's words: what was wrong and
+what is accepted. Each command line (`run_cli`) turns it into one line on stderr and exit
+status 2, never a traceback; files are only ever replaced whole (`atomic_write`), so a failure
+cannot leave a half-written or corrupted one behind.
+"""
+import argparse
+import math
+import numbers
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+MEMORY_FRACTION = 0.8  # refuse work whose estimated arrays exceed this share of free memory
+
+
+# ------------------------------------------------------------------------------------------
+# Numbers and arrays
+# ------------------------------------------------------------------------------------------
+def check_int(name, value, low, high=None):
+    """value, if it is an integer (not a bool) in [low, high]; else ValueError naming `name`."""
+    accepted = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or value < low or (high is not None and value > high)):
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    return int(value)
+
+
+def check_float(name, value, low, high, low_open=False, high_open=False):
+    """value as a float, if it is a finite real number in the interval; else ValueError.
+
+    The interval is [low, high], or open at an end where low_open / high_open; NaN and ±inf are
+    refused whatever the interval."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    x = float(value) if ok else math.nan
+    if not (ok and math.isfinite(x) and (x > low if low_open else x >= low)
+            and (x < high if high_open else x <= high)):
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return x
+
+
+def check_int_array(name, a, shape, low, high):
+    """a as an int64 array of exactly `shape` (None: any length) with values in [low, high)."""
+    a = np.asarray(a)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be an array of integers, got dtype {a.dtype}")
+    check_shape(name, a, shape)
+    if a.size and (a.min() < low or a.max() >= high):
+        raise ValueError(f"{name} must lie in [{low}, {high}), got values from {a.min()} "
+                         f"to {a.max()}")
+    return a.astype(np.int64, copy=False)
+
+
+def check_real_array(name, a, shape):
+    """a as a float64 array of `shape` (None: any length) whose entries are all finite."""
+    a = np.asarray(a)
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.floating)
+                               or np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"{name} must be an array of numbers, got dtype {a.dtype}")
+    check_shape(name, a, shape)
+    a = a.astype(np.float64, copy=False)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} has {a.size - int(np.isfinite(a).sum())} NaN or infinite "
+                         "entries; all must be finite")
+    return a
+
+
+def check_shape(name, a, shape):
+    """ValueError unless a.shape matches `shape`, whose None entries match any length."""
+    if a.ndim != len(shape) or any(s is not None and n != s for n, s in zip(a.shape, shape)):
+        wanted = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} must have shape {wanted}, got {a.shape}")
+
+
+# ------------------------------------------------------------------------------------------
+# Memory: estimated before allocating, compared with what the machine has free
+# ------------------------------------------------------------------------------------------
+def available_memory():
+    """Bytes of memory available to a new allocation: MemAvailable of /proc/meminfo (Linux),
+    else the free physical pages."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def check_memory(nbytes, what):
+    """ValueError if `what` needs more than MEMORY_FRACTION of the available memory, so that a
+    size that cannot fit is refused in seconds instead of failing after minutes of work."""
+    free = available_memory()
+    if nbytes > MEMORY_FRACTION * free:
+        raise ValueError(f"{what} needs about {gigabytes(nbytes)} of memory, more than "
+                         f"{MEMORY_FRACTION:.0%} of the {gigabytes(free)} this machine has "
+                         "available; choose a smaller size")
+
+
+def gigabytes(nbytes):
+    return f"{nbytes / 2 ** 30:.3g} GiB"
+
+
+# ------------------------------------------------------------------------------------------
+# Output paths and atomic writes
+# ------------------------------------------------------------------------------------------
+def prepare_output_file(path, flag):
+    """Make sure `path` can be written: its folder exists (created if missing) and accepts a
+    new file; `path` itself is not a folder. ValueError naming `flag` otherwise. Called before
+    long work starts, so an unwritable path is refused at once, not after the work."""
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a folder; give a file path")
+    prepare_output_folder(os.path.dirname(os.path.abspath(path)), flag, shown=path)
+
+
+def prepare_output_folder(folder, flag, shown=None):
+    """Make sure `folder` exists (created if missing) and accepts new files; ValueError else."""
+    shown = folder if shown is None else shown
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{flag} {shown}: {existing} is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".tmp-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"{flag} {shown}: cannot write in {folder} "
+                         f"({err.strerror or err})") from None
+
+
+def atomic_write(path, write):
+    """Call write(file) on a temp file beside `path`, then rename it over `path`: a reader
+    (or a crash) never sees a half-written file, and the old file survives any failure."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def new_figure(rows=1, columns=1, width=5.0, height=4.0, **kwargs):
+    """A matplotlib figure and its (rows, columns) axes on the Agg backend (no display needed).
+    Imported here so that modules which only compute never load matplotlib."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False,
+                        layout="constrained", **kwargs)
+
+
+def save_png(fig, path, dpi=110):
+    """Write the figure as a PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------
+# Command lines
+# ------------------------------------------------------------------------------------------
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose usage errors, like our ValueErrors, are one line on stderr (exit 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def run_cli(prog, command):
+    """Run command(); bad input (ValueError), a file system refusal (OSError) or an allocation
+    that failed after all (MemoryError) become one line on stderr and exit status 2."""
+    try:
+        command()
+    except (ValueError, OSError, MemoryError) as err:
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; files already written are intact", file=sys.stderr)
+        return 130
+    return 0
+
+
+def one_line(err):
+    return " ".join(str(err).split()) or type(err).__name__
