@@ -74,7 +74,8 @@ def check_real_array(name, a, shape):
 def check_shape(name, a, shape):
     """ValueError unless a.shape matches `shape`, whose None entries match any length."""
     if a.ndim != len(shape) or any(s is not None and n != s for n, s in zip(a.shape, shape)):
-        wanted = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+        wanted = "(" + ", ".join("any" if s is None else str(s) for s in shape) + (
+            ",)" if len(shape) == 1 else ")")
         raise ValueError(f"{name} must have shape {wanted}, got {a.shape}")
 
 

@@ -19,7 +19,6 @@ Parallelism and reproducibility: each job (train one agent, probe one agent, ...
 worker process and depends only on its arguments; results are gathered in a fixed order, so
 the same seeds give the same numbers for any --workers.
 """
-import argparse
 import json
 import multiprocessing
 import os
@@ -39,6 +38,7 @@ import envs
 import metarl
 import probe
 import twostep
+from boundary import OneLineErrorParser, check_int, check_memory, prepare_output_folder, run_cli
 
 # ------------------------------------------------------------------------------------------
 # Budgets: what each agent trains on and for how long (full run). Each entry is the fields of
@@ -108,6 +108,8 @@ REFERENCE_POLICIES = ("bayes_optimal", "belief_greedy", "oracle", "random")  # n
 # each with 2. So each worker gets one thread, and parallelism comes from the workers.
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 BLAS_THREADS_PER_WORKER = "1"
+MAX_SEEDS, MAX_WORKERS = 100, 64
+WORKER_BYTES = 2 ** 30   # a generous bound on one worker's peak: NumPy, Numba and its largest job
 
 
 # ------------------------------------------------------------------------------------------
@@ -1066,7 +1068,7 @@ def run_experiments(configs, scale, workers, out, command):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="experiments.py", description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(prog="experiments.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="small horizons and budgets, a check of the pipeline "
                              "(< 2 min on 2 cores)")
@@ -1083,23 +1085,21 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 3)
-    try:
-        if seeds < 1:
-            raise ValueError(f"--seeds must be >= 1, got {seeds}")
-        if args.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {args.workers}")
+
+    def command():
+        check_int("--seeds", seeds, 1, MAX_SEEDS)
+        check_int("--workers", args.workers, 1, MAX_WORKERS)
+        check_memory(args.workers * WORKER_BYTES, f"--workers {args.workers}")
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out {args.out} is a file; give a folder")
         configs = agent_configs(BUDGETS, seeds, args.quick)
         for hps in configs.values():
             metarl.check_hyperparameters(hps[0])
-    except ValueError as e:   # bad input: one clear line, no traceback
-        print(f"experiments.py: error: {e}", file=sys.stderr)
-        return 2
-    command = " ".join(["python experiments.py", *map(shlex.quote, argv)])
-    run_experiments(configs, QUICK_SCALE if args.quick else FULL_SCALE, args.workers, args.out,
-                    command)
-    return 0
+        prepare_output_folder(args.out, "--out")
+        run_experiments(configs, QUICK_SCALE if args.quick else FULL_SCALE, args.workers,
+                        args.out, " ".join(["python experiments.py", *map(shlex.quote, argv)]))
+
+    return run_cli("experiments.py", command)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def param(default, help, low=None, high=None, low_open=False, high_open=False, c
 class Config:
     """Everything a training run depends on. Defaults train the 2-arm bandit (README)."""
 
-    env: str = param("bandit", "task distribution", choices=tuple(envs.FAMILIES))
+    env: str = param("bandit", "task distribution", choices=envs.FAMILIES)  # the live registry
     arms: int = param(2, "bandit arms k", 2, envs.MAX_ARMS)
     horizon: int = param(0, "steps per episode T (0: the env's default)", 0, envs.MAX_HORIZON)
     prior_a: float = param(1.0, "bandits: Beta(a, b) prior of the arms' p", 1e-3, 1e3)

@@ -24,10 +24,8 @@ Conventions
 
 The array-level core comes first; behaviour metrics, PCA and plots follow.
 """
-import argparse
 import json
 import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +33,8 @@ import numpy as np
 import belief
 import envs
 import metarl
+from boundary import (OneLineErrorParser, check_int, check_memory, new_figure,
+                      prepare_output_folder, run_cli, save_png)
 
 LAMBDAS = np.logspace(-4, 4, 17)  # N-scaled λ grid, half a decade apart
 CONSTANT_SD = 1e-12  # sd below this (relative to 1 + |mu|) marks a column constant: rounding noise
@@ -361,14 +361,15 @@ def principal_components(X, n=2):
 
 def decoded_scatter_plot(b, b_hat, path, label="posterior mean"):
     """Held-out decoded vs exact belief feature (N,), with the identity line."""
-    fig, ax = _new_figure()
+    fig, axes = new_figure()
+    ax = axes[0, 0]
     ax.scatter(b, b_hat, s=3, alpha=0.3)
     lo, hi = min(np.min(b), np.min(b_hat)), max(np.max(b), np.max(b_hat))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="decoded = exact")
     ax.set(xlabel=f"exact {label}", ylabel=f"decoded {label} (held out)",
            title=f"Decoding {label} from [h, c]: R² = {r2_score(b, b_hat):.3f}")
     ax.legend()
-    _save(fig, path)
+    save_png(fig, path, dpi=120)
 
 
 def r2_bar_plot(features, r2, r2_sd, path):
@@ -377,7 +378,8 @@ def r2_bar_plot(features, r2, r2_sd, path):
     r2, r2_sd: dicts condition → (M,) arrays, plotted side by side in dict order; error bars
     are the std over folds.
     """
-    fig, ax = _new_figure()
+    fig, axes = new_figure()
+    ax = axes[0, 0]
     x = np.arange(len(features))
     width = 0.8 / len(r2)
     for i, condition in enumerate(r2):
@@ -387,46 +389,31 @@ def r2_bar_plot(features, r2, r2_sd, path):
     ax.set_xticks(x, features, rotation=30, ha="right")
     ax.set(xlabel="belief feature", ylabel="held-out R²", title="Linear decodability of the belief")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(r2), fontsize="small")
-    _save(fig, path)
+    save_png(fig, path, dpi=120)
 
 
 def pca_plot(h, c, path, label="belief"):
     """First two principal components of h (N, H), points coloured by a belief value c (N,)."""
     Z, _, ratio = principal_components(h, 2)
-    fig, ax = _new_figure()
+    fig, axes = new_figure()
+    ax = axes[0, 0]
     points = ax.scatter(Z[:, 0], Z[:, 1], c=c, s=3, cmap="viridis")
     fig.colorbar(points, ax=ax, label=label)
     ax.set(xlabel=f"PC1 ({100 * ratio[0]:.0f}% var)", ylabel=f"PC2 ({100 * ratio[1]:.0f}% var)",
            title=f"Hidden state h, coloured by {label}")
-    _save(fig, path)
+    save_png(fig, path, dpi=120)
 
 
 def belief_trajectory_plot(b, b_hat, path, label="posterior mean"):
     """One episode's belief feature over time (T,), exact vs decoded."""
-    fig, ax = _new_figure()
+    fig, axes = new_figure()
+    ax = axes[0, 0]
     t = np.arange(len(b))
     ax.plot(t, b, "k-", label="exact (Bayes)")
     ax.plot(t, b_hat, "C1--", label="decoded from [h, c] (held out)")
     ax.set(xlabel="time step t", ylabel=label, title=f"One episode: exact vs decoded {label}")
     ax.legend()
-    _save(fig, path)
-
-
-def _new_figure():
-    # Imported here so the array-level probe works without a display or matplotlib import cost.
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt.subplots(figsize=(5, 4), layout="constrained")
-
-
-def _save(fig, path):
-    """Write a PNG atomically (metarl.atomic_write): a reader never sees a half-written file."""
-    import matplotlib.pyplot as plt
-    try:
-        metarl.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
-    finally:
-        plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 # ----------------------------------------------------------------------------- the agent's probe
@@ -514,29 +501,41 @@ def write_plots(summary, arrays, folder):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="probe.py", description=__doc__.split("\n")[0])
+    parser = OneLineErrorParser(prog="probe.py", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="a checkpoint written by metarl.py train")
     parser.add_argument("--episodes", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--folds", type=int, default=FOLDS)
+    parser.add_argument("--seed", type=int, default=0, help="seed (>= 0) of episodes and folds")
+    parser.add_argument("--folds", type=int, default=FOLDS, help="cross-validation folds K >= 2")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--plot", metavar="DIR", help="write the four PNG figures into DIR")
+    parser.add_argument("--plot", metavar="DIR", help="write the PNG figures into DIR")
     args = parser.parse_args(argv)
-    try:
-        if args.episodes < 2 * args.folds:
-            raise ValueError(f"--episodes must be >= 2 × --folds = {2 * args.folds}, got {args.episodes}")
+
+    def command():
+        check_int("--folds", args.folds, 2, 100)
+        check_int("--episodes", args.episodes, 2 * args.folds)
+        check_int("--seed", args.seed, 0)
         ckpt = metarl.load_checkpoint(args.checkpoint)
+        cfg = metarl.env_config(ckpt["hp"])
+        check_memory(probe_bytes(cfg, ckpt["hp"].hidden, args.episodes),
+                     f"probing {args.episodes} episodes")
+        if args.plot:
+            prepare_output_folder(args.plot, "--plot")
         summary, arrays = probe_agent(ckpt["params"], ckpt["hp"], args.episodes, args.seed, args.folds)
         if args.plot:
             summary["plots"] = write_plots(summary, arrays, args.plot)
-    except ValueError as e:
-        print(f"probe.py: error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print_summary(summary)
-    return 0
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            print_summary(summary)
+
+    return run_cli("probe.py", command)
+
+
+def probe_bytes(cfg, H, episodes):
+    """Bytes probe_agent holds at its peak: two rollouts (trained and untrained) and, per
+    step, [h, c] with its standardised copies and predictions (≈ 10 copies of 2H numbers)."""
+    rows = cfg.horizon * episodes
+    return 2 * metarl.rollout_bytes(cfg, episodes, H, np.float64) + rows * 8 * (20 * H + 64)
 
 
 def print_summary(s):

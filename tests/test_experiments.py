@@ -86,9 +86,9 @@ def test_quick_report_headline_gives_a_computed_outcome_for_every_section(quick_
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--seeds", "0"], "--seeds must be >= 1, got 0"),
-    (["--workers", "0"], "--workers must be >= 1, got 0"),
-    (["--quick", "--workers", "-3"], "--workers must be >= 1, got -3"),
+    (["--seeds", "0"], "--seeds must be an integer in [1, 100], got 0"),
+    (["--workers", "0"], "--workers must be an integer in [1, 64], got 0"),
+    (["--quick", "--workers", "-3"], "--workers must be an integer in [1, 64], got -3"),
     (["--seeds", "two"], "invalid int value"),
 ])
 def test_bad_arguments_give_one_clear_error_and_no_traceback(tmp_path, args, message):

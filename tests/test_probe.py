@@ -257,7 +257,7 @@ def test_probe_cli_json_has_the_documented_keys_and_sane_values(small_agent, tmp
 
 @pytest.mark.parametrize("args, message", [
     (["--episodes", "5"], "--episodes must be"),
-    (["--folds", "1"], "k must be"),
+    (["--folds", "1"], "--folds must be an integer in [2, 100], got 1"),
 ])
 def test_probe_cli_bad_arguments_give_a_clear_error(small_agent, args, message):
     done = subprocess.run([sys.executable, "probe.py", str(small_agent), *args],
