@@ -341,6 +341,7 @@ def rollout(params, cfg, batch, rng, greedy=False, actions=None, out=None, impla
     it. `out`, a previous
     Trajectory of the same shapes, is overwritten instead of allocating new arrays: training
     reuses one set of buffers (fresh multi-megabyte arrays each update cost page faults)."""
+    check_param_shapes(params, cfg)
     T, H = cfg.horizon, params["U"].shape[0]
     A, dtype = envs.n_actions(cfg), params["U"].dtype
     env = envs.make_env(cfg, batch, dtype)
@@ -813,6 +814,19 @@ def evaluate(params, cfg, episodes, seed, greedy=False):
         p = belief.mean_and_stderr(np.concatenate(pseudo))
         result["pseudo_regret"], result["pseudo_regret_stderr"] = p["mean"], p["stderr"]
     return result
+
+
+def check_param_shapes(params, cfg):
+    """ValueError unless params has every array, of the shape cfg's input and action counts and
+    its own H give, all of one float dtype: the Numba kernels index them unchecked."""
+    if set(params) != set(PARAM_NAMES) or params["U"].ndim != 2:
+        raise ValueError(f"parameters must be the arrays {', '.join(PARAM_NAMES)}")
+    shapes = param_shapes(envs.n_inputs(cfg), params["U"].shape[0], envs.n_actions(cfg))
+    dtype = params["U"].dtype
+    for k, shape in shapes.items():
+        if params[k].shape != shape or params[k].dtype != dtype or dtype.kind != "f":
+            raise ValueError(f"parameter {k} is {params[k].dtype} {params[k].shape}; {cfg.name} "
+                             f"needs {dtype} {shape}")
 
 
 def check_finite_params(params):

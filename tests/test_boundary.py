@@ -475,3 +475,12 @@ def test_config_fields_all_have_a_checked_range():
         metarl.check_hyperparameters(metarl.Config(lr=float("nan")))
     with pytest.raises(ValueError, match="--anneal-lr must be true or false"):
         metarl.check_hyperparameters(metarl.Config(anneal_lr="yes"))
+
+
+def test_rollout_refuses_parameters_of_the_wrong_shape_before_a_kernel_reads_them():
+    cfg = envs.make_config("tiger", horizon=3)
+    params = metarl.init_params(envs.n_inputs(cfg), 4, 3, metarl.stream(0))
+    params["W"] = params["W"][:-1]   # one input row short: the fused kernel would read past it
+    with pytest.raises(ValueError, match=r"parameter W is float64 \(6, 16\); tiger needs "
+                                         r"float64 \(7, 16\)"):
+        metarl.rollout(params, cfg, 2, metarl.stream(1))
