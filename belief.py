@@ -639,8 +639,9 @@ def model_free_q(actions, obs, rewards, alpha, lam):
 def tiger_policies(cfg, Q):
     """name → choose(past, rng) for run_policy: bayes_optimal (argmax of Q = tiger_q_table at
     the belief's d; ties → the first action), listen_k (listen until |d| = TIGER_LISTEN_K, then
-    open the door away from the louder side, ignoring the steps left), random (uniform over the
-    3 actions), oracle (opens the treasure)."""
+    open the door away from the louder side, ignoring the steps left), always_listen (the best
+    trivial policy: it never risks the tiger, T·listen_r), random (uniform over the 3 actions),
+    oracle (opens the treasure)."""
 
     def bayes_optimal(past, rng):
         return Q[len(past["actions"]), past["belief"]["d"] + cfg.horizon].argmax(axis=1)
@@ -650,14 +651,17 @@ def tiger_policies(cfg, Q):
         return np.where(d >= TIGER_LISTEN_K, OPEN_RIGHT,
                         np.where(d <= -TIGER_LISTEN_K, OPEN_LEFT, LISTEN))
 
+    def always_listen(past, rng):
+        return np.full(len(past["tasks"]), LISTEN)
+
     def random(past, rng):
         return rng.integers(3, size=len(past["tasks"]))
 
     def oracle(past, rng):
         return np.where(past["tasks"][:, 0] > 0.5, OPEN_RIGHT, OPEN_LEFT)
 
-    return {"bayes_optimal": bayes_optimal, "listen_k": listen_k, "random": random,
-            "oracle": oracle}
+    return {"bayes_optimal": bayes_optimal, "listen_k": listen_k, "always_listen": always_listen,
+            "random": random, "oracle": oracle}
 
 
 def two_step_policies(cfg, alpha=MF_ALPHA, beta=MF_BETA, lam=MF_LAMBDA):
@@ -853,6 +857,23 @@ def run_baselines(cfg, episodes, seed, ref=None):
     fam = belief_family(cfg)
     policies = fam.policies(cfg, fam.reference(cfg) if ref is None else ref)
     return policy_baselines(cfg, policies, episodes, seed)
+
+
+NOT_CLASSICAL = ("bayes_optimal", "belief_greedy", "oracle", "random")  # references, not rivals
+
+
+def best_classical(policies):
+    """The name of the classical baseline (not a reference of NOT_CLASSICAL) with the highest
+    mean return among policies {name: {"mean", ...}}."""
+    classical = [name for name in policies if name not in NOT_CLASSICAL]
+    return max(classical, key=lambda name: policies[name]["mean"])
+
+
+def reference_policies(policies):
+    """The lines a learning curve is judged against: belief-greedy where there is no exact
+    Bayes-optimal value (two-step), and the best classical baseline."""
+    chosen = [name for name in ("belief_greedy",) if name in policies] + [best_classical(policies)]
+    return {name: policies[name] for name in chosen}
 
 
 def baselines_bytes(cfg, episodes):

@@ -68,6 +68,22 @@ class Config:
     save_every: int = param(2000, "updates between checkpoints", 1)
 
 
+# The recommended recipe of each task family: the Config fields where it differs from the
+# defaults above (which are the bandit's). `metarl.py train --env E` and experiments.py both
+# train with recipe(E); a family without an entry trains with the defaults.
+RECIPES = {
+    "bandit": {},
+    "dependent-bandit": dict(updates=16000, dtype="float32"),
+    "tiger": dict(updates=40000, lr=1e-3, entropy_start=1.0, dtype="float32"),
+    "two-step": dict(updates=16000, dtype="float32"),
+}
+
+
+def recipe(env="bandit", **given):
+    """The Config of env's recommended recipe (RECIPES), with the `given` fields over it."""
+    return Config(**{**RECIPES.get(env, {}), "env": env, **given})
+
+
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8  # Kingma & Ba (2015) defaults
 
 
@@ -900,20 +916,29 @@ def bench(batches=(16, 64, 256), dtypes=("float64", "float32"), hidden=48, horiz
 # ------------------------------------------------------------------------------------------
 # Learning-curve figure
 # ------------------------------------------------------------------------------------------
-def plot_curve(history_return, cfg, references, path, title, window=200):
-    """Agent return per update (moving average over `window` updates) with horizontal
-    reference lines {label: value} (e.g. Bayes-optimal exact, Thompson sampling). PNG."""
-    w = max(1, min(window, len(history_return)))
-    smooth = np.convolve(history_return, np.ones(w) / w, mode="valid")
+def plot_curve(returns, cfg, references, path, title, window=200):
+    """Learning curve of one or more runs (seeds) of the same recipe: the mean over runs of
+    each run's return per update, averaged over `window` updates, with a band of ± one
+    standard error over runs (when there are ≥ 2), and horizontal reference lines
+    {label: value} (the exact Bayes-optimal value, the best classical baseline). PNG."""
+    n = min(len(r) for r in returns)
+    w = max(1, min(window, n))
+    smooth = np.array([np.convolve(r[:n], np.ones(w) / w, mode="valid") for r in returns])
+    u = np.arange(w, n + 1)
     fig, axes = new_figure(width=7, height=4)
     ax = axes[0, 0]
-    ax.plot(np.arange(w, len(history_return) + 1), smooth, label=f"agent (mean of {w} updates)")
+    mean = smooth.mean(axis=0)
+    ax.plot(u, mean, color="C0", label=f"agent, mean of {len(returns)} seed(s) "
+                                        f"({w}-update moving average)")
+    if len(returns) > 1:
+        se = smooth.std(axis=0, ddof=1) / np.sqrt(len(returns))
+        ax.fill_between(u, mean - se, mean + se, color="C0", alpha=0.3, label="± 1 SE over seeds")
     for k, (label, value) in enumerate(references.items()):
         ax.axhline(value, linestyle=("--", ":", "-.")[k % 3], color=f"C{k + 1}", label=label)
     ax.set_xlabel("update")
-    ax.set_ylabel(f"mean total reward per episode (T = {cfg.horizon})")
+    ax.set_ylabel(f"total reward per episode (T = {cfg.horizon})")
     ax.set_title(title)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize="small")
     save_png(fig, path, dpi=120)
 
 
@@ -925,10 +950,9 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
     train_p = sub.add_parser("train", help="meta-train an LSTM agent, checkpointing to --out")
     for f in dataclasses.fields(Config):
-        train_p.add_argument(f"--{f.name.replace('_', '-')}",
-                             type=parse_bool if isinstance(f.default, bool) else type(f.default),
-                             default=argparse.SUPPRESS,
-                             help=f"{f.metadata['help']} (default {f.default})")
+        train_p.add_argument(envs.flag(f.name), default=argparse.SUPPRESS,
+                             type=parse_bool if f.type is bool else f.type,
+                             help=f"{f.metadata['help']} ({recipe_defaults(f.name)})")
     train_p.add_argument("--out", required=True, help="checkpoint path (.npz)")
     train_p.add_argument("--resume", action="store_true", help="continue the run stored in --out")
     train_p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -941,12 +965,21 @@ def build_parser():
     bench_p = sub.add_parser("bench", help="time the full update at B = 16, 64, 256")
     bench_p.add_argument("--repeats", type=int, default=20)
     bench_p.add_argument("--json", action="store_true")
-    curve_p = sub.add_parser("curve", help="learning-curve PNG with Bayes-optimal and Thompson")
-    curve_p.add_argument("checkpoint")
+    curve_p = sub.add_parser("curve", help="learning-curve PNG of one or more seeds, with the "
+                                           "Bayes-optimal value and the best classical baseline")
+    curve_p.add_argument("checkpoint", nargs="+", help="checkpoints of one recipe (seeds)")
     curve_p.add_argument("--out", required=True, help="PNG path")
     curve_p.add_argument("--episodes", type=int, default=20000, help="for the baselines")
     curve_p.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def recipe_defaults(name):
+    """The default of a field as --help shows it: one value, or one per family's recipe."""
+    values = {env: getattr(recipe(env), name) for env in envs.FAMILIES}
+    if name == "env" or len(set(values.values())) == 1:
+        return f"default {getattr(Config(), name)}"
+    return "default: " + ", ".join(f"{env} {value}" for env, value in values.items())
 
 
 def parse_bool(text):
@@ -972,7 +1005,7 @@ def command_train(args):
     elif os.path.exists(args.out) and not args.overwrite:
         raise ValueError(f"{args.out} exists; pass --resume to continue it or --overwrite to replace it")
     else:
-        hp = Config(**given)
+        hp = recipe(**given)
     train(hp, args.out, resume=args.resume)
 
 
@@ -1003,19 +1036,22 @@ def command_bench(args):
 
 
 def command_curve(args):
-    ckpt = load_checkpoint(args.checkpoint)
-    cfg = env_config(ckpt["hp"])
+    runs = [load_checkpoint(path) for path in args.checkpoint]
+    cfg = env_config(runs[0]["hp"])
+    differ = [path for path, run in zip(args.checkpoint, runs) if env_config(run["hp"]) != cfg]
+    if differ:
+        raise ValueError(f"{', '.join(differ)} trained on other tasks than {args.checkpoint[0]}")
     check_int("--seed", args.seed, 0)
     prepare_output_file(args.out, "--out")
     report = belief.baselines_report(cfg, args.episodes, args.seed)  # builds the DP once
     refs = {}
     if report["bayes_optimal_exact"] is not None:
         refs["Bayes-optimal (exact)"] = report["bayes_optimal_exact"]
-    for name in ("thompson", "belief_greedy", "model_free_td"):
-        if name in report["policies"]:
-            refs[f"{name.replace('_', ' ')} ({args.episodes} episodes)"] = report["policies"][name]["mean"]
-    plot_curve(ckpt["history"]["return"], cfg, refs, args.out,
-               f"RL² LSTM on {cfg.name} (H = {ckpt['hp'].hidden}, B = {ckpt['hp'].batch})")
+    for name, stats in belief.reference_policies(report["policies"]).items():
+        refs[f"{name.replace('_', ' ')} ({args.episodes} episodes)"] = stats["mean"]
+    hp = runs[0]["hp"]
+    plot_curve([run["history"]["return"] for run in runs], cfg, refs, args.out,
+               f"RL² LSTM on {cfg.name} (H = {hp.hidden}, B = {hp.batch})")
     print(f"wrote {args.out}")
 
 
