@@ -1,19 +1,20 @@
-"""The paper's experiments, end to end: from a fresh clone to REPORT.md in one command.
+"""The paper's experiments, end to end: from a fresh clone to results.json and REPORT.md.
 
-    python experiments.py --quick --out results/    # small horizons and budgets, < 2 min on 2 cores
-    python experiments.py --out results/            # the full run, < 30 min on 2 cores
+    python experiments.py --out results/              # the full run (its time: docs/REPORT.md)
+    python experiments.py --quick --out results/      # tiny budgets: checks the pipeline only
+    python experiments.py report results/             # REPORT.md and figures from results.json
 
-One RL² agent is trained per (agent in BUDGETS, seed) with metarl.train; then the paper's four
-experiments run, one function each, in the order of the paper:
+One RL² agent is trained per (agent of AGENTS, seed), each with its task family's recipe
+(metarl.recipe), and the paper's four experiments measure them, in the order of the paper:
 
-    1. agents_act_near_bayes_optimally                   return vs Bayes-optimal and baselines
-    2. hidden_states_are_belief_states                   linear probes, controls, over training
-    3. failures_are_belief_failures                      distribution shift: return and belief
-    4. model_based_behaviour_from_a_model_free_learner   two-step stay probabilities
+    1. agents_act_near_bayes_optimally                   return against Bayes-optimal and baselines
+    2. hidden_states_are_belief_states                   probes, simulation, minimality, splicing
+    3. failures_are_belief_failures                      distribution shift: return, behaviour, belief
+    4. model_based_behaviour_from_a_model_free_learner   two-step stays, hybrid fit, model-free grid
 
-write_report then writes REPORT.md, its PNG figures and results.json into --out. Every number
-is measured in the run that writes it, and every verdict is a numeric criterion (the constants
-under "Criteria") applied to those numbers: a claim that fails is reported as failed.
+This module only measures: every number goes, raw (per seed), into results.json. report.py
+reads that file alone, states the criteria, decides the verdicts and writes REPORT.md and the
+figures, so the report can be rewritten (`report DIR`) without training anything.
 
 Parallelism and reproducibility: each job (train one agent, probe one agent, ...) runs in a
 worker process and depends only on its arguments; results are gathered in a fixed order, so
@@ -37,71 +38,54 @@ import belief
 import envs
 import metarl
 import probe
+import report
 import twostep
-from boundary import OneLineErrorParser, check_int, check_memory, prepare_output_folder, run_cli
+from boundary import (OneLineErrorParser, atomic_write, check_int, check_memory,
+                      prepare_output_folder, run_cli)
 
 # ------------------------------------------------------------------------------------------
-# Budgets: what each agent trains on and for how long (full run). Each entry is the fields of
-# one metarl.Config; any Config field may be set, the others keep Config's defaults
-# (hidden = 48, entropy 0.02 → 0.001, γ = 0.95, ...). Agents are named after their tasks.
+# The agents: each trains with its family's recipe (metarl.RECIPES), plus these fields
 # ------------------------------------------------------------------------------------------
 SKEWED = "skewed-prior bandit"   # the bandit with arms p_i ~ Beta(2, 5): mean 2/7, not 1/2
-BUDGETS = {  # calibrated on this 2-core machine: ~12 core-minutes per seed in all
-    "bandit": dict(env="bandit", arms=2, horizon=100, updates=30000, batch=64,
-                   dtype="float32"),
-    "dependent-bandit": dict(env="dependent-bandit", horizon=100, updates=16000, batch=64,
-                             dtype="float32"),
-    # Tiger's −100 door makes a policy-gradient learner collapse onto "always listen" (return
-    # −20) within ~1000 updates at β = 0.02 (measured); a near-uniform start (β = 1 → 0.001)
-    # and a smaller rate let it find "listen, then open away from the louder side" first.
-    "tiger": dict(env="tiger", horizon=20, updates=40000, batch=64, lr=1e-3, entropy_start=1.0,
-                  dtype="float32"),
-    "two-step": dict(env="two-step", horizon=100, updates=16000, batch=64, dtype="float32"),
-    SKEWED: dict(env="bandit", arms=2, horizon=100, prior_a=2.0, prior_b=5.0, updates=12000,
-                 batch=64, dtype="float32"),
-}
+AGENTS = {"bandit": ("bandit", {}), "dependent-bandit": ("dependent-bandit", {}),
+          "tiger": ("tiger", {}), "two-step": ("two-step", {}),
+          SKEWED: ("bandit", dict(prior_a=2.0, prior_b=5.0))}
+PROBED = ("bandit", "dependent-bandit", "tiger", "two-step")   # §2: one agent per family
 QUICK_BUDGET = dict(updates=300, batch=32, hidden=16)   # --quick: replaces these in every agent
 QUICK_HORIZONS = {"bandit": 20, "dependent-bandit": 20, "tiger": 10, "two-step": 20}
 PROGRESS_LINES = 5    # training progress lines per agent
+SEEDS, QUICK_SEEDS = 5, 2
+
+# §3: (trained agent, the tasks it is tested on as envs.make_config fields, the control: the
+# agent trained on those test tasks). Same horizon as the agent's own tasks.
+SHIFTS = (("dependent-bandit", dict(name="bandit", arms=2), "bandit"),
+          ("bandit", dict(name="dependent-bandit"), "dependent-bandit"),
+          (SKEWED, dict(name="bandit", arms=2, prior_a=1.0, prior_b=1.0), "bandit"))
 
 
 @dataclass(frozen=True)
 class Scale:
-    """How many fresh episodes each measurement uses (per agent, unless said otherwise)."""
+    """How much each measurement uses (per agent, unless said otherwise)."""
 
-    eval_episodes: int       # agent return (§1, §3)
-    baseline_episodes: int   # each classical baseline or reference policy, once per env
-    probe_episodes: int      # probe.probe_agent (§2) and the decoding under shift (§3)
-    snapshot_episodes: int   # decodability and return at each training snapshot (§2)
+    eval_steps: int          # agent steps of each evaluation: episodes = eval_steps / T (§1, §3)
+    baseline_steps: int      # steps of each baseline or reference policy, once per env
+    probe_episodes: int      # probe.probe_agent (§2) and the shift measurements (§3)
+    snapshot_episodes: int   # replayed histories probed at every training snapshot (§2)
     snapshots: int           # log-spaced snapshots along training (§2)
-    stay_episodes: int       # two-step stay analysis, agent and each reference policy (§4)
+    stay_episodes: int       # two-step stays and hybrid fit, per agent and reference policy (§4)
+    grid_episodes: int       # each model-free learner of twostep.MF_GRID (§4)
     folds: int = probe.FOLDS  # cross-validation folds of every probe
 
 
-FULL_SCALE = Scale(eval_episodes=5000, baseline_episodes=20000, probe_episodes=500,
-                   snapshot_episodes=300, snapshots=6, stay_episodes=1000)
-QUICK_SCALE = Scale(eval_episodes=500, baseline_episodes=1000, probe_episodes=200,
-                    snapshot_episodes=100, snapshots=6, stay_episodes=200)
-
-# §3: (trained agent, the tasks it is tested on as envs.make_config fields); same horizon.
-SHIFTS = (("dependent-bandit", dict(name="bandit", arms=2)),
-          ("bandit", dict(name="dependent-bandit")),
-          (SKEWED, dict(name="bandit", arms=2, prior_a=1.0, prior_b=1.0)))
-
-# ------------------------------------------------------------------------------------------
-# Criteria: the numbers that decide each verdict (see each section's docstring)
-# ------------------------------------------------------------------------------------------
-Z = 2.0                     # "significantly": by more than 2 standard errors (≈ 95 %, two-sided)
-NEAR_OPTIMAL_SHARE = 0.9    # §1: the agent closes ≥ 90 % of the gap from random to Bayes-optimal
-DECODE_R2_MIN = 0.8         # §2: "linearly decodable": held-out R² ≥ 0.8 per posterior mean
-CONTROL_MARGIN = 0.1        # §2: ... and ≥ 0.1 above the memoryless and shuffled controls
-TRAINING_CORRELATION = 0.5  # §2: R² and return rise together: Pearson r ≥ 0.5 over snapshots
+FULL_SCALE = Scale(eval_steps=2_000_000, baseline_steps=2_000_000, probe_episodes=500,
+                   snapshot_episodes=300, snapshots=6, stay_episodes=1000, grid_episodes=500)
+QUICK_SCALE = Scale(eval_steps=20_000, baseline_steps=20_000, probe_episodes=60,
+                    snapshot_episodes=40, snapshots=4, stay_episodes=60, grid_episodes=40)
 
 # Fresh-episode streams metarl.stream(seed, key), clear of training (keys < 2³²),
 # metarl.EVAL_STREAM (2³²) and probe.PROBE_STREAM (2³³).
 SNAPSHOT_STREAM, SHIFT_STREAM, STAY_STREAM = 2 ** 34, 2 ** 34 + 1, 2 ** 34 + 2
 REFERENCE_SEED = 0   # env seed of the classical baselines and reference policies
-REFERENCE_POLICIES = ("bayes_optimal", "belief_greedy", "oracle", "random")  # not "classical"
 # Multi-threaded OpenBLAS spin-waits when threads outnumber free cores. Measured on the 2-core
 # machine (bandit update, H = 48, B = 64, T = 100, float32, load ≈ 2.5 from other jobs): 15 ms
 # with 1 thread, 200-250 ms with 2; two processes at once: 29 ms each with 1 thread, 600 ms
@@ -112,16 +96,20 @@ MAX_SEEDS, MAX_WORKERS = 100, 64
 WORKER_BYTES = 2 ** 30   # a generous bound on one worker's peak: NumPy, Numba and its largest job
 
 
+def episodes(steps, cfg):
+    """Episodes of cfg that make up `steps` agent steps (at least 10)."""
+    return max(10, steps // cfg.horizon)
+
+
 # ------------------------------------------------------------------------------------------
 # The run: worker pool, progress lines, jobs
 # ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Run:
-    """What every stage needs: the worker pool, the measurement sizes, where to write."""
+    """What every stage needs: the worker pool, the measurement sizes, the start time."""
 
     pool: ProcessPoolExecutor
     scale: Scale
-    out: str
     start: float   # time.perf_counter() when the run began, for progress lines
 
 
@@ -163,29 +151,30 @@ def run_jobs(run, stage, jobs):
 
 
 # ------------------------------------------------------------------------------------------
-# Training: one agent per (BUDGETS entry, seed), with parameter snapshots along the way
+# Training: one agent per (AGENTS entry, seed), with parameter snapshots along the way
 # ------------------------------------------------------------------------------------------
 @dataclass
 class Agent:
-    """A trained agent: its settings, final parameters, and parameter copies along training."""
+    """A trained agent: its settings, parameters at the end and along training."""
 
-    name: str          # key of BUDGETS
+    name: str          # key of AGENTS
     hp: metarl.Config
     params: dict
-    snapshots: dict    # number of updates done → the parameters then
+    snapshots: dict    # number of updates done → the parameters then (0: the initial ones)
     seconds: float     # training wall time (varies from run to run; reported, never compared)
 
 
-def agent_configs(budgets, seeds, quick):
-    """name → [metarl.Config for seeds 0 … seeds − 1]; quick swaps in QUICK_BUDGET and
-    QUICK_HORIZONS."""
+def agent_configs(seeds, quick):
+    """name → [metarl.Config for seeds 0 … seeds − 1]: each agent's recipe; quick swaps in
+    QUICK_BUDGET and QUICK_HORIZONS."""
     configs = {}
-    for name, budget in budgets.items():
-        fields = dict(budget)
+    for name, (env, fields) in AGENTS.items():
+        fields = dict(fields)
         if quick:
-            fields.update(QUICK_BUDGET, horizon=QUICK_HORIZONS[fields["env"]])
-        fields["log_every"] = max(1, fields["updates"] // PROGRESS_LINES)
-        configs[name] = [metarl.Config(**fields, seed=seed) for seed in range(seeds)]
+            fields.update(QUICK_BUDGET, horizon=QUICK_HORIZONS[env])
+        updates = fields.get("updates", metarl.recipe(env).updates)
+        fields["log_every"] = max(1, updates // PROGRESS_LINES)
+        configs[name] = [metarl.recipe(env, **fields, seed=seed) for seed in range(seeds)]
     return configs
 
 
@@ -198,7 +187,7 @@ def train_agents(run, configs):
     """Every agent of `configs`, the longest runs first so that the workers finish together.
     Returns name → [Agent, one per seed, in seed order]."""
     todo = sorted(((name, hp) for name, hps in configs.items() for hp in hps),
-                  key=lambda job: -job[1].updates * job[1].batch * job[1].horizon)
+                  key=lambda job: -job[1].updates * job[1].batch * metarl.env_config(job[1]).horizon)
     jobs = [(f"{name} seed {hp.seed}", train_agent, name, hp,
              snapshot_points(hp.updates, run.scale.snapshots)) for name, hp in todo]
     agents = {name: [] for name in configs}
@@ -209,7 +198,9 @@ def train_agents(run, configs):
 
 def train_agent(name, hp, snapshot_updates):
     """Worker job: train one agent, copying its parameters after each of snapshot_updates."""
-    snapshots = {}
+    cfg = metarl.env_config(hp)
+    snapshots = {0: metarl.init_params(envs.n_inputs(cfg), hp.hidden, envs.n_actions(cfg),
+                                       metarl.stream(hp.seed), np.dtype(hp.dtype))}
 
     def keep_snapshot(u, params, stats):
         if u + 1 in snapshot_updates:
@@ -223,366 +214,102 @@ def train_agent(name, hp, snapshot_updates):
 
 
 # ------------------------------------------------------------------------------------------
-# Verdicts and sections: what each experiment hands to the report
-# ------------------------------------------------------------------------------------------
-@dataclass
-class Verdict:
-    """One claim, the numeric criterion that decides it, the numbers, and the outcome."""
-
-    claim: str
-    criterion: str
-    measured: str
-    held: object    # True, False, or None: undecided (a standard error needs ≥ 2 seeds)
-
-
-@dataclass
-class Section:
-    """One experiment as the report shows it."""
-
-    title: str
-    verdicts: list
-    tables: list    # (caption, header, rows), cells already formatted
-    figures: list   # (file name in the output folder, caption)
-    notes: list     # paragraphs a reader needs to judge the numbers
-    numbers: dict   # everything measured, for results.json
-
-
-def all_held(outcomes):
-    """False if any outcome failed, else None if any is undecided, else True."""
-    outcomes = list(outcomes)
-    if False in outcomes:
-        return False
-    return None if None in outcomes else True
-
-
-def seed_stats(values):
-    """Mean and standard error over seeds (SE None for one seed), and the values."""
-    values = [float(v) for v in values]
-    return {**belief.mean_and_stderr(values), "values": values}
-
-
-def exceeds(difference, se):
-    """difference > Z·se, or None when se is undefined (one seed)."""
-    return None if se is None else bool(difference > Z * se)
-
-
-def combined_se(*ses):
-    """SE of a sum or difference of independent estimates; None if any SE is undefined."""
-    return None if any(se is None for se in ses) else float(np.sqrt(sum(se * se for se in ses)))
-
-
-# ------------------------------------------------------------------------------------------
-# §1 Agents act near Bayes-optimally
+# §1 Agents act near Bayes-optimally: each agent on fresh episodes, and the references
 # ------------------------------------------------------------------------------------------
 def agents_act_near_bayes_optimally(run, agents):
-    """§1. Each env's agents (one per seed) on fresh episodes, against the Bayes-optimal value
-    (exact; two-step: the belief-greedy policy, by Monte Carlo) and the classical baselines.
-
-    Criterion, per env: the agent closes ≥ NEAR_OPTIMAL_SHARE of the gap from the random
-    policy to the reference, (G_agent − G_random) / (G_ref − G_random) ≥ 0.9, and its return
-    is no lower than the best classical baseline's by more than Z combined standard errors.
-    For the bandits also the regret ratios against the oracle, (oracle − G_agent) /
-    (oracle − G_Bayes), from returns and from the lower-variance pseudo-regret."""
-    names = tuple(envs.FAMILIES)
-    jobs = [(f"{name} seed {a.hp.seed}", evaluate_agent, a, run.scale.eval_episodes)
+    """§1's raw numbers: per env, every seed's evaluation (metarl.evaluate) and the exact
+    values and baselines of the task distribution (belief.baselines_report)."""
+    names = [name for name in AGENTS if name != SKEWED]
+    jobs = [(f"{name} seed {a.hp.seed}", evaluate_agent, a, run.scale.eval_steps)
             for name in names for a in agents[name]]
     jobs += [(f"{name} baselines", reference_values, metarl.env_config(agents[name][0].hp),
-              run.scale.baseline_episodes) for name in names]
+              run.scale.baseline_steps) for name in names]
     results = iter(run_jobs(run, "1 agents act near Bayes-optimally", jobs))
     evaluations = {name: [next(results) for _ in agents[name]] for name in names}
-    numbers = {name: bayes_comparison(evaluations[name], next(results)) for name in names}
-    returns_figure(numbers, os.path.join(run.out, "fig1_returns.png"))
-    return Section(
-        title="1. Agents act near Bayes-optimally",
-        verdicts=[near_optimal_verdict(numbers)],
-        tables=near_optimal_tables(numbers, run.scale),
-        figures=[("fig1_returns.png", "Mean total reward per episode: the RL² agents (mean ± SE "
-                  "over seeds, seeds as dots) and the baselines (± SE); dashed: the reference. "
-                  "The random policy is left out of the figure (see the table).")],
-        notes=[], numbers=numbers)
+    return {name: {"seeds": evaluations[name], "references": next(results)} for name in names}
 
 
-def evaluate_agent(agent, episodes):
+def evaluate_agent(agent, steps):
     """Worker job: metarl.evaluate on fresh episodes of the agent's own tasks."""
-    return metarl.evaluate(agent.params, metarl.env_config(agent.hp), episodes, agent.hp.seed)
+    cfg = metarl.env_config(agent.hp)
+    return metarl.evaluate(agent.params, cfg, episodes(steps, cfg), agent.hp.seed)
 
 
-def reference_values(cfg, episodes):
+def reference_values(cfg, steps):
     """Worker job: the exact values and the baselines of one task distribution."""
-    report = belief.baselines_report(cfg, episodes, REFERENCE_SEED)   # one DP for both
-    return {"exact": {k: report[k] for k in ("bayes_optimal_exact", "oracle_exact")},
-            "baselines": report["policies"]}
-
-
-def bayes_comparison(evaluations, references):
-    """§1's numbers for one env from the agents' evaluations and the reference values."""
-    exact, baselines = references["exact"], references["baselines"]
-    agent = seed_stats(e["mean"] for e in evaluations)
-    if exact["bayes_optimal_exact"] is not None:
-        reference = {"label": "Bayes-optimal (exact)", "mean": exact["bayes_optimal_exact"],
-                     "stderr": 0.0}
-    else:
-        reference = {"label": "belief-greedy (Monte Carlo)", **baselines["belief_greedy"]}
-    classical = {k: v for k, v in baselines.items() if k not in REFERENCE_POLICIES}
-    best = max(classical, key=lambda k: classical[k]["mean"])
-    random = baselines["random"]["mean"]
-    share = (agent["mean"] - random) / (reference["mean"] - random)
-    numbers = {"horizon": evaluations[0]["horizon"], "agent": agent,
-               "per_seed": [{"mean": e["mean"], "stderr": e["stderr"],
-                             "pseudo_regret": e.get("pseudo_regret"),
-                             "pseudo_regret_stderr": e.get("pseudo_regret_stderr")}
-                            for e in evaluations],
-               "reference": reference, "baselines": baselines, "exact": exact,
-               "best_classical": best, "share_of_gap": share,
-               "lead_over_best_classical": agent["mean"] - classical[best]["mean"],
-               "lead_se": combined_se(agent["stderr"], classical[best]["stderr"])}
-    if "pseudo_regret" in evaluations[0]:
-        bayes_regret = exact["oracle_exact"] - exact["bayes_optimal_exact"]
-        pseudo = seed_stats(e["pseudo_regret"] for e in evaluations)
-        numbers.update(bayes_regret=bayes_regret, pseudo_regret=pseudo,
-                       regret_ratio=(exact["oracle_exact"] - agent["mean"]) / bayes_regret,
-                       pseudo_regret_ratio=pseudo["mean"] / bayes_regret)
-    lead, lead_se = numbers["lead_over_best_classical"], numbers["lead_se"]
-    numbers["near_optimal"] = all_held([share >= NEAR_OPTIMAL_SHARE,
-                                        None if lead_se is None else lead >= -Z * lead_se])
-    return numbers
-
-
-def near_optimal_verdict(numbers):
-    measured = "; ".join(
-        f"{name}: share {n['share_of_gap']:.3f}, lead over {n['best_classical']} "
-        f"{pm(n['lead_over_best_classical'], n['lead_se'])} → {outcome(n['near_optimal'])}"
-        for name, n in numbers.items())
-    return Verdict(
-        claim="The meta-trained LSTM agents act near Bayes-optimally on every task distribution.",
-        criterion=f"In every env: (G_agent − G_random) / (G_reference − G_random) ≥ "
-                  f"{NEAR_OPTIMAL_SHARE} (seed mean), and G_agent ≥ G_best classical − "
-                  f"{Z:g} SE (SE over seeds combined with the baseline's SE).",
-        measured=measured, held=all_held(n["near_optimal"] for n in numbers.values()))
-
-
-def near_optimal_tables(numbers, scale):
-    main = []
-    for name, n in numbers.items():
-        best = n["baselines"][n["best_classical"]]
-        main.append([name, str(n["horizon"]), pm_stats(n["agent"]), n["reference"]["label"],
-                     pm(n["reference"]["mean"], n["reference"]["stderr"]),
-                     f"{n['best_classical']} {pm(best['mean'], best['stderr'])}",
-                     fmt(n["baselines"]["random"]["mean"]), fmt(n["share_of_gap"]),
-                     fmt(n.get("regret_ratio")), fmt(n.get("pseudo_regret_ratio")),
-                     outcome(n["near_optimal"])])
-    per_seed = [[name, str(seed), pm(s["mean"], s["stderr"]),
-                 pm(s["pseudo_regret"], s["pseudo_regret_stderr"])]
-                for name, n in numbers.items() for seed, s in enumerate(n["per_seed"])]
-    baselines = [[name, policy, pm(b["mean"], b["stderr"])]
-                 for name, n in numbers.items() for policy, b in n["baselines"].items()]
-    return [
-        ("Agent return (mean ± SE over seeds) against the reference and the baselines. Regret "
-         "ratio = (oracle − G_agent) / (oracle − G_Bayes), exact oracle and Bayes values; the "
-         "pseudo-regret ratio uses the agent's Σ_t (max_i p_i − p_a_t) instead (bandits only).",
-         ["env", "T", "agent return", "reference", "reference return", "best classical",
-          "random", "share of gap closed", "regret ratio", "pseudo-regret ratio", "near-optimal"],
-         main),
-        (f"Per seed: return ± evaluation SE ({scale.eval_episodes} fresh episodes each), "
-         "and the pseudo-regret (bandits).",
-         ["env", "seed", "return", "pseudo-regret"], per_seed),
-        (f"Baselines (belief.run_baselines, {scale.baseline_episodes} episodes, seed "
-         f"{REFERENCE_SEED}): return ± SE.", ["env", "policy", "return"], baselines)]
+    return belief.baselines_report(cfg, episodes(steps, cfg), REFERENCE_SEED)
 
 
 # ------------------------------------------------------------------------------------------
 # §2 Hidden states are belief states
 # ------------------------------------------------------------------------------------------
-CONDITIONS = ("trained [h, c]", "untrained", "memoryless", "shuffled")
-
-
 def hidden_states_are_belief_states(run, agents):
-    """§2. probe.probe_agent on every env's agents, and the probe along training.
-
-    Three criteria, each in every env, on the posterior-mean features (posterior_means):
-      decodable  held-out R² from the trained [h, c] ≥ DECODE_R2_MIN, and ≥ CONTROL_MARGIN
-                 above the memoryless (x_t alone) and shuffled (other episodes' beliefs) controls;
-      learned    trained − untrained R² (mean over the features, per seed) > Z SE over seeds:
-                 training makes the state more belief-like than the same network untrained;
-      together   Pearson r between probe R² and return across the training snapshots
-                 (seed means) ≥ TRAINING_CORRELATION."""
-    names = tuple(envs.FAMILIES)
-    jobs = [(f"{name} seed {a.hp.seed}", probe_over_training, a, run.scale)
-            for name in names for a in agents[name]]
+    """§2's raw numbers: per probed env and seed, probe.probe_agent's summary (decoding with
+    paired controls, simulation, minimality, splicing, value loss) and the probe along
+    training on one fixed set of replayed histories."""
+    jobs = [(f"{name} seed {a.hp.seed}", probe_job, a, run.scale)
+            for name in PROBED for a in agents[name]]
     results = iter(run_jobs(run, "2 hidden states are belief states", jobs))
-    per_env = {name: [next(results) for _ in agents[name]] for name in names}
-    numbers = {name: probe_numbers(per_env[name]) for name in names}
-    decoding_figure(numbers, os.path.join(run.out, "fig2_decoding.png"))
-    over_training_figure(numbers, os.path.join(run.out, "fig2_over_training.png"))
-    return Section(
-        title="2. Hidden states are belief states",
-        verdicts=probe_verdicts(numbers),
-        tables=probe_tables(numbers, run.scale),
-        figures=[("fig2_decoding.png", "Held-out R² of each exact belief feature decoded "
-                  "linearly from the trained agent's [h, c] and from the three controls "
-                  "(mean ± SE over seeds)."),
-                 ("fig2_over_training.png", "Along training: probe R² (mean over the "
-                  "posterior-mean features, left axis) and return (right axis), mean ± SE "
-                  "over seeds, on the same fresh episodes at every snapshot.")],
-        notes=["Controls: *untrained* is the same architecture with its initial weights, "
-               "driven by the trained agent's own inputs; *memoryless* decodes from the "
-               "current input x_t alone; *shuffled* pairs each episode's [h, c] with another "
-               "episode's beliefs. A random LSTM is a reservoir that already holds much of "
-               "the input history, which is why *learned* compares with it separately."],
-        numbers=numbers)
+    return {name: [next(results) for _ in agents[name]] for name in PROBED}
 
 
-def posterior_means(names):
-    """The belief features that are a posterior mean: bandit mean_i, dependent-bandit mean_p,
-    tiger p_left, two-step p_A_good. The sd, count, log-odds and hearing-difference features
-    are other coordinates of the same belief."""
-    return [f for f in names if f.startswith(("mean_", "p_"))]
+def probe_job(agent, scale):
+    return {"probe": probe.probe_agent(agent.params, agent.hp, scale.probe_episodes,
+                                       agent.hp.seed, scale.folds)[0],
+            "over_training": probe_over_training(agent, scale)}
 
 
 def probe_over_training(agent, scale):
-    """Worker job: probe.probe_agent on the trained agent, and at every snapshot the probe R²
-    (mean over the posterior-mean features, decoded from [h, c]) and the return, all
-    snapshots on the same fresh episodes."""
-    summary, _ = probe.probe_agent(agent.params, agent.hp, scale.probe_episodes, agent.hp.seed,
-                                   scale.folds)
+    """The posterior-mean features decoded from [h, c] at every training snapshot, all on the
+    same histories: the final agent's fresh episodes, replayed (actions and all) through each
+    snapshot's network, with the same folds. Snapshot 0 is the untrained network. Also each
+    snapshot's own return on fresh episodes, for the figure."""
     cfg = metarl.env_config(agent.hp)
-    snapshots = []
+    histories = metarl.rollout(agent.params, cfg, scale.snapshot_episodes,
+                               metarl.stream(agent.hp.seed, SNAPSHOT_STREAM))
+    F, names = belief.belief_features(cfg, histories.a, histories.r, histories.obs)
+    Y, groups = probe.flatten_episodes(F[..., probe.posterior_mean_columns(names)])
+    folds = probe.episode_folds(groups, scale.folds, np.random.default_rng(agent.hp.seed))
+    points = []
     for updates, params in sorted(agent.snapshots.items()):
         tr = metarl.rollout(params, cfg, scale.snapshot_episodes,
-                            metarl.stream(agent.hp.seed, SNAPSHOT_STREAM))
-        F, names = belief.belief_features(cfg, tr.a, tr.r, tr.obs)
-        Y, groups = probe.flatten_episodes(F[..., [names.index(f) for f in posterior_means(names)]])
+                            metarl.stream(agent.hp.seed, SNAPSHOT_STREAM), actions=histories.a)
         X = probe.flatten_episodes(np.concatenate([tr.h[1:], tr.c[1:]], -1))[0]
-        fit = probe.decode(X, Y, groups, rng=np.random.default_rng(agent.hp.seed), k=scale.folds)
-        snapshots.append({"updates": updates, "r2": float(fit.r2.mean()),
-                          **belief.mean_and_stderr(tr.r.sum(axis=0))})
-    return {"probe": summary, "snapshots": snapshots}
-
-
-def probe_numbers(results):
-    """§2's numbers for one env from its seeds' probe_over_training results."""
-    summaries = [r["probe"] for r in results]
-    features = summaries[0]["features"]
-    means = posterior_means(features)
-
-    def r2(summary, condition, feature):
-        if condition == CONDITIONS[0]:
-            return summary["decode"][feature]
-        return summary["controls_by_feature"][condition][feature]
-
-    decode = {f: {c: seed_stats(r2(s, c, f) for s in summaries) for c in CONDITIONS}
-              for f in features}
-    learned = seed_stats(np.mean([r2(s, CONDITIONS[0], f) - r2(s, "untrained", f) for f in means])
-                         for s in summaries)
-    points = [[r["snapshots"][i] for r in results] for i in range(len(results[0]["snapshots"]))]
-    over_training = [{"updates": p[0]["updates"], "r2": seed_stats(q["r2"] for q in p),
-                      "return": seed_stats(q["mean"] for q in p)} for p in points]
-    r2_curve = [p["r2"]["mean"] for p in over_training]
-    return_curve = [p["return"]["mean"] for p in over_training]
-    correlation = (float(np.corrcoef(r2_curve, return_curve)[0, 1])
-                   if np.std(r2_curve) > 0 and np.std(return_curve) > 0 else None)
-    decodable = all(
-        decode[f][CONDITIONS[0]]["mean"] >= DECODE_R2_MIN
-        and all(decode[f][CONDITIONS[0]]["mean"] - decode[f][c]["mean"] >= CONTROL_MARGIN
-                for c in ("memoryless", "shuffled")) for f in means)
-    return {"features": features, "posterior_means": means, "decode": decode,
-            "encode_r2": seed_stats(s["encode_r2"] for s in summaries),
-            "policy_kl": seed_stats(s["policy_kl"] for s in summaries),
-            "agreement": seed_stats(s["agreement"] for s in summaries),
-            "learned": learned, "over_training": over_training, "correlation": correlation,
-            "decodable": decodable, "learned_held": exceeds(learned["mean"], learned["stderr"]),
-            "together": None if correlation is None else correlation >= TRAINING_CORRELATION}
-
-
-def probe_verdicts(numbers):
-    def measured(describe, key):
-        return "; ".join(f"{name}: {describe(n)} → {outcome(n[key])}"
-                         for name, n in numbers.items())
-
-    def worst(n):
-        return min((n["decode"][f][CONDITIONS[0]]["mean"], f) for f in n["posterior_means"])
-
-    return [
-        Verdict(claim="The exact posterior is linearly decodable from the trained agent's state, "
-                      "and not from the current input or from other episodes' states.",
-                criterion=f"In every env, for each posterior-mean feature: held-out R² from "
-                          f"[h, c] ≥ {DECODE_R2_MIN}, and ≥ {CONTROL_MARGIN} above the "
-                          "memoryless and the shuffled controls (seed means).",
-                measured=measured(lambda n: f"lowest R² {worst(n)[0]:.3f} ({worst(n)[1]})",
-                                  "decodable"),
-                held=all_held(n["decodable"] for n in numbers.values())),
-        Verdict(claim="Training makes the state more belief-like than the same network untrained.",
-                criterion=f"In every env: trained − untrained R² (mean over the posterior-mean "
-                          f"features) > {Z:g} SE over seeds.",
-                measured=measured(lambda n: f"{pm_stats(n['learned'])}", "learned_held"),
-                held=all_held(n["learned_held"] for n in numbers.values())),
-        Verdict(claim="Decodability of the belief rises with the return along training.",
-                criterion=f"In every env: Pearson r between probe R² and return across the "
-                          f"training snapshots (seed means) ≥ {TRAINING_CORRELATION}.",
-                measured=measured(lambda n: f"r = {fmt(n['correlation'])}", "together"),
-                held=all_held(n["together"] for n in numbers.values()))]
-
-
-def probe_tables(numbers, scale):
-    decode = [[name, f + (" *" if f in n["posterior_means"] else ""),
-               *(pm_stats(n["decode"][f][c]) for c in CONDITIONS)]
-              for name, n in numbers.items() for f in n["features"]]
-    other = [[name, pm_stats(n["encode_r2"]), pm_stats(n["policy_kl"]), pm_stats(n["agreement"]),
-              pm_stats(n["learned"])] for name, n in numbers.items()]
-    training = [[name, str(p["updates"]), pm_stats(p["r2"]), pm_stats(p["return"])]
-                for name, n in numbers.items() for p in n["over_training"]]
-    return [
-        (f"Held-out R² ({scale.folds}-fold CV over episodes, {scale.probe_episodes} fresh "
-         "episodes per agent), mean ± SE over seeds; * marks the posterior-mean features.",
-         ["env", "feature", *CONDITIONS], decode),
-        ("Encoding (belief → [h, c], mean R² over units), behaviour against the Bayes-optimal "
-         "(belief-greedy for two-step) policy, and the gain over the untrained network.",
-         ["env", "encode R²", "policy KL (nats/step)", "agreement", "trained − untrained R²"],
-         other),
-        (f"Along training ({scale.snapshot_episodes} fresh episodes per snapshot): probe R² of "
-         "the posterior-mean features from [h, c], and the return.",
-         ["env", "updates", "probe R²", "return"], training)]
+        fit = probe.cross_validated_r2(X, Y, groups, rng=np.random.default_rng(agent.hp.seed),
+                                       k=scale.folds, folds=folds)
+        own = metarl.evaluate(params, cfg, scale.snapshot_episodes, agent.hp.seed)
+        points.append({"updates": updates, "r2": float(fit.r2.mean()), "return": own["mean"]})
+    return points
 
 
 # ------------------------------------------------------------------------------------------
-# §3 Failures are belief failures
+# §3 Failures are belief failures: distribution shift
 # ------------------------------------------------------------------------------------------
 def failures_are_belief_failures(run, agents):
-    """§3. Distribution shift: each agent of SHIFTS tested on tasks it was not trained on.
-
-    Return: the excess pseudo-regret over the Bayes-optimal policy of the tasks at hand,
-    pseudo-regret − (oracle − Bayes-optimal) (exact values, belief.exact_values of the test
-    cfg), on the training tasks and on the test tasks. Criterion (drop): test − training
-    excess > Z SE over seeds, in every case. For comparison, the excess of the policy that is
-    Bayes-optimal under the *training* prior/model, run on the test tasks.
-    Belief: on the same test episodes and folds, the posterior mean reward of each arm under
-    the training model and under the test model, decoded from [h, c]. Criterion (belief):
-    R²(training model) − R²(test model) > Z SE over seeds, in every case."""
-    cases = [(name, shifted_config(metarl.env_config(agents[name][0].hp), fields))
-             for name, fields in SHIFTS]
-    jobs = [(f"{name} on {test.name} seed {a.hp.seed}", shift_test, a, test, run.scale)
-            for name, test in cases for a in agents[name]]
-    jobs += [(f"{name} on {test.name} references", shift_references,
-              metarl.env_config(agents[name][0].hp), test, run.scale.baseline_episodes)
-             for name, test in cases]
+    """§3's raw numbers, per case of SHIFTS: each seed of the shifted agent on the test tasks
+    (return, behaviour against the Bayes policies of both priors, crossed decoding), each seed
+    of the control agent (the one trained on the test tasks) decoded the same way, and the
+    two Bayes-optimal policies run on the test tasks."""
+    cases = [(name, shifted_config(metarl.env_config(agents[name][0].hp), fields), control)
+             for name, fields, control in SHIFTS]
+    jobs = []
+    for name, test, control in cases:
+        train = metarl.env_config(agents[name][0].hp)
+        jobs += [(f"{name} on {test.name} seed {a.hp.seed}", shift_test, a, train, test,
+                  run.scale) for a in agents[name]]
+        jobs += [(f"control {control} seed {a.hp.seed}", crossed_decoding, a, train, test,
+                  run.scale) for a in agents[control]]
+        jobs.append((f"{name} on {test.name} references", shift_references, train, test,
+                     run.scale.baseline_steps))
     results = iter(run_jobs(run, "3 failures are belief failures", jobs))
-    per_case = [[next(results) for _ in agents[name]] for name, _ in cases]
-    numbers = {case_label(name, test): shift_numbers(seeds, next(results))
-               for (name, test), seeds in zip(cases, per_case)}
-    shift_figure(numbers, os.path.join(run.out, "fig3_shift.png"))
-    return Section(
-        title="3. Failures are belief failures (distribution shift)",
-        verdicts=shift_verdicts(numbers), tables=shift_tables(numbers, run.scale),
-        figures=[("fig3_shift.png", "Left: excess pseudo-regret over the Bayes-optimal policy "
-                  "of the tasks at hand, on the training tasks and on the shifted test tasks "
-                  "(× : Bayes-optimal under the training prior/model, run on the test tasks). "
-                  "Right: on the test episodes, held-out R² of the posterior arm means under "
-                  "the training model vs under the test model, decoded from [h, c]. "
-                  "Mean ± SE over seeds.")],
-        notes=["Arm means compared like with like: bandit E[p_i | history] for each arm; "
-               "dependent-bandit (E[p], 1 − E[p]); both computed by belief.belief_features on "
-               "the same test trajectories with the training cfg and with the test cfg."],
-        numbers=numbers)
+    numbers = {}
+    for name, test, control in cases:
+        numbers[case_label(name, test)] = {
+            "agent": name, "control": control, "test": asdict(test),
+            "seeds": [next(results) for _ in agents[name]],
+            "control_seeds": [next(results) for _ in agents[control]],
+            "references": next(results)}
+    return numbers
 
 
 def shifted_config(train_cfg, fields):
@@ -591,374 +318,199 @@ def shifted_config(train_cfg, fields):
 
 
 def case_label(name, test_cfg):
-    prior = f", Beta({test_cfg.prior_a:g}, {test_cfg.prior_b:g})" if name == SKEWED else ""
+    prior = (f", Beta({test_cfg.prior_a:g}, {test_cfg.prior_b:g})"
+             if AGENTS[name][1].get("prior_a") else "")
     return f"{name} agent on {test_cfg.name} tasks{prior}"
 
 
-def shift_test(agent, test_cfg, scale):
-    """Worker job: the agent's return on its training tasks and on test_cfg's, and the R² of
-    the posterior arm means under each model, decoded from [h, c] on the same test episodes
-    with the same folds (identically seeded rngs)."""
-    train_cfg, seed = metarl.env_config(agent.hp), agent.hp.seed
-    own = metarl.evaluate(agent.params, train_cfg, scale.eval_episodes, seed)
-    test = metarl.evaluate(agent.params, test_cfg, scale.eval_episodes, seed)
+def shift_test(agent, train_cfg, test_cfg, scale):
+    """Worker job: the shifted agent on its training tasks and on the test tasks (return and
+    pseudo-regret), its behaviour on the test tasks against the Bayes-optimal policy under
+    each prior/model, and the crossed decoding."""
+    seed = agent.hp.seed
     tr = metarl.rollout(agent.params, test_cfg, scale.probe_episodes,
                         metarl.stream(seed, SHIFT_STREAM))
-    X, groups = probe.flatten_episodes(np.concatenate([tr.h[1:], tr.c[1:]], -1))
-    r2 = {}
+    behaviour = {}
     for model, cfg in (("train", train_cfg), ("test", test_cfg)):
-        Y = probe.flatten_episodes(posterior_arm_means(cfg, tr))[0]
-        fit = probe.cross_validated_r2(X, Y, groups, rng=np.random.default_rng(seed), k=scale.folds)
-        r2[model] = float(fit.r2.mean())
-    return {"own": own, "test": test, "r2": r2}
+        q = belief.reference_q(cfg, tr.a, tr.r, tr.obs).reshape(-1, tr.pi.shape[-1])
+        pi = tr.pi.reshape(-1, tr.pi.shape[-1])
+        behaviour[model] = {"kl": probe.policy_kl(probe.tie_split_policy(q), pi),
+                            "agreement": probe.agreement_rate(q, pi)}
+    return {"own": metarl.evaluate(agent.params, train_cfg, episodes(scale.eval_steps, train_cfg),
+                                   seed),
+            "test": metarl.evaluate(agent.params, test_cfg, episodes(scale.eval_steps, test_cfg),
+                                    seed),
+            "behaviour": behaviour,
+            "decoding": crossed_decoding(agent, train_cfg, test_cfg, scale)}
+
+
+def crossed_decoding(agent, train_cfg, test_cfg, scale):
+    """Worker job (and part of shift_test): a probe of the posterior arm means, fitted on the
+    agent's OWN tasks (its exact belief there), applied unchanged to its states on the test
+    tasks, scored (R², mean over arms) against the posterior under the training model and
+    under the test model of the same test histories. Run on the control agent (trained on the
+    test tasks) it gives the crossed comparison."""
+    own_cfg, seed = metarl.env_config(agent.hp), agent.hp.seed
+    own = metarl.rollout(agent.params, own_cfg, scale.probe_episodes,
+                         metarl.stream(seed, probe.PROBE_STREAM))
+    fit = probe.ridge_select_and_fit(probe.flatten_episodes(hc_states(own))[0],
+                                     probe.flatten_episodes(posterior_arm_means(own_cfg, own))[0],
+                                     probe.flatten_episodes(own.a)[1],
+                                     rng=np.random.default_rng(seed), k=scale.folds)
+    tr = metarl.rollout(agent.params, test_cfg, scale.probe_episodes,
+                        metarl.stream(seed, SHIFT_STREAM))
+    decoded = probe.ridge_predict(fit, probe.flatten_episodes(hc_states(tr))[0])
+    return {model: float(probe.r2_score(probe.flatten_episodes(posterior_arm_means(cfg, tr))[0],
+                                        decoded).mean())
+            for model, cfg in (("train", train_cfg), ("test", test_cfg))}
+
+
+def hc_states(tr):
+    """[h, c] of the state that chose each action, (T, B, 2H)."""
+    return np.concatenate([tr.h[1:], tr.c[1:]], -1)
 
 
 def posterior_arm_means(cfg, tr):
-    """E[p_i | history] before each step under cfg's prior and model, (T, B, 2)."""
+    """E[reward of arm i | history] before each step under cfg's prior and model, (T, B, 2)."""
     beliefs = belief.belief_trajectory(cfg, tr.a, tr.r, tr.obs)       # rows 0 … T
     return belief.posterior_arm_means(cfg, {k: v[:-1] for k, v in beliefs.items()})
 
 
-def shift_references(train_cfg, test_cfg, episodes):
-    """Worker job: exact values of both task distributions, and the Bayes-optimal policy of
-    the training prior/model run on the test tasks."""
-    return {"own_exact": belief.exact_values(train_cfg),
-            "test_exact": belief.exact_values(test_cfg),
-            "bayes_of_training_model": bayes_with_model(train_cfg, test_cfg, episodes,
-                                                        REFERENCE_SEED)}
+def shift_references(train_cfg, test_cfg, steps):
+    """Worker job: exact values of both task distributions, and the Bayes-optimal policy under
+    each prior/model run on the test tasks (return and pseudo-regret, same episodes)."""
+    n = episodes(steps, test_cfg)
+    return {"own_exact": belief.exact_values(train_cfg), "test_exact": belief.exact_values(test_cfg),
+            "bayes_train_model": bayes_with_model(train_cfg, test_cfg, n, REFERENCE_SEED),
+            "bayes_test_model": bayes_with_model(test_cfg, test_cfg, n, REFERENCE_SEED)}
 
 
-def bayes_with_model(model_cfg, test_cfg, episodes, seed):
+def bayes_with_model(model_cfg, test_cfg, n, seed):
     """Return and pseudo-regret of the policy that is Bayes-optimal under model_cfg's prior
     and model, acting on test_cfg's tasks: what an agent that learned model_cfg exactly does.
 
-    run_policy keeps the test env's own belief; this policy refolds the model's belief from
-    the history at every step (O(T²), cheap at these horizons)."""
+    run_policy keeps the test env's own belief; this policy folds the model's belief online
+    (belief.belief_filter of model_cfg) and acts on it."""
     dp = belief.bayes_dp(model_cfg)
+    prior, update = belief.belief_filter(model_cfg)
+    state = {"belief": prior(model_cfg, n), "t": 0}
 
     def choose(past, rng):
-        beliefs = belief.belief_trajectory(model_cfg, past["actions"], past["rewards"], past["obs"])
-        return belief.bayes_optimal(dp, model_cfg, {**past, "belief": {k: v[-1] for k, v in
-                                                                       beliefs.items()}}, rng)
+        t = len(past["actions"])
+        while state["t"] < t:   # fold in the step the runner took since the last call
+            i = state["t"]
+            state["belief"] = update(model_cfg, state["belief"], past["actions"][i],
+                                     past["rewards"][i], past["obs"][i])
+            state["t"] += 1
+        return belief.bayes_optimal(dp, model_cfg, {**past, "belief": state["belief"]}, rng)
 
-    a, r, _ = belief.run_policy(test_cfg, choose, episodes, seed)
-    env = envs.make_env(test_cfg, episodes)
+    a, r, _ = belief.run_policy(test_cfg, choose, n, seed)
+    env = envs.make_env(test_cfg, n)
     env.reset(seed)   # the tasks run_policy met: they come from the seed alone (bandits: fixed)
     chosen = np.take_along_axis(env.means, a.T, axis=1).T                      # (T, B)
     regret = (env.means.max(axis=1) - chosen).sum(axis=0)
     return {"return": belief.mean_and_stderr(r.sum(axis=0)),
-            "pseudo_regret": belief.mean_and_stderr(regret)}
-
-
-def shift_numbers(seeds, references):
-    """§3's numbers for one case from its seeds' shift_test results and the references."""
-    def bayes_regret(exact):
-        return exact["oracle_exact"] - exact["bayes_optimal_exact"]
-
-    own_regret = bayes_regret(references["own_exact"])
-    test_regret = bayes_regret(references["test_exact"])
-    excess_own = [s["own"]["pseudo_regret"] - own_regret for s in seeds]
-    excess_test = [s["test"]["pseudo_regret"] - test_regret for s in seeds]
-    drop = seed_stats(np.subtract(excess_test, excess_own))
-    r2_gap = seed_stats(s["r2"]["train"] - s["r2"]["test"] for s in seeds)
-    model = references["bayes_of_training_model"]
-    return {"own_return": seed_stats(s["own"]["mean"] for s in seeds),
-            "own_bayes": references["own_exact"]["bayes_optimal_exact"],
-            "test_return": seed_stats(s["test"]["mean"] for s in seeds),
-            "test_bayes": references["test_exact"]["bayes_optimal_exact"],
-            "excess_own": seed_stats(excess_own), "excess_test": seed_stats(excess_test),
-            "drop": drop, "drop_held": exceeds(drop["mean"], drop["stderr"]),
-            "training_model_bayes_return": model["return"],
-            "training_model_bayes_excess": {"mean": model["pseudo_regret"]["mean"] - test_regret,
-                                            "stderr": model["pseudo_regret"]["stderr"]},
-            "r2_training_model": seed_stats(s["r2"]["train"] for s in seeds),
-            "r2_test_model": seed_stats(s["r2"]["test"] for s in seeds),
-            "r2_gap": r2_gap, "belief_held": exceeds(r2_gap["mean"], r2_gap["stderr"])}
-
-
-def shift_verdicts(numbers):
-    def measured(stat, key):
-        return "; ".join(f"{case}: {pm_stats(n[stat])} → {outcome(n[key])}"
-                         for case, n in numbers.items())
-
-    return [
-        Verdict(claim="Out of distribution the agents fall short of the test tasks' "
-                      "Bayes-optimal value by more than in distribution.",
-                criterion=f"In every case: excess pseudo-regret on the test tasks − on the "
-                          f"training tasks > {Z:g} SE over seeds (excess = pseudo-regret − "
-                          "(oracle − Bayes-optimal), exact values of the tasks at hand).",
-                measured=measured("drop", "drop_held"),
-                held=all_held(n["drop_held"] for n in numbers.values())),
-        Verdict(claim="On shifted tasks the hidden state holds the posterior under the training "
-                      "prior/model better than the true posterior under the test prior/model.",
-                criterion=f"In every case: R²(training-model arm means) − R²(test-model arm "
-                          f"means), decoded from [h, c] on the same episodes and folds, > {Z:g} "
-                          "SE over seeds.",
-                measured=measured("r2_gap", "belief_held"),
-                held=all_held(n["belief_held"] for n in numbers.values()))]
-
-
-def shift_tables(numbers, scale):
-    returns = [[case, pm_stats(n["own_return"]), fmt(n["own_bayes"]), pm_stats(n["test_return"]),
-                fmt(n["test_bayes"]), pm_stats(n["excess_own"]), pm_stats(n["excess_test"]),
-                pm_stats(n["drop"]), pm_stats(n["training_model_bayes_excess"]),
-                outcome(n["drop_held"])] for case, n in numbers.items()]
-    decoding = [[case, pm_stats(n["r2_training_model"]), pm_stats(n["r2_test_model"]),
-                 pm_stats(n["r2_gap"]), outcome(n["belief_held"])] for case, n in numbers.items()]
-    return [
-        (f"Returns ({scale.eval_episodes} fresh episodes per agent and task distribution; mean "
-         "± SE over seeds) and excess pseudo-regret over the Bayes-optimal policy of the tasks at "
-         "hand. Last value column: Bayes-optimal under the training prior/model, on the test "
-         f"tasks ({scale.baseline_episodes} episodes).",
-         ["case", "return (training tasks)", "Bayes-optimal (training)", "return (test tasks)",
-          "Bayes-optimal (test)", "excess (training)", "excess (test)", "drop",
-          "excess of Bayes with training model (test)", "drop held"], returns),
-        (f"Held-out R² ({scale.folds}-fold CV, {scale.probe_episodes} test episodes per agent) "
-         "of the posterior arm means decoded from [h, c]: under the training model vs the test "
-         "model.", ["case", "R² training model", "R² test model", "difference",
-                    "prediction held"], decoding)]
+            "pseudo_regret": belief.mean_and_stderr(regret), "episodes": n}
 
 
 # ------------------------------------------------------------------------------------------
 # §4 "Model-based" behaviour from a model-free learner
 # ------------------------------------------------------------------------------------------
-POLICY_LABELS = {"belief_greedy": "belief-greedy", "model_free_td": "model-free TD"}
-
-
-def model_based_behaviour_from_a_model_free_learner(run, agents, belief_r2):
-    """§4. Two-step stay probabilities of the RL² agent (trained by policy gradient, a
-    model-free learner), the belief-greedy policy (uses the transition model) and a
-    model-free TD learner (belief.two_step_policies, run with belief.run_policy).
-
-    Criterion: the agent's reward × transition interaction (difference of differences)
-    exceeds the model-free TD learner's by more than Z combined SEs (agent: over seeds; TD:
-    over trials), and lies nearer belief-greedy's than TD's. Magnitudes, not signs: the TD
-    learner's interaction is itself positive (see the note). belief_r2: §2's decoded R² of
-    P(A good) (seed stats), reported here."""
-    hps = [a.hp for a in agents["two-step"]]
-    cfg = metarl.env_config(hps[0])
+def model_based_behaviour_from_a_model_free_learner(run, agents):
+    """§4's raw numbers: per two-step agent seed, the stay analysis (SEs clustered by episode)
+    and the hybrid model's fit; the same for belief-greedy and the default model-free TD
+    learner; and the largest interaction over the grid of model-free learners."""
+    cfg = metarl.env_config(agents["two-step"][0].hp)
     jobs = [(f"two-step seed {a.hp.seed}", stay_behaviour, a, run.scale.stay_episodes)
             for a in agents["two-step"]]
-    jobs.append(("reference policies", reference_behaviour, cfg, run.scale.stay_episodes))
-    *seeds, references = run_jobs(run, "4 model-based behaviour", jobs)
-    pooled = [np.concatenate([s[i] for s in seeds], axis=1) for i in range(3)]  # seeds as episodes
-    analyses = {f"RL² agent ({len(seeds)} seeds pooled)": twostep.stay_analysis(*pooled),
-                **{POLICY_LABELS[k]: twostep.stay_analysis(*v) for k, v in references.items()}}
-    agent_interaction = seed_stats(twostep.stay_analysis(*s)["interaction"]["mean"] for s in seeds)
-    numbers = stay_numbers(analyses, agent_interaction, belief_r2)
-    twostep.stay_probability_plot(analyses, os.path.join(run.out, "fig4_two_step_stay.png"))
-    td, bg = analyses["model-free TD"]["interaction"], analyses["belief-greedy"]["interaction"]
-    return Section(
-        title="4. \"Model-based\" behaviour from a model-free learner",
-        verdicts=[stay_verdict(numbers)], tables=stay_tables(numbers, run.scale, cfg),
-        figures=[("fig4_two_step_stay.png", "Two-step task: P(stay with the previous first-stage "
-                  "choice) after each (transition, outcome) of the previous trial, ± binomial "
-                  "SE.")],
-        notes=[f"A positive interaction alone does not show model-based behaviour here: in this "
-               f"task (swap {cfg.swap_prob}, rewards {cfg.reward_good}/{cfg.reward_bad}) the "
-               f"model-free TD learner also shows one, {td['mean']:+.3f} ± {td['se']:.3f}, by a "
-               "selection confound (Akam, Costa & Dayan 2015: after a rare transition the "
-               "learner is more often in a state whose value it has just learned is poor), "
-               f"while belief-greedy shows {bg['mean']:+.3f} ± {bg['se']:.3f}. The criterion "
-               "therefore compares magnitudes with both references, not signs."],
-        numbers=numbers)
+    jobs += [(f"{name}", reference_behaviour, cfg, name, run.scale.stay_episodes)
+             for name in ("belief_greedy", "model_free_td")]
+    jobs.append(("model-free grid", model_free_bound, cfg, run.scale.grid_episodes))
+    *seeds, greedy, td, grid = run_jobs(run, "4 model-based behaviour", jobs)
+    return {"horizon": cfg.horizon, "swap_prob": cfg.swap_prob, "seeds": seeds,
+            "belief_greedy": greedy, "model_free_td": td, "grid": grid}
 
 
-def stay_behaviour(agent, episodes):
-    """Worker job: (actions, rewards, obs) of the agent's sampled policy on fresh episodes."""
-    tr = metarl.rollout(agent.params, metarl.env_config(agent.hp), episodes,
+def stay_behaviour(agent, n):
+    """Worker job: the agent's sampled policy on fresh episodes, described."""
+    tr = metarl.rollout(agent.params, metarl.env_config(agent.hp), n,
                         metarl.stream(agent.hp.seed, STAY_STREAM))
-    return tr.a, tr.r, tr.obs
+    return describe_behaviour(metarl.env_config(agent.hp), tr.a, tr.r, tr.obs)
 
 
-def reference_behaviour(cfg, episodes):
-    """Worker job: (actions, rewards, obs) of belief-greedy and model-free TD on one seed."""
-    policies = belief.two_step_policies(cfg)
-    return {name: belief.run_policy(cfg, policies[name], episodes, REFERENCE_SEED)
-            for name in POLICY_LABELS}
+def reference_behaviour(cfg, name, n):
+    """Worker job: a reference policy of belief.two_step_policies on one seed, described."""
+    return describe_behaviour(cfg, *belief.run_policy(cfg, belief.two_step_policies(cfg)[name],
+                                                      n, REFERENCE_SEED))
 
 
-def stay_numbers(analyses, agent_interaction, belief_r2):
-    agent_label = next(iter(analyses))
-    td, bg = analyses["model-free TD"]["interaction"], analyses["belief-greedy"]["interaction"]
-    lead = agent_interaction["mean"] - td["mean"]
-    lead_se = combined_se(agent_interaction["stderr"], td["se"])
-    agent = agent_interaction["mean"]
-    nearer_bg = abs(agent - bg["mean"]) < abs(agent - td["mean"])
-    return {"analyses": analyses, "agent_label": agent_label,
-            "agent_interaction": agent_interaction,
-            "lead_over_td": lead, "lead_se": lead_se, "nearer_belief_greedy": bool(nearer_bg),
-            "held": all_held([exceeds(lead, lead_se), nearer_bg]), "belief_r2": belief_r2}
+def describe_behaviour(cfg, actions, rewards, obs):
+    """Stay analysis (clustered bootstrap SEs) and the hybrid model fitted by maximum
+    likelihood (sandwich SEs clustered by episode), JSON-ready."""
+    fit = twostep.fit_hybrid(cfg, actions, rewards, obs)
+    return {"stay": twostep.stay_analysis(actions, rewards, obs), "episodes": actions.shape[1],
+            "hybrid": {"estimates": fit.estimates, "se": fit.se, "at_bound": fit.at_bound,
+                       "converged": fit.converged}}
 
 
-def stay_verdict(n):
-    bg = n["analyses"]["belief-greedy"]["interaction"]["mean"]
-    td = n["analyses"]["model-free TD"]["interaction"]["mean"]
-    return Verdict(
-        claim="The RL² agent, trained by a model-free learner, shows the model-based stay "
-              "pattern beyond what the selection confound gives a model-free TD learner.",
-        criterion=f"Agent interaction − TD interaction > {Z:g} SE (agent: over seeds; TD: over "
-                  "trials), and |agent − belief-greedy| < |agent − TD|.",
-        measured=f"agent {pm_stats(n['agent_interaction'])}, TD {td:+.3f}, belief-greedy "
-                 f"{bg:+.3f}; agent − TD {pm(n['lead_over_td'], n['lead_se'])}; nearer "
-                 f"belief-greedy: {'yes' if n['nearer_belief_greedy'] else 'no'}",
-        held=n["held"])
-
-
-def stay_tables(n, scale, cfg):
-    rows = []
-    for label, a in n["analyses"].items():
-        beta_rc, beta_r = a["logit"]["reward x transition"], a["logit"]["reward"]
-        rows.append([label, *(pm(a["stay"][c]["p"], a["stay"][c]["se"]) for c in twostep.CELLS),
-                     pm(a["interaction"]["mean"], a["interaction"]["se"]),
-                     pm(beta_rc["mean"], beta_rc["se"]), pm(beta_r["mean"], beta_r["se"])])
-    per_seed = [[str(seed), fmt(v)] for seed, v in enumerate(n["agent_interaction"]["values"])]
-    return [
-        (f"Stay probabilities ± binomial SE and the interaction coefficients "
-         f"({scale.stay_episodes} episodes of {cfg.horizon} trials per agent or policy; SEs over "
-         "trials). Logistic: logit P(stay) = β0 + β_r x_r + β_c x_c + β_rc x_r x_c, n/a "
-         "where a cell stays always or never (the MLE does not exist).",
-         ["policy", *twostep.CELLS, "interaction (diff. of diff.)", "logistic β_rc",
-          "logistic β_r"], rows),
-        (f"The agent's interaction per seed (mean ± SE over seeds: "
-         f"{pm_stats(n['agent_interaction'])}); decoded belief R² of P(A good) from [h, c] (§2): "
-         f"{pm_stats(n['belief_r2'])}.",
-         ["seed", "interaction"], per_seed)]
+def model_free_bound(cfg, n):
+    """Worker job: the model-free grid (twostep.model_free_grid) on n episodes per learner."""
+    return twostep.model_free_grid(cfg, n, REFERENCE_SEED, np.random.default_rng(REFERENCE_SEED))
 
 
 # ------------------------------------------------------------------------------------------
-# Figures (matplotlib Agg, written atomically)
+# The whole run, results.json, and the command line
 # ------------------------------------------------------------------------------------------
-def new_figure(columns, width=4.2, height=3.6):
-    import matplotlib
-    matplotlib.use("Agg")   # no display needed; imported here so workers never load it
-    import matplotlib.pyplot as plt
-    return plt.subplots(1, columns, figsize=(width * columns, height), squeeze=False,
-                        layout="constrained")
+def run_experiments(configs, scale, workers, out, command, quick):
+    """Train every agent of `configs` (name → [Config per seed]), run §1–§4, write
+    results.json, then REPORT.md and the figures (report.write_report) into `out`."""
+    stages, start = [], time.perf_counter()
+    with worker_pool(workers) as pool:
+        run = Run(pool=pool, scale=scale, start=start)
+
+        def stage(name, function, *args):
+            t0 = time.perf_counter()
+            result = function(run, *args)
+            stages.append([name, time.perf_counter() - t0])
+            progress(run, f"stage {name} finished in {stages[-1][1]:.1f} s")
+            return result
+
+        agents = stage("train agents", train_agents, configs)
+        sections = {
+            "near_optimal": stage("1 agents act near Bayes-optimally",
+                                  agents_act_near_bayes_optimally, agents),
+            "belief_states": stage("2 hidden states are belief states",
+                                   hidden_states_are_belief_states, agents),
+            "shift": stage("3 failures are belief failures", failures_are_belief_failures, agents),
+            "two_step": stage("4 model-based behaviour",
+                              model_based_behaviour_from_a_model_free_learner, agents)}
+    facts = {"command": command, "quick": quick, "wall_seconds": time.perf_counter() - start,
+             "workers": workers, "seeds": len(next(iter(configs.values()))), "stages": stages,
+             "training_seconds": {name: [a.seconds for a in trained]
+                                  for name, trained in agents.items()},
+             "configs": {name: asdict(hps[0]) for name, hps in configs.items()},
+             "machine": machine_facts(), "scale": asdict(scale)}
+    results = to_builtin({"facts": facts, **sections})
+    atomic_write(os.path.join(out, "results.json"),
+                 lambda f: f.write(json.dumps(results, indent=1).encode("utf-8")))
+    report.write_report(results, out)
+    print(f"wrote {os.path.join(out, 'REPORT.md')} in {facts['wall_seconds']:.1f} s", flush=True)
+    return results
 
 
-def save_figure(fig, path):
-    import matplotlib.pyplot as plt
-    metarl.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
-
-
-def returns_figure(numbers, path):
-    fig, axes = new_figure(len(numbers))
-    for ax, (name, n) in zip(axes[0], numbers.items()):
-        entries = [("RL² agent", n["agent"]["mean"], n["agent"]["stderr"])]
-        entries += [(k.replace("_", " "), b["mean"], b["stderr"]) for k, b in n["baselines"].items()
-                    if k != "random"]
-        y = np.arange(len(entries))[::-1]
-        ax.errorbar([e[1] for e in entries], y, xerr=[e[2] or 0.0 for e in entries], fmt="o",
-                    capsize=3)
-        ax.scatter(n["agent"]["values"], np.full(len(n["agent"]["values"]), y[0]), s=12,
-                   color="C3", zorder=3, label="agent seeds")
-        ax.axvline(n["reference"]["mean"], color="k", ls="--", lw=1, label=n["reference"]["label"])
-        ax.set_yticks(y, [e[0] for e in entries])
-        ax.set(xlabel=f"mean total reward per episode (T = {n['horizon']})", title=name)
-        ax.legend(fontsize=7, loc="lower left")
-    fig.suptitle("§1 Agents vs the Bayes-optimal reference and classical baselines")
-    save_figure(fig, path)
-
-
-def decoding_figure(numbers, path):
-    fig, axes = new_figure(len(numbers))
-    width = 0.8 / len(CONDITIONS)
-    for ax, (name, n) in zip(axes[0], numbers.items()):
-        x = np.arange(len(n["features"]))
-        for i, condition in enumerate(CONDITIONS):
-            stats = [n["decode"][f][condition] for f in n["features"]]
-            ax.bar(x + (i - (len(CONDITIONS) - 1) / 2) * width, [s["mean"] for s in stats], width,
-                   yerr=[s["stderr"] or 0.0 for s in stats], capsize=2, label=condition)
-        ax.axhline(DECODE_R2_MIN, color="k", ls=":", lw=1)
-        ax.set_xticks(x, n["features"], rotation=30, ha="right")
-        lowest = min(n["decode"][f][c]["mean"] for f in n["features"] for c in CONDITIONS)
-        ax.set(xlabel="belief feature", ylabel="held-out R²", title=name,
-               ylim=(max(-0.5, min(0.0, lowest - 0.05)), 1.02))
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center",
-               ncols=len(CONDITIONS))
-    fig.suptitle(f"§2 Linear decoding of the exact belief (dotted: R² = {DECODE_R2_MIN})")
-    save_figure(fig, path)
-
-
-def over_training_figure(numbers, path):
-    fig, axes = new_figure(len(numbers))
-    for ax, (name, n) in zip(axes[0], numbers.items()):
-        points = n["over_training"]
-        u = [p["updates"] for p in points]
-        ax.errorbar(u, [p["r2"]["mean"] for p in points],
-                    yerr=[p["r2"]["stderr"] or 0.0 for p in points], fmt="o-", color="C0",
-                    capsize=3, label="probe R² (posterior means)")
-        ax.set(xscale="log", xlabel="updates", title=f"{name} (r = {fmt(n['correlation'], 2)})")
-        ax.set_ylabel("held-out R²", color="C0")
-        twin = ax.twinx()
-        twin.errorbar(u, [p["return"]["mean"] for p in points],
-                      yerr=[p["return"]["stderr"] or 0.0 for p in points], fmt="s--",
-                      color="C1", capsize=3, label="return")
-        twin.set_ylabel("mean total reward per episode", color="C1")
-        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    fig.legend(handles=handles, loc="outside lower center", ncols=2)
-    fig.suptitle("§2 Decodability of the belief and return along training")
-    save_figure(fig, path)
-
-
-def shift_figure(numbers, path):
-    fig, axes = new_figure(2, width=6.0, height=4.8)
-    cases = list(numbers)
-    x = np.arange(len(cases))
-    panels = ((axes[0, 0], ("excess_own", "excess_test"), ("training tasks", "test tasks"),
-               "excess pseudo-regret over Bayes-optimal"),
-              (axes[0, 1], ("r2_training_model", "r2_test_model"),
-               ("posterior under training model", "posterior under test model"),
-               "held-out R² of posterior arm means"))
-    for ax, keys, labels, ylabel in panels:
-        for i, (key, label) in enumerate(zip(keys, labels)):
-            stats = [numbers[c][key] for c in cases]
-            ax.bar(x + (i - 0.5) * 0.38, [s["mean"] for s in stats], 0.38,
-                   yerr=[s["stderr"] or 0.0 for s in stats], capsize=3, label=label)
-        ax.set_xticks(x, [c.replace(" agent on ", " agent\non ") for c in cases], fontsize=7)
-        ax.set(ylabel=ylabel)
-    axes[0, 0].scatter(x + 0.19, [numbers[c]["training_model_bayes_excess"]["mean"] for c in cases],
-                       marker="x", color="k", zorder=3, label="Bayes with training model (test)")
-    axes[0, 0].set_title("Return under shift")
-    axes[0, 1].set_title("What the hidden state encodes")
-    axes[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.2), ncols=3)
-    axes[0, 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.2), ncols=2)
-    fig.suptitle("§3 Distribution shift")
-    save_figure(fig, path)
-
-
-# ------------------------------------------------------------------------------------------
-# Report
-# ------------------------------------------------------------------------------------------
-def fmt(x, digits=3):
-    """x with `digits` decimals, or n/a for a value that does not exist (None, NaN)."""
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
-
-
-def pm(mean, se, digits=3):
-    """'mean ± se'; 'mean (1 seed)' when the SE is undefined; n/a when the mean is."""
-    if mean is None or not np.isfinite(mean):
-        return "n/a"
-    if se is None:
-        return f"{fmt(mean, digits)} (1 seed)"
-    return f"{fmt(mean, digits)} ± {fmt(se, digits)}"
-
-
-def pm_stats(stats, digits=3):
-    return pm(stats["mean"], stats["stderr"], digits)
-
-
-def outcome(held):
-    return {True: "held", False: "did not hold", None: "undecided (needs ≥ 2 seeds)"}[held]
-
-
-def markdown_table(header, rows):
-    def line(cells):  # a literal | (as in |a − b|) would end the cell: escape it
-        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
-
-    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
+def to_builtin(x):
+    """x with NumPy arrays and scalars turned into lists and numbers (JSON-ready); NaN and
+    ±inf become None, which JSON can hold."""
+    if isinstance(x, dict):
+        return {str(k): to_builtin(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_builtin(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return to_builtin(x.tolist())
+    if isinstance(x, (np.generic, float)):
+        x = x.item() if isinstance(x, np.generic) else x
+        return None if isinstance(x, float) and not np.isfinite(x) else x
+    return x
 
 
 def machine_facts():
@@ -967,137 +519,54 @@ def machine_facts():
             "cpu_count": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "numba": numba.__version__,
             "blas": f"{blas.get('name', 'unknown')} {blas.get('version', '')}".strip(),
-            "blas_threads_per_worker": BLAS_THREADS_PER_WORKER}
-
-
-def write_report(out, sections, facts, configs):
-    """REPORT.md: the headline table, then each section's verdicts, tables, figures and notes,
-    then the training budgets and how the run was made."""
-    lines = ["# RL² meta-RL lab: experiment report", "",
-             f"`{facts['command']}` — wall time {facts['wall_seconds']:.1f} s on "
-             f"{facts['machine']['cpu_count']} CPUs, {facts['workers']} workers, "
-             f"seeds 0–{facts['seeds'] - 1}. Every number below was measured in this run; every "
-             "verdict applies the stated criterion to those numbers.", "",
-             "## Headline", "",
-             markdown_table(["experiment", "claim", "measured", "outcome"],
-                            [[s.title, v.claim, v.measured, f"**{outcome(v.held)}**"]
-                             for s in sections for v in s.verdicts]), ""]
-    for s in sections:
-        lines += section_markdown(s)
-    lines += run_markdown(facts, configs)
-    metarl.atomic_write(os.path.join(out, "REPORT.md"),
-                        lambda f: f.write("\n".join(lines).encode("utf-8")))
-
-
-def section_markdown(s):
-    lines = [f"## {s.title}", "",
-             markdown_table(["claim", "criterion", "measured", "outcome"],
-                            [[v.claim, v.criterion, v.measured, f"**{outcome(v.held)}**"]
-                             for v in s.verdicts]), ""]
-    for caption, header, rows in s.tables:
-        lines += [caption, "", markdown_table(header, rows), ""]
-    for name, caption in s.figures:
-        lines += [f"![{name[:-len('.png')]}]({name})", "", f"*{caption}*", ""]
-    return lines + [note + "\n" for note in s.notes]
-
-
-def run_markdown(facts, configs):
-    """The training budgets (seed 0's Config of each agent), stage times and machine facts."""
-    budgets = [[name, hp.env, str(hp.horizon), f"Beta({hp.prior_a:g}, {hp.prior_b:g})",
-                str(hp.hidden), str(hp.batch), str(hp.updates), f"{hp.lr:g}", hp.dtype,
-                f"{hp.entropy_start:g} → {hp.entropy_end:g}",
-                f"{facts['training_seconds'][name]:.1f}"]
-               for name, hp in ((name, hps[0]) for name, hps in configs.items())]
-    return ["## Training budgets", "",
-            markdown_table(["agent", "env", "T", "prior", "hidden", "batch", "updates", "lr",
-                            "dtype", "entropy β", "mean training time (s)"], budgets), "",
-            "## How this run was made", "",
-            markdown_table(["stage", "wall time (s)"],
-                           [[stage, f"{seconds:.1f}"] for stage, seconds in facts["stages"]]),
-            "", markdown_table(["fact", "value"],
-                               [[k, str(v)] for k, v in facts["machine"].items()]), ""]
-
-
-def write_numbers(out, sections, facts):
-    """results.json: every measured number, by section, and the facts of the run."""
-    def builtin(x):  # NumPy scalars and arrays → JSON
-        return x.item() if isinstance(x, np.generic) else x.tolist()
-
-    document = {"facts": facts, "sections": {s.title: s.numbers for s in sections}}
-    text = json.dumps(document, indent=1, default=builtin)
-    metarl.atomic_write(os.path.join(out, "results.json"), lambda f: f.write(text.encode("utf-8")))
-
-
-# ------------------------------------------------------------------------------------------
-# The whole run, and the command line
-# ------------------------------------------------------------------------------------------
-def run_experiments(configs, scale, workers, out, command):
-    """Train every agent of `configs` (name → [Config per seed]) and run §1–§4; write
-    REPORT.md, the figures and results.json into `out`. Returns the sections."""
-    os.makedirs(out, exist_ok=True)
-    stages, start = [], time.perf_counter()
-    with worker_pool(workers) as pool:
-        run = Run(pool=pool, scale=scale, out=out, start=start)
-
-        def stage(name, function, *args):
-            t0 = time.perf_counter()
-            result = function(run, *args)
-            stages.append((name, time.perf_counter() - t0))
-            progress(run, f"stage {name} finished in {stages[-1][1]:.1f} s")
-            return result
-
-        agents = stage("train agents", train_agents, configs)
-        near_optimal = stage("1 agents act near Bayes-optimally",
-                             agents_act_near_bayes_optimally, agents)
-        belief_states = stage("2 hidden states are belief states",
-                              hidden_states_are_belief_states, agents)
-        shift = stage("3 failures are belief failures", failures_are_belief_failures, agents)
-        decoded = belief_states.numbers["two-step"]["decode"]["p_A_good"][CONDITIONS[0]]
-        two_step = stage("4 model-based behaviour",
-                         model_based_behaviour_from_a_model_free_learner, agents, decoded)
-    sections = [near_optimal, belief_states, shift, two_step]
-    facts = {"command": command, "wall_seconds": time.perf_counter() - start, "workers": workers,
-             "seeds": len(next(iter(configs.values()))), "stages": stages,
-             "training_seconds": {name: float(np.mean([a.seconds for a in trained]))
-                                  for name, trained in agents.items()},
-             "machine": machine_facts(), "scale": asdict(scale)}
-    write_report(out, sections, facts, configs)
-    write_numbers(out, sections, facts)
-    print(f"wrote {os.path.join(out, 'REPORT.md')} in {facts['wall_seconds']:.1f} s", flush=True)
-    return sections
+            "blas_threads_per_worker": BLAS_THREADS_PER_WORKER,
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)")}
 
 
 def build_parser():
     parser = OneLineErrorParser(prog="experiments.py", description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs="?", choices=("run", "report"), default="run",
+                        help="run (default): train and measure, then write the report; "
+                             "report DIR: rewrite DIR's REPORT.md and figures from its "
+                             "results.json, without training")
+    parser.add_argument("folder", nargs="?", help="report: the folder of results.json")
     parser.add_argument("--quick", action="store_true",
-                        help="small horizons and budgets, a check of the pipeline "
-                             "(< 2 min on 2 cores)")
+                        help="tiny budgets: a check of the pipeline, too small for verdicts")
     parser.add_argument("--seeds", type=int, default=None,
-                        help="agents per task distribution, seeds 0 … N−1 "
-                             "(default 3; --quick 2)")
+                        help=f"agents per task distribution, seeds 0 … N−1 (default {SEEDS}; "
+                             f"--quick {QUICK_SEEDS})")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="worker processes (default: the number of CPUs)")
-    parser.add_argument("--out", default="results", help="folder for REPORT.md and the figures")
+    parser.add_argument("--out", default="results", help="folder for results.json, REPORT.md "
+                                                         "and the figures")
     return parser
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    seeds = args.seeds if args.seeds is not None else (2 if args.quick else 3)
 
     def command():
+        if args.command == "report":
+            if args.folder is None:
+                raise ValueError("report needs the folder of a run: experiments.py report DIR")
+            prepare_output_folder(args.folder, "report")
+            report.write_report(report.load_results(args.folder), args.folder)
+            print(f"wrote {os.path.join(args.folder, 'REPORT.md')}", flush=True)
+            return
+        seeds = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else SEEDS)
         check_int("--seeds", seeds, 1, MAX_SEEDS)
         check_int("--workers", args.workers, 1, MAX_WORKERS)
         check_memory(args.workers * WORKER_BYTES, f"--workers {args.workers}")
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out {args.out} is a file; give a folder")
-        configs = agent_configs(BUDGETS, seeds, args.quick)
+        configs = agent_configs(seeds, args.quick)
         for hps in configs.values():
             metarl.check_hyperparameters(hps[0])
         prepare_output_folder(args.out, "--out")
         run_experiments(configs, QUICK_SCALE if args.quick else FULL_SCALE, args.workers,
-                        args.out, " ".join(["python experiments.py", *map(shlex.quote, argv)]))
+                        args.out, " ".join(["python experiments.py", *map(shlex.quote, argv)]),
+                        args.quick)
 
     return run_cli("experiments.py", command)
 

@@ -185,13 +185,15 @@ class CVResult:
     folds: np.ndarray     # (N,) outer fold of each row
 
 
-def cross_validated_r2(X, Y, groups, *, rng, k=5, lambdas=LAMBDAS, k_inner=None):
+def cross_validated_r2(X, Y, groups, *, rng, k=5, lambdas=LAMBDAS, k_inner=None, folds=None):
     """Nested K-fold CV over episodes of the ridge probe Y ≈ X W + c.
 
     Outer loop: for each fold f, fit on the other folds and predict fold f. Inner loop (on the
     outer training episodes only): k_inner-fold CV over the same episodes picks the λ in
     ``lambdas`` with the best mean held-out R² over target columns. A single λ skips the inner
-    loop. k_inner defaults to k.
+    loop. k_inner defaults to k. `folds` (N,), the outer fold of each row (episode_folds), may
+    be given so that two probes are scored on the same splits (a paired comparison); with the
+    same rng state they then also share the inner splits.
     """
     X, Y = _check_xy(X, Y)
     groups = _check_groups(groups, n=len(X))
@@ -201,7 +203,7 @@ def cross_validated_r2(X, Y, groups, *, rng, k=5, lambdas=LAMBDAS, k_inner=None)
     _check_k(k_inner, name="k_inner")
     _check_enough_episodes(groups, k, k_inner if len(lambdas) > 1 else None)
 
-    fold = episode_folds(groups, k, rng)
+    fold = episode_folds(groups, k, rng) if folds is None else _check_folds(folds, groups, k)
     Yhat = np.empty_like(Y)             # (N, M)
     r2_fold = np.empty((k, Y.shape[1]))  # (k, M)
     lam = np.empty(k)
@@ -214,6 +216,16 @@ def cross_validated_r2(X, Y, groups, *, rng, k=5, lambdas=LAMBDAS, k_inner=None)
         r2_fold[f] = r2_score(Y[test], Yhat[test])
     return CVResult(r2=r2_score(Y, Yhat), r2_fold=r2_fold, r2_sd=r2_fold.std(0, ddof=1),
                     lam=lam, Yhat=Yhat, folds=fold)
+
+
+def ridge_select_and_fit(X, Y, groups, *, rng, k=5, lambdas=LAMBDAS):
+    """One ridge probe fitted on all rows, λ chosen by k-fold CV over episodes: the probe to
+    apply, unchanged, to other data."""
+    X, Y = _check_xy(X, Y)
+    groups = _check_groups(groups, n=len(X))
+    _check_enough_episodes(groups, k, None)
+    lam = _select_lambda(X, Y, groups, _check_lambdas(lambdas), k, rng)
+    return _ridge_path(X, Y, [lam])[0]
 
 
 def _select_lambda(X, Y, groups, lambdas, k, rng):
@@ -230,9 +242,9 @@ def _select_lambda(X, Y, groups, lambdas, k, rng):
     return lambdas[int(np.argmax(score))]
 
 
-def decode(h, b, groups, *, rng, k=5, lambdas=LAMBDAS):
+def decode(h, b, groups, *, rng, k=5, lambdas=LAMBDAS, folds=None):
     """Hidden → belief: cross-validated R² of b ≈ h W + c, one R² per belief feature."""
-    return cross_validated_r2(h, b, groups, rng=rng, k=k, lambdas=lambdas)
+    return cross_validated_r2(h, b, groups, rng=rng, k=k, lambdas=lambdas, folds=folds)
 
 
 @dataclass(frozen=True)
@@ -287,6 +299,19 @@ def _check_groups(groups, n=None):
     return groups
 
 
+def _check_folds(folds, groups, k):
+    """folds (N,): integers in [0, k), one fold per episode, every fold used."""
+    folds = np.asarray(folds)
+    if folds.shape != groups.shape or not np.issubdtype(folds.dtype, np.integer):
+        raise ValueError(f"folds must be {groups.shape} integers, got {folds.dtype} {folds.shape}")
+    if set(np.unique(folds)) != set(range(k)):
+        raise ValueError(f"folds must use each of the {k} folds 0..{k - 1}")
+    pairs = np.unique(np.stack([groups, folds]), axis=1)
+    if pairs.shape[1] != len(np.unique(groups)):
+        raise ValueError("folds must put every row of an episode in the same fold")
+    return folds
+
+
 def _check_k(k, name="k"):
     if k < 2:
         raise ValueError(f"{name} must be ≥ 2, got {k}")
@@ -306,6 +331,13 @@ def _check_enough_episodes(groups, k, k_inner):
     if G < need:
         inner = "" if k_inner is None else f" × {k_inner} inner"
         raise ValueError(f"k={k} outer{inner} folds need at least {need} episodes, got {G}")
+
+
+def posterior_mean_columns(names):
+    """Indices of the belief features that are a posterior mean: bandit mean_i,
+    dependent-bandit mean_p, tiger p_left, two-step p_A_good. The sd, count, log-odds and
+    hearing-difference features are other coordinates of the same belief."""
+    return [j for j, f in enumerate(names) if f.startswith(("mean_", "p_"))]
 
 
 # ----------------------------------------------------------------------------- behaviour
@@ -431,6 +463,9 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS):
                   trained agent's own input histories (its actions replayed);
       memoryless  a probe from the current input x_t alone;
       shuffled    [h, c] against targets shuffled across episodes.
+    Every probe uses the same outer folds and the same inner splits (a fresh generator of
+    `seed` each), so trained and untrained are compared fold by fold: their gap per feature
+    comes with the fold-paired SE, sd over folds of the per-fold gap / √k.
     Behaviour: KL(Bayes-optimal (ties split evenly) ‖ agent) and the agreement rate of the
     agent's most likely action with the Bayes-optimal (or belief-greedy) actions.
     Returns (summary dict for JSON, arrays for plots)."""
@@ -439,9 +474,12 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS):
     F, names = belief.belief_features(cfg, tr.a, tr.r, tr.obs)          # (T, B, n_f)
     Y, groups = flatten_episodes(F)
     states = {"h": tr.h[1:], "c": tr.c[1:], "[h, c]": np.concatenate([tr.h[1:], tr.c[1:]], -1)}
-    rng = np.random.default_rng(seed)
-    decoded = {name: decode(flatten_episodes(X)[0], Y, groups, rng=rng, k=k)
-               for name, X in states.items()}
+    folds = episode_folds(groups, k, np.random.default_rng(seed))
+
+    def paired_decode(X, targets=Y):
+        return decode(X, targets, groups, rng=np.random.default_rng(seed), k=k, folds=folds)
+
+    decoded = {name: paired_decode(flatten_episodes(X)[0]) for name, X in states.items()}
     hc = flatten_episodes(states["[h, c]"])[0]
     initial = metarl.init_params(envs.n_inputs(cfg), hp.hidden, tr.pi.shape[-1],
                                  metarl.stream(hp.seed), tr.h.dtype)
@@ -449,13 +487,15 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS):
     # untrained network sees exactly the trained agent's input histories
     untrained = metarl.rollout(initial, cfg, episodes, metarl.stream(seed, PROBE_STREAM),
                                actions=tr.a)
+    shuffled = shuffle_targets_across_episodes(Y, groups, np.random.default_rng(seed))
     controls = {
-        "untrained": decode(flatten_episodes(np.concatenate([untrained.h[1:], untrained.c[1:]], -1))[0],
-                            Y, groups, rng=rng, k=k),
-        "memoryless": decode(flatten_episodes(tr.x)[0], Y, groups, rng=rng, k=k),
-        "shuffled": decode(hc, shuffle_targets_across_episodes(Y, groups, rng), groups, rng=rng, k=k),
+        "untrained": paired_decode(
+            flatten_episodes(np.concatenate([untrained.h[1:], untrained.c[1:]], -1))[0]),
+        "memoryless": paired_decode(flatten_episodes(tr.x)[0]),
+        "shuffled": paired_decode(hc, shuffled),
     }
-    enc = encode(Y, hc, groups, rng=rng, k=k)
+    gap_fold = decoded["[h, c]"].r2_fold - controls["untrained"].r2_fold   # (k, n_f)
+    enc = encode(Y, hc, groups, rng=np.random.default_rng(seed), k=k)
     q = belief.reference_q(cfg, tr.a, tr.r, tr.obs).reshape(-1, tr.pi.shape[-1])
     pi = tr.pi.reshape(-1, tr.pi.shape[-1])
     main = decoded["[h, c]"]
@@ -471,6 +511,8 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS):
         "controls": {c: float(d.r2.mean()) for c, d in controls.items()},
         "controls_by_feature": {c: dict(zip(names, map(float, d.r2))) for c, d in controls.items()},
         "controls_sd": {c: dict(zip(names, map(float, d.r2_sd))) for c, d in controls.items()},
+        "untrained_gap": dict(zip(names, map(float, main.r2 - controls["untrained"].r2))),
+        "untrained_gap_se": dict(zip(names, map(float, gap_fold.std(0, ddof=1) / np.sqrt(k)))),
         "policy_kl": policy_kl(tie_split_policy(q), pi),
         "agreement": agreement_rate(q, pi),
     }

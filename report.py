@@ -1,0 +1,759 @@
+"""REPORT.md and its figures, from results.json alone: criteria, verdicts, tables, figures.
+
+experiments.py measures and writes every raw number (per seed) into results.json; this module
+reads that file and nothing else. It states each claim's criterion before applying it (the
+constants under "Criteria"), computes the statistics (stats.py: Student-t limits with n − 1
+degrees of freedom, paired where the design is paired), decides each verdict, and formats.
+`python experiments.py report DIR` calls write_report on DIR/results.json, so a report can be
+rewritten, byte for byte, without training anything.
+"""
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+import stats
+import twostep
+from boundary import atomic_write, new_figure, save_png
+
+# ------------------------------------------------------------------------------------------
+# Criteria: stated before the numbers are seen, applied to every run alike
+# ------------------------------------------------------------------------------------------
+LEVEL = 0.95   # every limit is one-sided at 95 %, with the t quantile of n − 1 df over seeds
+# §1: the regret against the oracle relative to the Bayes-optimal regret (two-step: to the
+# belief-greedy regret). 1.25 is a quarter more regret than Bayes-optimal; the best classical
+# baselines need 1.6 (Thompson sampling, greedy on the 2-arm bandit) and 3.0 (model-free TD).
+REGRET_RATIO_MARGIN = 1.25
+# §1, Tiger: the gap to Bayes-optimal relative to the gap between Bayes-optimal and the best
+# trivial policy (always listen, −20 at T = 20): 0.015 is ≈ 0.6 of return, less than the
+# listen-twice heuristic's 0.74.
+TIGER_GAP_MARGIN = 0.015
+TRIVIAL_POLICIES = ("random", "always_listen")
+NEAR_OPTIMAL_MEASURE = {"bandit": "regret", "dependent-bandit": "regret", "two-step": "regret",
+                        "tiger": "gap"}
+DECODE_R2_MIN = 0.8      # §2: "linearly decodable": held-out R² of each posterior mean
+CONTROL_MARGIN = 0.1     # §2: ... and this far above the memoryless and shuffled controls
+SHIFT_POSITION_MAX = 0.5  # §3: |position| of the agent: nearer the training-prior Bayes policy
+                          # than the test-prior one, and not further from it than that
+HYBRID_W_MIN = 0.5       # §4: the hybrid model's weight on model-based values
+
+# Fixed colours, so a condition has the same colour in every figure.
+COLOURS = {"trained": "C0", "untrained": "C1", "memoryless": "C2", "shuffled": "C3",
+           "reference": "k"}
+
+
+@dataclass
+class Verdict:
+    """One claim, the criterion that decides it, the numbers measured, and the outcome."""
+
+    claim: str
+    criterion: str
+    measured: str
+    held: object    # True, False, or None: undecided (a limit needs ≥ 2 seeds)
+
+
+@dataclass
+class Section:
+    """One experiment as the report shows it."""
+
+    title: str
+    verdicts: list
+    tables: list    # (caption, header, rows), cells already formatted
+    figures: list   # (file name in the output folder, caption)
+    notes: list     # paragraphs a reader needs to judge the numbers
+
+
+# ------------------------------------------------------------------------------------------
+# Reading results.json
+# ------------------------------------------------------------------------------------------
+SECTIONS = ("facts", "near_optimal", "belief_states", "shift", "two_step")
+
+
+def load_results(folder):
+    """The results.json of a run's folder; ValueError if it is missing or not one."""
+    path = os.path.join(folder, "results.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist: run experiments.py --out {folder} first") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not a readable results file: {e}") from None
+    missing = [k for k in SECTIONS if not isinstance(results, dict) or k not in results]
+    if missing:
+        raise ValueError(f"{path} is not an experiments.py results file: missing "
+                         f"{', '.join(missing)}")
+    return results
+
+
+# ------------------------------------------------------------------------------------------
+# Statistics over seeds, as the tables show them
+# ------------------------------------------------------------------------------------------
+def summary(values):
+    """Mean, SE over seeds, n, and the one-sided 95 % limits (t, n − 1 df)."""
+    values = [float(v) for v in values]
+    s = stats.mean_ci(values, LEVEL)
+    return {"mean": s["mean"], "stderr": s["stderr"], "n": s["n"], "values": values,
+            "lcl": stats.lower_confidence_limit(values, LEVEL),
+            "ucl": stats.upper_confidence_limit(values, LEVEL)}
+
+
+def below(limit, margin):
+    """limit < margin, or None when the limit is undefined (one seed)."""
+    return None if limit is None else bool(limit < margin)
+
+
+def above(limit, margin):
+    return None if limit is None else bool(limit > margin)
+
+
+def all_held(outcomes):
+    """False if any outcome failed, else None if any is undecided, else True."""
+    outcomes = list(outcomes)
+    if False in outcomes:
+        return False
+    return None if None in outcomes else True
+
+
+# ------------------------------------------------------------------------------------------
+# §1 Agents act near Bayes-optimally
+# ------------------------------------------------------------------------------------------
+def near_optimal_measure(kind, seeds, references):
+    """The per-seed values of §1's measure and its verdict.
+
+    regret: (oracle − G) / (oracle − G_ref), G_ref the exact Bayes-optimal value (bandits: the
+        pseudo-regret Σ_t (max_i m_i − m_{a_t}) replaces oracle − G, same expectation, ~1/6 of
+        the noise) or the belief-greedy policy's return where there is no exact value (two-step).
+    gap: (V* − G) / (V* − G_trivial), G_trivial the best of TRIVIAL_POLICIES.
+    Near-optimal: the one-sided upper 95 % limit over seeds (t, n − 1 df) below the margin, so
+    that more noise can only make it harder to pass."""
+    policies = references["policies"]
+    bayes, oracle = references["bayes_optimal_exact"], references["oracle_exact"]
+    if kind == "regret":
+        reference = bayes if bayes is not None else policies["belief_greedy"]["mean"]
+        if bayes is not None and "pseudo_regret" in seeds[0]:
+            values = [s["pseudo_regret"] / (oracle - bayes) for s in seeds]
+        else:
+            values = [(oracle - s["mean"]) / (oracle - reference) for s in seeds]
+        margin = REGRET_RATIO_MARGIN
+    else:
+        trivial = max(policies[p]["mean"] for p in TRIVIAL_POLICIES if p in policies)
+        values = [(bayes - s["mean"]) / (bayes - trivial) for s in seeds]
+        margin = TIGER_GAP_MARGIN
+    s = summary(values)
+    return {**s, "margin": margin, "held": None if s["ucl"] is None else bool(s["ucl"] <= margin)}
+
+
+def near_optimal_section(results, out):
+    numbers = {env: near_optimal_measure(NEAR_OPTIMAL_MEASURE[env], r["seeds"], r["references"])
+               for env, r in results["near_optimal"].items()}
+    returns = {env: summary(s["mean"] for s in r["seeds"])
+               for env, r in results["near_optimal"].items()}
+    near_optimal_figure(results["near_optimal"], numbers, os.path.join(out, "fig1_near_optimal.png"))
+    n = next(iter(numbers.values()))["n"]
+    verdict = Verdict(
+        claim="The meta-trained LSTM agents act near Bayes-optimally on every task distribution.",
+        criterion=f"Upper {LEVEL:.0%} limit over seeds (t, n − 1 df) of the regret ratio "
+                  f"(oracle − G) / (oracle − G_Bayes) ≤ {REGRET_RATIO_MARGIN} (bandits: "
+                  "pseudo-regret; two-step: G_Bayes → belief-greedy); Tiger: of "
+                  f"(V* − G) / (V* − G_always-listen) ≤ {TIGER_GAP_MARGIN}.",
+        measured="; ".join(f"{env}: {pm(m)} (upper limit {fmt(m['ucl'])}) → "
+                           f"{outcome(m['held'])}" for env, m in numbers.items()) + f"; n = {n}",
+        held=all_held(m["held"] for m in numbers.values()))
+    main = []
+    for env, r in results["near_optimal"].items():
+        refs, m = r["references"], numbers[env]
+        best = best_classical(refs["policies"])
+        reference = (refs["bayes_optimal_exact"] if refs["bayes_optimal_exact"] is not None
+                     else refs["policies"]["belief_greedy"]["mean"])
+        main.append([env, str(r["seeds"][0]["horizon"]), str(m["n"]),
+                     str(r["seeds"][0]["episodes"]), pm(returns[env]), fmt(reference),
+                     f"{best} {fmt(refs['policies'][best]['mean'])}",
+                     {"regret": "regret ratio", "gap": "gap ratio"}[NEAR_OPTIMAL_MEASURE[env]],
+                     pm(m), fmt(m["ucl"]), f"≤ {m['margin']:g}", outcome(m["held"])])
+    per_seed = [[env, str(i), fmt(s["mean"]) + " ± " + fmt(s["stderr"]),
+                 fmt(s.get("pseudo_regret")), fmt(numbers[env]["values"][i], 4)]
+                for env, r in results["near_optimal"].items() for i, s in enumerate(r["seeds"])]
+    baselines = [[env, policy.replace("_", " "), fmt(b["mean"]) + " ± " + fmt(b["stderr"]),
+                  str(r["references"]["episodes"])]
+                 for env, r in results["near_optimal"].items()
+                 for policy, b in r["references"]["policies"].items()]
+    return Section(
+        title="1. Agents act near Bayes-optimally",
+        verdicts=[verdict],
+        tables=[("Agents against the reference (exact Bayes-optimal value; two-step: the "
+                 "belief-greedy policy) and the best classical baseline. Return and ratio: mean "
+                 "± SE over n seeds, each evaluated on the given number of fresh episodes.",
+                 ["env", "T", "n", "episodes per seed", "agent return", "reference",
+                  "best classical", "measure", "measure (mean ± SE)",
+                  f"upper {LEVEL:.0%} limit", "margin", "near-optimal"], main),
+                ("Per seed: return ± its evaluation SE, pseudo-regret (bandits), and the measure.",
+                 ["env", "seed", "return", "pseudo-regret", "measure"], per_seed),
+                ("Baselines (belief.run_baselines on one seed): return ± SE over the episodes.",
+                 ["env", "policy", "return", "episodes"], baselines)],
+        figures=[("fig1_near_optimal.png",
+                  f"Each agent's distance from Bayes-optimal, per seed (dots; n = {n}), with the "
+                  f"mean ± SE over seeds, the one-sided upper {LEVEL:.0%} limit (t, n − 1 df) and "
+                  "the margin it must stay below. Crosses: the best classical baseline's value of "
+                  "the same measure.")],
+        notes=[])
+
+
+def best_classical(policies):
+    return max((p for p in policies if p not in ("bayes_optimal", "belief_greedy", "oracle",
+                                                  "random")), key=lambda p: policies[p]["mean"])
+
+
+def near_optimal_figure(raw, numbers, path):
+    fig, axes = new_figure(1, 2, width=4.4, height=3.8)
+    groups = (("regret", "regret ratio (1 = Bayes-optimal)", REGRET_RATIO_MARGIN),
+              ("gap", "gap ratio (0 = Bayes-optimal)", TIGER_GAP_MARGIN))
+    for ax, (kind, label, margin) in zip(axes[0], groups):
+        envs_ = [env for env in numbers if NEAR_OPTIMAL_MEASURE[env] == kind]
+        for x, env in enumerate(envs_):
+            m = numbers[env]
+            ax.scatter(np.full(m["n"], x) + np.linspace(-0.12, 0.12, m["n"]), m["values"], s=14,
+                       color=COLOURS["trained"], zorder=3, label="seeds" if x == 0 else None)
+            ax.errorbar(x + 0.25, m["mean"], yerr=m["stderr"] or 0.0, fmt="o", color="k",
+                        capsize=3, label="mean ± SE" if x == 0 else None)
+            if m["ucl"] is not None:
+                ax.scatter(x + 0.25, m["ucl"], marker="_", s=200, color="C3",
+                           label=f"upper {LEVEL:.0%} limit" if x == 0 else None)
+            refs = raw[env]["references"]
+            best = refs["policies"][best_classical(refs["policies"])]
+            classical = near_optimal_measure(kind, [best, best], refs)["mean"]
+            ax.scatter(x - 0.3, classical, marker="x", color="C2",
+                       label="best classical" if x == 0 else None)
+        ax.axhline(margin, color="C3", ls="--", lw=1, label="margin")
+        ax.axhline(1.0 if kind == "regret" else 0.0, color="k", ls=":", lw=1)
+        ax.set_xticks(range(len(envs_)), envs_)
+        ax.set(ylabel=label, title="regret against the oracle" if kind == "regret"
+               else "Tiger: gap to Bayes-optimal")
+        ax.legend(fontsize=7)
+    fig.suptitle("§1 Distance from the Bayes-optimal policy")
+    save_png(fig, path)
+
+
+# ------------------------------------------------------------------------------------------
+# §2 Hidden states are belief states
+# ------------------------------------------------------------------------------------------
+def posterior_means(features):
+    return [f for f in features if f.startswith(("mean_", "p_"))]
+
+
+def belief_state_numbers(seeds):
+    """§2's statistics for one env from its seeds' probe results."""
+    probes = [s["probe"] for s in seeds]
+    means = posterior_means(probes[0]["features"])
+
+    def r2(p, condition, f):
+        return p["decode"][f] if condition == "trained" else p["controls_by_feature"][condition][f]
+
+    decode = {f: {c: summary(r2(p, c, f) for p in probes)
+                  for c in ("trained", "untrained", "memoryless", "shuffled")}
+              for f in probes[0]["features"]}
+    margins = {f: {c: summary(r2(p, "trained", f) - r2(p, c, f) for p in probes)
+                   for c in ("untrained", "memoryless", "shuffled")} for f in means}
+    learned = summary(np.mean([r2(p, "trained", f) - r2(p, "untrained", f) for f in means])
+                      for p in probes)
+    snapshots = [[point["updates"] for point in s["over_training"]] for s in seeds]
+    gaps = [[point["r2"] - s["over_training"][0]["r2"] for point in s["over_training"]]
+            for s in seeds]   # snapshot 0 is the untrained network
+    growth = summary(g[-1] - g[1] for g in gaps)
+    decodable = all(decode[f]["trained"]["lcl"] is not None
+                    and decode[f]["trained"]["lcl"] >= DECODE_R2_MIN
+                    and all(margins[f][c]["lcl"] >= CONTROL_MARGIN for c in ("memoryless", "shuffled"))
+                    for f in means) if len(probes) > 1 else None
+    return {"features": probes[0]["features"], "means": means, "decode": decode,
+            "margins": margins, "learned": learned, "learned_held": above(learned["lcl"], 0.0),
+            "decodable": decodable, "snapshots": snapshots[0], "gaps": gaps,
+            "returns": [[point["return"] for point in s["over_training"]] for s in seeds],
+            "growth": growth, "growth_held": above(growth["lcl"], 0.0),
+            "policy_kl": summary(p["policy_kl"] for p in probes),
+            "agreement": summary(p["agreement"] for p in probes),
+            "encode": summary(p["encode_r2"] for p in probes)}
+
+
+def belief_states_section(results, out):
+    numbers = {env: belief_state_numbers(seeds) for env, seeds in results["belief_states"].items()}
+    n = next(iter(numbers.values()))["learned"]["n"]
+    scale = results["facts"]["scale"]
+    decoding_figure(numbers, os.path.join(out, "fig2_decoding.png"))
+    over_training_figure(numbers, os.path.join(out, "fig2_over_training.png"))
+
+    def measured(describe, key):
+        return "; ".join(f"{env}: {describe(m)} → {outcome(m[key])}" for env, m in numbers.items())
+
+    def worst(m):
+        return min((m["decode"][f]["trained"]["lcl"] or -np.inf, f) for f in m["means"])
+
+    verdicts = [
+        Verdict(claim="The exact posterior is linearly decodable from the trained agent's state, "
+                      "and not from the current input or from other episodes' states.",
+                criterion=f"In every env, for each posterior mean: lower {LEVEL:.0%} limit over "
+                          f"seeds of the held-out R² from [h, c] ≥ {DECODE_R2_MIN}, and of its "
+                          f"margin over the memoryless and the shuffled controls (paired by "
+                          f"seed) ≥ {CONTROL_MARGIN}.",
+                measured=measured(lambda m: f"lowest limit {fmt(worst(m)[0])} ({worst(m)[1]})",
+                                  "decodable") + f"; n = {n}",
+                held=all_held(m["decodable"] for m in numbers.values())),
+        Verdict(claim="Training makes the state more belief-like than the same network untrained.",
+                criterion=f"In every env: lower {LEVEL:.0%} limit (t, n − 1 df) of trained − "
+                          "untrained R² (mean over the posterior means; same episodes and folds, "
+                          "paired by seed) > 0.",
+                measured=measured(lambda m: f"{pm(m['learned'])}", "learned_held") + f"; n = {n}",
+                held=all_held(m["learned_held"] for m in numbers.values())),
+        Verdict(claim="Along training the state becomes more belief-like than the untrained "
+                      "network, on the same histories.",
+                criterion=f"In every env: lower {LEVEL:.0%} limit of (trained − untrained R² at "
+                          "the last snapshot) − (the same after one update), all snapshots "
+                          "probed on one fixed set of the final agent's histories, paired by seed, "
+                          "> 0.",
+                measured=measured(lambda m: f"{pm(m['growth'])}", "growth_held") + f"; n = {n}",
+                held=all_held(m["growth_held"] for m in numbers.values()))]
+    decode_rows = [[env, f + (" *" if f in m["means"] else ""),
+                    *(pm(m["decode"][f][c]) for c in ("trained", "untrained", "memoryless",
+                                                        "shuffled"))]
+                   for env, m in numbers.items() for f in m["features"]]
+    gap_rows = [[env, f, pm(m["margins"][f]["untrained"]), fmt(m["margins"][f]["untrained"]["lcl"]),
+                 pm(m["margins"][f]["memoryless"]), pm(m["margins"][f]["shuffled"])]
+                for env, m in numbers.items() for f in m["means"]]
+    behaviour = [[env, pm(m["encode"]), pm(m["policy_kl"]), pm(m["agreement"])]
+                 for env, m in numbers.items()]
+    training = [[env, str(u), pm(summary(g[i] for g in m["gaps"])),
+                 pm(summary(r[i] for r in m["returns"]))]
+                for env, m in numbers.items() for i, u in enumerate(m["snapshots"])]
+    return Section(
+        title="2. Hidden states are belief states",
+        verdicts=verdicts,
+        tables=[(f"Held-out R² ({scale['folds']}-fold CV over episodes, "
+                 f"{scale['probe_episodes']} fresh episodes per agent), mean ± SE over n = {n} "
+                 "seeds; * marks the posterior means.",
+                 ["env", "feature", "trained [h, c]", "untrained", "input x_t only",
+                  "shuffled targets"], decode_rows),
+                (f"Margins of the trained state's R² over each control, paired by seed (mean ± SE, "
+                 f"n = {n}), posterior means only.",
+                 ["env", "feature", "over untrained", f"its lower {LEVEL:.0%} limit",
+                  "over input only", "over shuffled"], gap_rows),
+                (f"Encoding (belief → [h, c], mean R² over units) and behaviour against the "
+                 f"Bayes-optimal (two-step: belief-greedy) policy, mean ± SE over n = {n} seeds.",
+                 ["env", "encode R²", "policy KL (nats/step)", "agreement"], behaviour),
+                (f"Along training, on {scale['snapshot_episodes']} fixed histories per agent: "
+                 "trained − untrained R² of the posterior means, and each snapshot's own return "
+                 f"(mean ± SE, n = {n}).",
+                 ["env", "updates", "R² gain over untrained", "return"], training)],
+        figures=[("fig2_decoding.png",
+                  f"Left: how much better the trained state decodes each posterior mean than "
+                  f"the same network untrained (R² gain; dots: seeds, n = {n}; bars: mean ± SE). "
+                  "Right: what the probe misses, 1 − R², on a log axis, for the trained state "
+                  "and the controls (mean over seeds)."),
+                 ("fig2_over_training.png",
+                  "Left: R² gain of the trained state over the untrained network along "
+                  "training, all snapshots probed on the same histories (mean ± SE over "
+                  f"n = {n} seeds). Right: each snapshot's return relative to its env's last.")],
+        notes=["Controls, on the same episodes and folds: *untrained* is the same architecture "
+               "with its initial weights, driven by the trained agent's own inputs; *input x_t "
+               "only* decodes from the current input alone; *shuffled targets* pairs each "
+               "episode's [h, c] with another episode's beliefs. A random LSTM already holds "
+               "running sums of its inputs, which is why the gap to it carries the claim."])
+
+
+def decoding_figure(numbers, path):
+    fig, axes = new_figure(1, 2, width=4.6, height=3.8)
+    ax, ax_log = axes[0]
+    labels = []
+    for x, (env, f) in enumerate((env, f) for env, m in numbers.items() for f in m["means"]):
+        gap = numbers[env]["margins"][f]["untrained"]
+        ax.bar(x, gap["mean"], yerr=gap["stderr"] or 0.0, color=COLOURS["trained"], alpha=0.6,
+               capsize=3)
+        ax.scatter(np.full(gap["n"], x), gap["values"], s=12, color="k", zorder=3)
+        labels.append(f"{env}\n{feature_words(f)}")
+        for condition in ("trained", "untrained", "memoryless", "shuffled"):
+            miss = max(1.0 - numbers[env]["decode"][f][condition]["mean"], 1e-4)
+            ax_log.scatter(x, miss, color=COLOURS[condition], label=condition_words(condition)
+                           if x == 0 else None)
+    for a in (ax, ax_log):
+        a.set_xticks(range(len(labels)), labels, fontsize=7)
+    ax.axhline(0.0, color="k", lw=1)
+    ax.set(ylabel="R² gain, trained − untrained", title="What training adds")
+    ax_log.set(yscale="log", ylabel="1 − held-out R²", title="What the probe misses")
+    ax_log.legend(fontsize=7)
+    fig.suptitle("§2 Decoding the exact posterior mean from [h, c]")
+    save_png(fig, path)
+
+
+def over_training_figure(numbers, path):
+    fig, axes = new_figure(1, 2, width=4.6, height=3.6)
+    for k, (env, m) in enumerate(numbers.items()):
+        u = np.maximum(m["snapshots"], 0.5)   # update 0 (untrained) placed at 0.5 on a log axis
+        gap = [summary(g[i] for g in m["gaps"]) for i in range(len(u))]
+        axes[0, 0].errorbar(u, [g["mean"] for g in gap], yerr=[g["stderr"] or 0.0 for g in gap],
+                            fmt="o-", capsize=3, color=f"C{k}", label=env)
+        returns = np.mean(m["returns"], axis=0)
+        axes[0, 1].plot(u, returns - returns[-1], "s--", color=f"C{k}", label=env)
+    axes[0, 0].set(xscale="log", xlabel="updates (0 shown at 0.5)",
+                   ylabel="R² gain over untrained", title="Belief-likeness")
+    axes[0, 1].set(xscale="log", xlabel="updates (0 shown at 0.5)",
+                   ylabel="return − final return", title="Return")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("§2 Along training, on fixed histories")
+    save_png(fig, path)
+
+
+def feature_words(f):
+    """A belief feature's name in words."""
+    words = {"mean_p": "posterior mean of p", "p_left": "P(tiger left)",
+             "p_A_good": "P(state A good)"}
+    if f in words:
+        return words[f]
+    if f.startswith("mean_"):
+        return f"posterior mean of arm {f[5:]}"
+    return f.replace("_", " ")
+
+
+def condition_words(condition):
+    return {"trained": "trained [h, c]", "untrained": "untrained network",
+            "memoryless": "input x_t only", "shuffled": "shuffled targets"}[condition]
+
+
+# ------------------------------------------------------------------------------------------
+# §3 Failures are belief failures
+# ------------------------------------------------------------------------------------------
+def shift_numbers(case):
+    """§3's statistics for one case from its raw numbers."""
+    refs = case["references"]
+    r_train = refs["bayes_train_model"]["pseudo_regret"]["mean"]
+    r_test = refs["bayes_test_model"]["pseudo_regret"]["mean"]
+    position = summary((r_train - s["test"]["pseudo_regret"]) / (r_train - r_test)
+                       for s in case["seeds"])
+    kl = stats.paired_difference([s["behaviour"]["train"]["kl"] for s in case["seeds"]],
+                                 [s["behaviour"]["test"]["kl"] for s in case["seeds"]], LEVEL)
+    agreement = stats.paired_difference([s["behaviour"]["train"]["agreement"] for s in case["seeds"]],
+                                        [s["behaviour"]["test"]["agreement"] for s in case["seeds"]],
+                                        LEVEL)
+    shifted = [s["decoding"]["train"] - s["decoding"]["test"] for s in case["seeds"]]
+    control = [s["train"] - s["test"] for s in case["control_seeds"]]
+    crossed = stats.welch_difference(shifted, control, LEVEL)
+    own_regret = refs["own_exact"]["oracle_exact"] - refs["own_exact"]["bayes_optimal_exact"]
+    test_regret = refs["test_exact"]["oracle_exact"] - refs["test_exact"]["bayes_optimal_exact"]
+    equivalent = (None if position["ucl"] is None else
+                  bool(-SHIFT_POSITION_MAX < position["lcl"] and position["ucl"] < SHIFT_POSITION_MAX))
+    return {"position": position, "position_held": equivalent,
+            "kl": kl, "kl_held": below(upper_one_sided(kl), 0.0), "agreement": agreement,
+            "shifted": summary(shifted), "control": summary(control), "crossed": crossed,
+            "crossed_held": crossed["greater"], "r_train": r_train, "r_test": r_test,
+            "excess_own": summary(s["own"]["pseudo_regret"] - own_regret for s in case["seeds"]),
+            "excess_test": summary(s["test"]["pseudo_regret"] - test_regret for s in case["seeds"]),
+            "return_test": summary(s["test"]["mean"] for s in case["seeds"])}
+
+
+def upper_one_sided(difference):
+    """The one-sided upper limit of a paired_difference summary at its level."""
+    if difference["stderr"] is None:
+        return None
+    return difference["mean"] + stats.t_quantile(difference["level"], difference["df"]) * \
+        difference["stderr"]
+
+
+def shift_section(results, out):
+    numbers = {label: shift_numbers(case) for label, case in results["shift"].items()}
+    n = next(iter(numbers.values()))["position"]["n"]
+    shift_figure(numbers, os.path.join(out, "fig3_shift.png"))
+
+    def measured(describe, key):
+        return "; ".join(f"{label}: {describe(m)} → {outcome(m[key])}"
+                         for label, m in numbers.items()) + f"; n = {n}"
+
+    verdicts = [
+        Verdict(claim="On shifted tasks the agent earns what the Bayes-optimal policy of its "
+                      "TRAINING prior earns there, not what the test prior's earns.",
+                criterion=f"Both one-sided {LEVEL:.0%} limits over seeds of the position "
+                          "u = (R_train − R_agent) / (R_train − R_test) within "
+                          f"(−{SHIFT_POSITION_MAX}, {SHIFT_POSITION_MAX}) (pseudo-regret R on the "
+                          "test tasks; u = 0: as the training-prior Bayes policy, u = 1: as the "
+                          "test-prior one): nearer the training-prior policy than the test-prior "
+                          "one, and no further from it in the other direction.",
+                measured=measured(lambda m: f"u = {pm(m['position'])}", "position_held"),
+                held=all_held(m["position_held"] for m in numbers.values())),
+        Verdict(claim="On shifted tasks the agent acts like the training-prior Bayes policy.",
+                criterion=f"Upper {LEVEL:.0%} limit of KL(training-prior Bayes ‖ agent) − "
+                          "KL(test-prior Bayes ‖ agent) per step, paired by seed, < 0.",
+                measured=measured(lambda m: f"{pm(m['kl'])} nats/step", "kl_held"),
+                held=all_held(m["kl_held"] for m in numbers.values())),
+        Verdict(claim="On shifted tasks the agent's state holds the training-prior posterior, "
+                      "beyond what decoding the two posteriors gives for an agent trained on "
+                      "the test tasks.",
+                criterion="Probe fitted on the agent's own tasks, applied unchanged to its "
+                          "test-task states: Δ = R²(training-model posterior) − R²(test-model "
+                          "posterior); lower one-sided Welch limit of Δ(shifted agent) − "
+                          f"Δ(control agent trained on the test tasks) > 0 at {LEVEL:.0%}.",
+                measured=measured(lambda m: f"{pm(m['shifted'])} vs control "
+                                            f"{pm(m['control'])}", "crossed_held"),
+                held=all_held(m["crossed_held"] for m in numbers.values()))]
+    returns = [[label, pm(m["return_test"]), fmt(m["r_train"]), fmt(m["r_test"]),
+                pm(m["excess_own"]), pm(m["excess_test"]), pm(m["position"]),
+                f"{fmt(m['position']['lcl'])} to {fmt(m['position']['ucl'])}",
+                outcome(m["position_held"])]
+               for label, m in numbers.items()]
+    behaviour = [[label, pm(m["kl"]), pm(m["agreement"]), outcome(m["kl_held"])]
+                 for label, m in numbers.items()]
+    decoding = [[label, pm(m["shifted"]), pm(m["control"]), pm(m["crossed"]),
+                 fmt(m["crossed"]["lower_one_sided"]), outcome(m["crossed_held"])]
+                for label, m in numbers.items()]
+    scale = results["facts"]["scale"]
+    return Section(
+        title="3. Failures are belief failures (distribution shift)",
+        verdicts=verdicts,
+        tables=[(f"Returns on the test tasks ({scale['eval_steps']} agent steps per seed) and "
+                 "pseudo-regrets R of the two Bayes-optimal policies on the test tasks; excess = "
+                 f"the agent's pseudo-regret − (oracle − Bayes-optimal) of the tasks at hand. "
+                 f"Mean ± SE over n = {n} seeds.",
+                 ["case", "agent return", "R of training-prior Bayes", "R of test-prior Bayes",
+                  "excess (own tasks)", "excess (test tasks)", "position u",
+                  f"{LEVEL:.0%} limits", "|u| < 0.5"], returns),
+                (f"Behaviour on the test tasks ({scale['probe_episodes']} episodes per seed), "
+                 "paired by seed: KL(training-prior Bayes ‖ agent) − KL(test-prior Bayes ‖ "
+                 "agent), and agreement with the training-prior − with the test-prior Bayes "
+                 "action.", ["case", "KL difference (nats/step)", "agreement difference",
+                             "nearer the training prior"], behaviour),
+                ("Crossed decoding: Δ = R²(training-model posterior) − R²(test-model posterior) "
+                 "of a probe fitted on each agent's own tasks and applied unchanged to its "
+                 "test-task states; the control is the agent trained on the test tasks.",
+                 ["case", "Δ shifted agent", "Δ control agent", "difference (Welch)",
+                  f"lower {LEVEL:.0%} limit", "held"], decoding)],
+        figures=[("fig3_shift.png",
+                  f"Left: the position u of each shifted agent between the Bayes-optimal "
+                  f"policies of its training prior (0) and of the test prior (1), per seed "
+                  f"(dots, n = {n}) with mean ± SE. Right: the crossed decoding, Δ for the "
+                  f"shifted agent and for the control trained on the test tasks (mean ± SE).")],
+        notes=[])
+
+
+def shift_figure(numbers, path):
+    fig, axes = new_figure(1, 2, width=4.8, height=4.0)
+    labels = [label.replace(" agent on ", "\non ") for label in numbers]
+    for x, m in enumerate(numbers.values()):
+        p = m["position"]
+        axes[0, 0].scatter(np.full(p["n"], x), p["values"], s=14, color=COLOURS["trained"])
+        axes[0, 0].errorbar(x + 0.2, p["mean"], yerr=p["stderr"] or 0.0, fmt="o", color="k",
+                            capsize=3)
+        for dx, key, colour, name in ((-0.15, "shifted", "C0", "shifted agent"),
+                                      (0.15, "control", "C1", "control agent")):
+            s = m[key]
+            axes[0, 1].bar(x + dx, s["mean"], 0.3, yerr=s["stderr"] or 0.0, capsize=3,
+                           color=colour, label=name if x == 0 else None)
+    axes[0, 0].axhline(0.0, color="C2", ls="--", lw=1, label="training-prior Bayes")
+    axes[0, 0].axhline(1.0, color="C3", ls="--", lw=1, label="test-prior Bayes")
+    for bound in (-SHIFT_POSITION_MAX, SHIFT_POSITION_MAX):
+        axes[0, 0].axhline(bound, color="k", ls=":", lw=1,
+                           label="criterion" if bound > 0 else None)
+    axes[0, 0].set(ylabel="position u", title="Return between the two Bayes policies")
+    axes[0, 1].axhline(0.0, color="k", lw=1)
+    axes[0, 1].set(ylabel="Δ R², training − test posterior", title="Which posterior the state holds")
+    for ax in axes[0]:
+        ax.set_xticks(range(len(labels)), labels, fontsize=6)
+        ax.legend(fontsize=7)
+    fig.suptitle("§3 Distribution shift")
+    save_png(fig, path)
+
+
+# ------------------------------------------------------------------------------------------
+# §4 "Model-based" behaviour from a model-free learner
+# ------------------------------------------------------------------------------------------
+def two_step_numbers(r):
+    interaction = summary(s["stay"]["interaction"]["mean"] for s in r["seeds"])
+    w = summary(s["hybrid"]["estimates"]["w"] for s in r["seeds"])
+    bound = r["grid"]["largest"]
+    return {"interaction": interaction, "w": w, "bound": bound,
+            "interaction_held": above(interaction["lcl"], bound["interaction"]),
+            "w_held": above(w["lcl"], HYBRID_W_MIN)}
+
+
+def two_step_section(results, out):
+    r = results["two_step"]
+    m = two_step_numbers(r)
+    n, scale = m["interaction"]["n"], results["facts"]["scale"]
+    stay_figure(r, os.path.join(out, "fig4_two_step_stay.png"))
+    bound = m["bound"]
+    verdicts = [
+        Verdict(claim="The RL² agent, trained by a model-free learner, shows a larger reward × "
+                      "transition interaction than any model-free learner of the grid.",
+                criterion=f"Lower {LEVEL:.0%} limit over seeds (t, n − 1 df) of the agent's "
+                          "interaction > the largest interaction of the model-free TD learners "
+                          f"(α, β, λ grid of {len(r['grid']['settings'])} settings).",
+                measured=f"agent {pm(m['interaction'])} (lower limit "
+                         f"{fmt(m['interaction']['lcl'])}); largest model-free "
+                         f"{fmt(bound['interaction'])} ± {fmt(bound['se'])} at α {bound['alpha']:g}, "
+                         f"β {bound['beta']:g}, λ {bound['lam']:g}; n = {n}",
+                held=m["interaction_held"]),
+        Verdict(claim="Fitted by the hybrid model of Daw et al. (2011), the agent's choices "
+                      "weigh model-based values more than model-free ones.",
+                criterion=f"Lower {LEVEL:.0%} limit over seeds of the fitted weight w > "
+                          f"{HYBRID_W_MIN}.",
+                measured=f"agent w = {pm(m['w'])} (lower limit {fmt(m['w']['lcl'])}); "
+                         f"belief-greedy {hybrid_w(r['belief_greedy'])}; model-free TD "
+                         f"{hybrid_w(r['model_free_td'])}; n = {n}",
+                held=m["w_held"])]
+    rows = [["RL² agent (mean ± SE over seeds)",
+             *(pm(summary(s["stay"]["stay"][c]["p"] for s in r["seeds"])) for c in twostep.CELLS),
+             pm(m["interaction"]), pm(m["w"])]]
+    for name, label in (("belief_greedy", "belief-greedy"), ("model_free_td", "model-free TD")):
+        a = r[name]["stay"]
+        rows.append([f"{label} (± clustered SE)",
+                     *(fmt(a["stay"][c]["p"]) + " ± " + fmt(a["stay"][c]["se"])
+                       for c in twostep.CELLS),
+                     fmt(a["interaction"]["mean"]) + " ± " + fmt(a["interaction"]["se"]),
+                     hybrid_w(r[name])])
+    grid = sorted(r["grid"]["settings"], key=lambda s: -s["interaction"])[:5]
+    grid_rows = [[f"{s['alpha']:g}", f"{s['beta']:g}", f"{s['lam']:g}",
+                  fmt(s["interaction"]) + " ± " + fmt(s["se"])] for s in grid]
+    return Section(
+        title="4. \"Model-based\" behaviour from a model-free learner",
+        verdicts=verdicts,
+        tables=[(f"P(stay with the previous choice) after each kind of trial, the reward × "
+                 f"transition interaction and the hybrid model's w. Agent: {n} seeds × "
+                 f"{scale['stay_episodes']} episodes; references: {scale['stay_episodes']} "
+                 "episodes, SEs by a bootstrap over episodes (trials of one episode are "
+                 "correlated) and, for w, the sandwich SE clustered by episode.",
+                 ["policy", *twostep.CELLS, "interaction", "hybrid w"], rows),
+                (f"The five model-free learners of the grid with the largest interaction "
+                 f"({scale['grid_episodes']} episodes each, clustered SE).",
+                 ["α", "β", "λ", "interaction"], grid_rows)],
+        figures=[("fig4_two_step_stay.png",
+                  f"Stay probabilities: the RL² agent (mean ± SE over n = {n} seeds, seeds as "
+                  "dots), belief-greedy and the default model-free TD learner (± clustered SE); "
+                  "the interaction of each and the model-free grid's largest.")],
+        notes=[f"A positive interaction alone does not show model-based behaviour here: with "
+               f"the good state persisting (swap probability {r['swap_prob']}), model-free "
+               "learners show one too, by a selection confound (Akam, Costa & Dayan 2015); "
+               "hence the bound from the strongest learner of a grid, and the hybrid fit."])
+
+
+def hybrid_w(behaviour):
+    h = behaviour["hybrid"]
+    se = h["se"]["w"]
+    return f"{h['estimates']['w']:.3f}" + (" (at its bound)" if "w" in h["at_bound"] else
+                                           f" ± {fmt(se)}")
+
+
+def stay_figure(r, path):
+    fig, axes = new_figure(2, 2, width=4.2, height=3.4)
+    panels = [("RL² agent", [s["stay"] for s in r["seeds"]]),
+              ("belief-greedy", [r["belief_greedy"]["stay"]]),
+              ("model-free TD (α 0.5, β 5, λ 1)", [r["model_free_td"]["stay"]])]
+    for ax, (title, analyses) in zip(axes.ravel(), panels):
+        for k, (transition, colour) in enumerate((("common", "C0"), ("rare", "C3"))):
+            cells = [f"{transition} {outcome_}" for outcome_ in ("rewarded", "unrewarded")]
+            values = np.array([[a["stay"][c]["p"] for c in cells] for a in analyses])
+            if len(analyses) > 1:
+                err = values.std(axis=0, ddof=1) / np.sqrt(len(analyses))
+            else:
+                err = [analyses[0]["stay"][c]["se"] for c in cells]
+            x = np.arange(2) + (k - 0.5) * 0.38
+            ax.bar(x, values.mean(axis=0), 0.38, yerr=err, capsize=3, color=colour,
+                   label=f"previous transition {transition}")
+            if len(analyses) > 1:
+                for j in range(2):
+                    ax.scatter(np.full(len(values), x[j]), values[:, j], s=8, color="k", zorder=3)
+        ax.set_xticks(range(2), ["rewarded", "unrewarded"])
+        ax.set(ylim=(0, 1.05), ylabel="P(stay)", xlabel="previous outcome", title=title)
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    ax = axes[1, 1]
+    agent = [s["stay"]["interaction"]["mean"] for s in r["seeds"]]
+    ax.scatter(np.zeros(len(agent)), agent, s=14, color="C0", label="agent seeds")
+    for x, (label, value, se) in enumerate(
+            (("belief-greedy", r["belief_greedy"]["stay"]["interaction"]["mean"],
+              r["belief_greedy"]["stay"]["interaction"]["se"]),
+             ("model-free TD", r["model_free_td"]["stay"]["interaction"]["mean"],
+              r["model_free_td"]["stay"]["interaction"]["se"]),
+             ("largest model-free", r["grid"]["largest"]["interaction"], r["grid"]["largest"]["se"])),
+            start=1):
+        ax.errorbar(x, value, yerr=se, fmt="o", color="k", capsize=3)
+    ax.set_xticks(range(4), ["RL² agent", "belief-\ngreedy", "model-free\nTD", "largest\nmodel-free"],
+                  fontsize=7)
+    ax.set(ylabel="reward × transition interaction", title="Interaction")
+    fig.suptitle("§4 Two-step task: stay probabilities")
+    save_png(fig, path)
+
+
+# ------------------------------------------------------------------------------------------
+# Formatting and the report
+# ------------------------------------------------------------------------------------------
+def fmt(x, digits=3):
+    """x with `digits` decimals, or n/a for a value that does not exist (None, NaN)."""
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def pm(s, digits=3):
+    """'mean ± SE (n = …)' of a summary; 'mean (n = 1)' when the SE is undefined."""
+    n = s.get("n")
+    n_text = f" (n = {n[0]}, {n[1]})" if isinstance(n, (tuple, list)) else ""
+    if s["stderr"] is None:
+        return f"{fmt(s['mean'], digits)} (n = 1)"
+    return f"{fmt(s['mean'], digits)} ± {fmt(s['stderr'], digits)}{n_text}"
+
+
+def outcome(held):
+    return {True: "held", False: "did not hold", None: "undecided (needs ≥ 2 seeds)"}[held]
+
+
+def markdown_table(header, rows):
+    def line(cells):  # a literal | (as in |a − b|) would end the cell: escape it
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
+
+
+def write_report(results, out):
+    """REPORT.md and its figures in `out`, from results alone (see the module docstring)."""
+    sections = [near_optimal_section(results, out), belief_states_section(results, out),
+                shift_section(results, out), two_step_section(results, out)]
+    facts = results["facts"]
+    lines = ["# RL² meta-RL lab: experiment report", ""]
+    if facts["quick"]:
+        lines += ["> **This is a `--quick` run: its budgets are far too small for verdicts.** It "
+                  "checks that the pipeline runs; read the outcomes below as placeholders.", ""]
+    lines += [f"`{facts['command']}`: wall time {facts['wall_seconds'] / 60:.1f} min on "
+              f"{facts['machine']['cpu_count']} CPUs, {facts['workers']} workers, "
+              f"n = {facts['seeds']} seeds (0–{facts['seeds'] - 1}) per agent. Every number "
+              "below was measured in this run; every verdict applies the stated criterion, "
+              f"with one-sided {LEVEL:.0%} limits from Student's t with n − 1 degrees of "
+              "freedom.", "", "## Headline", "",
+              markdown_table(["claim", "criterion", "measured (mean ± SE, n)", "outcome"],
+                             [[v.claim, v.criterion, v.measured, f"**{outcome(v.held)}**"]
+                              for s in sections for v in s.verdicts]), ""]
+    for s in sections:
+        lines += section_markdown(s)
+    lines += run_markdown(facts)
+    atomic_write(os.path.join(out, "REPORT.md"), lambda f: f.write("\n".join(lines).encode("utf-8")))
+
+
+def section_markdown(s):
+    lines = [f"## {s.title}", "",
+             markdown_table(["claim", "criterion", "measured", "outcome"],
+                            [[v.claim, v.criterion, v.measured, f"**{outcome(v.held)}**"]
+                             for v in s.verdicts]), ""]
+    for caption, header, rows in s.tables:
+        lines += [caption, "", markdown_table(header, rows), ""]
+    for name, caption in s.figures:
+        lines += [f"![{name[:-len('.png')]}]({name})", "", f"*{caption}*", ""]
+    return lines + [note + "\n" for note in s.notes]
+
+
+def run_markdown(facts):
+    """The training budgets (seed 0's Config of each agent), stage times and machine facts."""
+    budgets = [[name, hp["env"], str(hp["horizon"] or "default"),
+                f"Beta({hp['prior_a']:g}, {hp['prior_b']:g})", str(hp["hidden"]), str(hp["batch"]),
+                str(hp["updates"]), f"{hp['lr']:g}", f"{hp['gamma']:g}", hp["dtype"],
+                f"{hp['entropy_start']:g} → {hp['entropy_end']:g}",
+                fmt(float(np.mean(facts["training_seconds"][name])), 1)]
+               for name, hp in facts["configs"].items()]
+    return ["## Training budgets", "",
+            markdown_table(["agent", "env", "T", "prior", "hidden", "batch", "updates", "lr", "γ",
+                            "dtype", "entropy β", "mean training time (s)"], budgets), "",
+            "## How this run was made", "",
+            markdown_table(["stage", "wall time (s)"],
+                           [[stage, f"{seconds:.1f}"] for stage, seconds in facts["stages"]]),
+            "", markdown_table(["fact", "value"],
+                               [[k, str(v)] for k, v in facts["machine"].items()]), ""]

@@ -1,0 +1,105 @@
+"""report.py's criteria: trivial and classical policies fail §1's near-optimality criterion,
+the Bayes-optimal policy passes it, and more noise can only make any criterion harder to pass."""
+from functools import partial
+
+import numpy as np
+import pytest
+
+import belief
+import envs
+import report
+
+SEEDS = range(5)   # the "seeds" of a policy: five independent sets of episodes
+
+
+def evaluations(cfg, choose, episodes):
+    """What metarl.evaluate reports for an agent, for a baseline policy on SEEDS."""
+    rows = []
+    for seed in SEEDS:
+        a, r, _ = belief.run_policy(cfg, choose, episodes, seed)
+        row = {"mean": float(r.sum(axis=0).mean())}
+        if envs.family(cfg.name).loadings is not None:   # bandits: the pseudo-regret too
+            env = envs.make_env(cfg, episodes)
+            env.reset(seed)
+            chosen = np.take_along_axis(env.means, a.T, axis=1).T
+            row["pseudo_regret"] = float((env.means.max(axis=1) - chosen).sum(axis=0).mean())
+        rows.append(row)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def references():
+    """Each env at the experiments' own horizon, with its exact values and baselines."""
+    return {name: belief.baselines_report(envs.make_config(name), 2000, seed=0)
+            for name in report.NEAR_OPTIMAL_MEASURE}
+
+
+@pytest.mark.parametrize("name, policy", [
+    ("bandit", "random"), ("bandit", "greedy"), ("bandit", "thompson"), ("bandit", "ucb1"),
+    ("dependent-bandit", "random"), ("dependent-bandit", "thompson"),
+    ("dependent-bandit", "ucb1"), ("dependent-bandit", "epsilon_greedy"),
+    ("tiger", "random"), ("tiger", "always_listen"), ("tiger", "listen_k"),
+    ("two-step", "random"), ("two-step", "model_free_td"),
+])
+def test_trivial_and_classical_policies_fail_the_near_optimality_criterion(references, name,
+                                                                           policy):
+    cfg = envs.make_config(name)
+    fam = belief.belief_family(cfg)
+    choose = fam.policies(cfg, fam.reference(cfg))[policy]
+    m = report.near_optimal_measure(report.NEAR_OPTIMAL_MEASURE[name],
+                                    evaluations(cfg, choose, 400), references[name])
+    assert m["held"] is False and m["ucl"] > m["margin"], (m["mean"], m["ucl"])
+
+
+@pytest.mark.parametrize("name, policy", [("bandit", "bayes_optimal"),
+                                          ("dependent-bandit", "greedy"),   # optimal there
+                                          ("tiger", "bayes_optimal")])
+def test_the_bayes_optimal_policy_passes_it(references, name, policy):
+    cfg = envs.make_config(name)
+    fam = belief.belief_family(cfg)
+    choose = fam.policies(cfg, fam.reference(cfg))[policy]
+    episodes = 20_000 if name == "tiger" else 1000   # Tiger's returns are noisy (the −100 door)
+    m = report.near_optimal_measure(report.NEAR_OPTIMAL_MEASURE[name],
+                                    evaluations(cfg, choose, episodes), references[name])
+    assert m["held"] is True, (m["mean"], m["ucl"])
+
+
+def noisier(values, factor):
+    """The same mean, the spread around it multiplied by factor."""
+    values = np.asarray(values)
+    return values.mean() + factor * (values - values.mean())
+
+
+@pytest.mark.parametrize("kind", ["regret", "gap"])
+def test_a_noisier_copy_of_a_result_can_only_be_harder_to_pass(kind):
+    refs = {"bayes_optimal_exact": 20.0, "oracle_exact": 30.0,
+            "policies": {"random": {"mean": -600.0}, "always_listen": {"mean": -20.0}}}
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        G = 20.0 - rng.uniform(0.0, 2.0) * (1 + rng.random(5)) ** 2 * (0.1 if kind == "gap" else 1)
+        seeds = [{"mean": g} for g in G]
+        m = report.near_optimal_measure(kind, seeds, refs)
+        for factor in (1.5, 3.0, 10.0):
+            noisy = report.near_optimal_measure(kind, [{"mean": g} for g in noisier(G, factor)],
+                                                refs)
+            assert noisy["ucl"] >= m["ucl"] - 1e-12
+            assert not (noisy["held"] and not m["held"])
+
+
+def test_every_one_sided_limit_widens_with_noise_and_narrows_with_seeds():
+    rng = np.random.default_rng(1)
+    values = rng.normal(1.0, 0.1, 5)
+    s, s_noisy = report.summary(values), report.summary(noisier(values, 4.0))
+    assert s_noisy["ucl"] > s["ucl"] and s_noisy["lcl"] < s["lcl"]
+    more = report.summary(np.concatenate([values, values]))   # same spread, twice the seeds
+    assert more["ucl"] - more["mean"] < s["ucl"] - s["mean"]
+
+
+def test_undecided_with_one_seed_and_failed_if_any_failed():
+    one = report.near_optimal_measure("regret", [{"mean": 64.9}],
+                                      {"bayes_optimal_exact": 64.9, "oracle_exact": 66.7,
+                                       "policies": {}})
+    assert one["held"] is None
+    assert report.all_held([True, None]) is None
+    assert report.all_held([None, False, True]) is False
+    assert report.all_held([True, True]) is True
