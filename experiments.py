@@ -70,6 +70,8 @@ class Scale:
     eval_steps: int          # agent steps of each evaluation: episodes = eval_steps / T (§1, §3)
     baseline_steps: int      # steps of each baseline or reference policy, once per env
     probe_episodes: int      # probe.probe_agent (§2) and the shift measurements (§3)
+    simulation_episodes: int  # of those, the simulation and minimality analyses use (§2b)
+    splice_episodes: int     # fresh episodes of the splicing test (§2b)
     snapshot_episodes: int   # replayed histories probed at every training snapshot (§2)
     snapshots: int           # log-spaced snapshots along training (§2)
     stay_episodes: int       # two-step stays and hybrid fit, per agent and reference policy (§4)
@@ -78,9 +80,11 @@ class Scale:
 
 
 FULL_SCALE = Scale(eval_steps=2_000_000, baseline_steps=2_000_000, probe_episodes=500,
-                   snapshot_episodes=300, snapshots=6, stay_episodes=1000, grid_episodes=500)
+                   simulation_episodes=250, splice_episodes=300, snapshot_episodes=300,
+                   snapshots=6, stay_episodes=1000, grid_episodes=500)
 QUICK_SCALE = Scale(eval_steps=20_000, baseline_steps=20_000, probe_episodes=60,
-                    snapshot_episodes=40, snapshots=4, stay_episodes=60, grid_episodes=40)
+                    simulation_episodes=40, splice_episodes=40, snapshot_episodes=40,
+                    snapshots=4, stay_episodes=60, grid_episodes=40)
 
 # Fresh-episode streams metarl.stream(seed, key), clear of training (keys < 2³²),
 # metarl.EVAL_STREAM (2³²) and probe.PROBE_STREAM (2³³).
@@ -255,7 +259,8 @@ def hidden_states_are_belief_states(run, agents):
 
 def probe_job(agent, scale):
     return {"probe": probe.probe_agent(agent.params, agent.hp, scale.probe_episodes,
-                                       agent.hp.seed, scale.folds)[0],
+                                       agent.hp.seed, scale.folds, scale.simulation_episodes,
+                                       scale.splice_episodes)[0],
             "over_training": probe_over_training(agent, scale)}
 
 

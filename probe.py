@@ -123,30 +123,34 @@ def ridge_fit(X, Y, lam):
     return _ridge_path(X, Y, [lam])[0]
 
 
-def _ridge_path(X, Y, lambdas):
-    """Ridge fits for every λ, sharing the Gram matrix.
+def ridge_path(X, Y, lambdas):
+    """Ridge fits for every λ from one eigendecomposition of the Gram matrix.
 
-    With Xs = (X - mu) / sd and Yc = Y - y_mean on these N rows, solve
+    With Xs = (X - mu) / sd and Yc = Y - y_mean on these N rows, and Xsᵀ Xs = V diag(e) Vᵀ,
 
-        (Xsᵀ Xs + N λ I) W = Xsᵀ Yc
+        W_λ = (Xsᵀ Xs + N λ I)⁻¹ Xsᵀ Yc = V diag(1 / (e + N λ)) Vᵀ Xsᵀ Yc.
 
-    by Cholesky, L Lᵀ = Xsᵀ Xs + N λ I, then L Z = Xsᵀ Yc and Lᵀ W = Z. The matrix is positive
-    definite for λ > 0 even when features are collinear (LSTM units often are).
-    """
-    N, D = X.shape
+    The matrix is positive definite for λ > 0 even when features are collinear (LSTM units
+    often are), and one decomposition serves the whole λ grid. Returns (mu (D,), sd (D,),
+    y_mean (M,), W (L, D, M)); Ŷ = ((X − mu) / sd) W_λ + y_mean."""
+    X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
+    N = len(X)
     mu = X.mean(0)
     sd = X.std(0)
     sd[sd < CONSTANT_SD * (1 + np.abs(mu))] = 1.0  # a constant column standardises to 0, not NaN
     Xs = (X - mu) / sd                              # (N, D)
     y_mean = Y.mean(0)
-    XtX = Xs.T @ Xs                                 # (D, D)
-    XtY = Xs.T @ (Y - y_mean)                       # (D, M)
-    fits = []
-    for lam in lambdas:
-        L = np.linalg.cholesky(XtX + N * lam * np.eye(D))
-        W = np.linalg.solve(L.T, np.linalg.solve(L, XtY))  # (D, M)
-        fits.append(RidgeFit(mu=mu, sd=sd, W=W, y_mean=y_mean, lam=float(lam)))
-    return fits
+    e, V = np.linalg.eigh(Xs.T @ Xs)
+    Z = V.T @ (Xs.T @ (Y - y_mean))                 # (D, M), in the eigenbasis
+    e = np.maximum(e, 0.0)                          # rounding can leave e ≈ −1e-13
+    W = np.stack([V @ (Z / (e + N * lam)[:, None]) for lam in lambdas])   # (L, D, M)
+    return mu, sd, y_mean, W
+
+
+def _ridge_path(X, Y, lambdas):
+    """ridge_path as RidgeFit records, one per λ."""
+    mu, sd, y_mean, W = ridge_path(X, Y, lambdas)
+    return [RidgeFit(mu=mu, sd=sd, W=w, y_mean=y_mean, lam=float(lam)) for w, lam in zip(W, lambdas)]
 
 
 def ridge_predict(fit, X):
@@ -405,22 +409,23 @@ def decoded_scatter_plot(b, b_hat, path, label="posterior mean"):
 
 
 def r2_bar_plot(features, r2, r2_sd, path):
-    """Held-out R² per feature (bars) for each condition, e.g. trained vs controls.
+    """What each probe misses, 1 − held-out R², per feature for each condition (trained and
+    controls), on a log axis: R² near 1 for trained and untrained alike would hide the gap.
 
     r2, r2_sd: dicts condition → (M,) arrays, plotted side by side in dict order; error bars
-    are the std over folds.
-    """
-    fig, axes = new_figure()
+    are the std over folds (clipped below at 1e-4 for the log axis)."""
+    fig, axes = new_figure(width=6.0)
     ax = axes[0, 0]
     x = np.arange(len(features))
     width = 0.8 / len(r2)
     for i, condition in enumerate(r2):
-        ax.bar(x + (i - (len(r2) - 1) / 2) * width, r2[condition], width,
-               yerr=r2_sd[condition], capsize=2, label=condition)
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(x, features, rotation=30, ha="right")
-    ax.set(xlabel="belief feature", ylabel="held-out R²", title="Linear decodability of the belief")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(r2), fontsize="small")
+        miss = np.maximum(1.0 - np.asarray(r2[condition]), 1e-4)
+        ax.bar(x + (i - (len(r2) - 1) / 2) * width, miss, width,
+               yerr=np.minimum(r2_sd[condition], miss - 1e-4 * 0.999), capsize=2, label=condition)
+    ax.set_xticks(x, [f.replace("_", " ") for f in features], rotation=30, ha="right")
+    ax.set(yscale="log", xlabel="belief feature", ylabel="1 − held-out R² (log)",
+           title="What a linear probe misses of the belief")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize="small")
     save_png(fig, path, dpi=120)
 
 
@@ -453,7 +458,12 @@ PROBE_STREAM = 2 ** 33  # rollouts for the probe use stream(seed, PROBE_STREAM):
 FOLDS = 5
 
 
-def probe_agent(params, hp, episodes, seed, k=FOLDS):
+SIMULATION_EPISODES = 500   # episodes of the simulation and minimality analyses (MLP maps)
+SPLICE_EPISODES = 500       # fresh episodes of the splicing test
+
+
+def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULATION_EPISODES,
+                splice_episodes=SPLICE_EPISODES):
     """The paper's measurement on a trained agent, on `episodes` fresh episodes.
 
     Decode the exact belief (belief.belief_features, the belief before each action) from the
@@ -468,7 +478,11 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS):
     comes with the fold-paired SE, sd over folds of the per-fold gap / √k.
     Behaviour: KL(Bayes-optimal (ties split evenly) ‖ agent) and the agreement rate of the
     agent's most likely action with the Bayes-optimal (or belief-greedy) actions.
+    Beyond decoding (machines.analyse, on the same episodes): state-machine simulation both
+    ways, minimality, state splicing and where the agent loses value, each for the trained
+    and the untrained network.
     Returns (summary dict for JSON, arrays for plots)."""
+    import machines   # imported here: machines builds on this module's ridge probes
     cfg = metarl.env_config(hp)
     tr = metarl.rollout(params, cfg, episodes, metarl.stream(seed, PROBE_STREAM))
     F, names = belief.belief_features(cfg, tr.a, tr.r, tr.obs)          # (T, B, n_f)
@@ -516,18 +530,25 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS):
         "policy_kl": policy_kl(tie_split_policy(q), pi),
         "agreement": agreement_rate(q, pi),
     }
+    tests = machines.analyse(params, hp, tr, seed, k, simulation_episodes, splice_episodes)
+    summary.update(tests, value_loss_per_step=tests["value_loss"]["value_loss_per_step"],
+                   value_loss_per_step_se=tests["value_loss"]["value_loss_per_step_se"])
     arrays = {"Y": Y, "names": names, "main": main, "controls": controls, "h": tr.h[1:],
               "T": cfg.horizon, "B": episodes}
     return summary, arrays
 
 
 def write_plots(summary, arrays, folder):
-    """The four figures of the probe, as PNGs in `folder`; returns their paths."""
+    """The probe's figures, as PNGs in `folder`: decoding (scatter, what the probes miss,
+    PCA, one episode) and the belief-state tests (simulation, minimality, splicing, value
+    loss); returns their paths."""
+    import machines   # imported here: machines builds on this module's ridge probes
     os.makedirs(folder, exist_ok=True)
     names, Y, main = arrays["names"], arrays["Y"], arrays["main"]
     first = names[0]
     paths = {name: os.path.join(folder, f"{summary['env']}_{name}.png")
-             for name in ("decoded_scatter", "r2_bars", "pca", "trajectory")}
+             for name in ("decoded_scatter", "r2_bars", "pca", "trajectory", "simulation",
+                          "minimality", "splice", "value_loss")}
     keep = np.random.default_rng(0).permutation(len(Y))[:20000]   # a readable scatter
     decoded_scatter_plot(Y[keep, 0], main.Yhat[keep, 0], paths["decoded_scatter"], label=first)
     conditions = {"trained [h, c]": main.r2, **{c: d.r2 for c, d in arrays["controls"].items()}}
@@ -539,6 +560,14 @@ def write_plots(summary, arrays, folder):
     episode = 0  # rows t*B + 0 for t = 0..T-1
     rows = np.arange(T) * B + episode
     belief_trajectory_plot(Y[rows, 0], main.Yhat[rows, 0], paths["trajectory"], label=first)
+    machines.plot_simulation({d: summary["simulation"][d] for d in machines.DIRECTION_LABEL},
+                             paths["simulation"])
+    machines.plot_minimality({net: {"partial_r2": summary["minimality"]["partial_r2"][net],
+                                    "within_between_ratio":
+                                        summary["minimality"]["within_between_ratio"][net]}
+                              for net in summary["minimality"]["partial_r2"]}, paths["minimality"])
+    machines.plot_splice(summary["splice"], paths["splice"])
+    machines.plot_value_loss(summary["value_loss"], paths["value_loss"])
     return paths
 
 
@@ -593,6 +622,42 @@ def print_summary(s):
     print(f"decode mean R² ([h, c]) {s['decode_mean_r2']:.3f}; encode R² (belief → [h, c]) "
           f"{s['encode_r2']:.3f} ± {s['encode_r2_sd']:.3f}")
     print(f"policy KL(Bayes ‖ agent) {s['policy_kl']:.4f} nats/step; agreement {s['agreement']:.3f}")
+    print(f"\nState-machine simulation ({s['simulation_episodes']} episodes, same folds; state "
+          "dissimilarity 0 = perfect, 1 = no better than the mean one-step change; output KL in "
+          "nats/step and relative to the agent's mean policy)")
+    sim, columns = s["simulation"], [("trained", "linear"), ("trained", "mlp"),
+                                     ("untrained", "linear"), ("untrained", "mlp")]
+    print(f"{'direction':16s}{'measure':22s}" + "".join(f"{n + ' ' + k:>17s}" for n, k in columns)
+          + f"{'shuffled (lin.)':>17s}")
+    for d in ("agent_to_bayes", "bayes_to_agent"):
+        for m in ("state_dissimilarity", "output_kl", "output_kl_relative", "action_agreement"):
+            print(f"{d:16s}{m:22s}" + "".join(f"{sim[d][m][n][k]:>17.4f}" for n, k in columns)
+                  + f"{sim['shuffled'][d][m]['trained']['linear']:>17.4f}")
+    mini = s["minimality"]
+    print("\nMinimality: held-out partial R² of history features beyond the belief")
+    print(f"{'feature':24s}{'trained':>10s}{'untrained':>10s}")
+    for f in mini["partial_r2"]["trained"]:
+        print(f"{f:24s}{mini['partial_r2']['trained'][f]:>10.3f}"
+              f"{mini['partial_r2']['untrained'][f]:>10.3f}")
+    print(f"{'within/between ratio':24s}{mini['within_between_ratio']['trained']:>10.4f}"
+          f"{mini['within_between_ratio']['untrained']:>10.4f}")
+    print("\nSplicing: agreement of the most likely action with the Bayes action, over the "
+          "steps where the two histories' Bayes actions differ")
+    print(f"{'machine':26s}{'spliced (i)':>12s}{'recipient (ii)':>15s}{'own (ceiling)':>14s}"
+          f"{'steps':>9s}")
+    for name, r in (("agent", s["splice"]), (f"control (last {s['splice']['control']['window']})",
+                                              s["splice"]["control"])):
+        print(f"{name:26s}{fmt(r['agreement_spliced']):>12s}{fmt(r['agreement_recipient']):>15s}"
+              f"{fmt(r['agreement_own']):>14s}{r['steps']:>9d}")
+    v = s["value_loss"]
+    gap = ("" if v.get("identity_gap") is None else
+           f"; Σ loss − (V*_0 − return) = {v['identity_gap']:.3f} ± {v['identity_gap_se']:.3f}")
+    print(f"\nValue loss {s['value_loss_per_step']:.4f} ± {s['value_loss_per_step_se']:.4f} "
+          f"per step ({v['episodes']} episodes){gap}")
+
+
+def fmt(x):
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 if __name__ == "__main__":

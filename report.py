@@ -418,6 +418,257 @@ def condition_words(condition):
 
 
 # ------------------------------------------------------------------------------------------
+# §2b Beyond decoding: simulation, minimality, splicing, value loss (machines.analyse)
+# ------------------------------------------------------------------------------------------
+SPLICE_LAG_MIN = 3   # §2b: splice lags compared with the control: from its window on it has
+                     # read nothing of the donor (machines.CONTROL_WINDOW)
+
+
+def paired(probes, value):
+    """stats.paired_difference of value(p, "trained") − value(p, "untrained") over seeds."""
+    return stats.paired_difference([value(p, "trained") for p in probes],
+                                   [value(p, "untrained") for p in probes], LEVEL)
+
+
+def splice_contrast(splice, lag_min=SPLICE_LAG_MIN):
+    """Agreement with the spliced history minus with the recipient's, over the steps at lags
+    ≥ lag_min (per-lag rates weighted by their steps)."""
+    lag = splice["per_lag"]
+    steps = np.array(lag["steps"][lag_min:], dtype=float)
+    if steps.sum() == 0:
+        return 0.0
+    spliced = np.nan_to_num(np.array(lag["agreement_spliced"][lag_min:], dtype=float))
+    recipient = np.nan_to_num(np.array(lag["agreement_recipient"][lag_min:], dtype=float))
+    return float(((spliced - recipient) * steps).sum() / steps.sum())
+
+
+def belief_test_numbers(seeds):
+    """§2b's statistics for one env from its seeds' probe summaries."""
+    probes = [s["probe"] for s in seeds]
+
+    def sim(direction, measure, kind="mlp"):
+        return lambda p, net: p["simulation"][direction][measure][net][kind]
+
+    def partial(p, net):
+        return float(np.mean(list(p["minimality"]["partial_r2"][net].values())))
+
+    tests = {
+        "a2b_state": paired(probes, sim("agent_to_bayes", "state_dissimilarity")),
+        "a2b_output": paired(probes, sim("agent_to_bayes", "output_kl_relative")),
+        "b2a_state": paired(probes, sim("bayes_to_agent", "state_dissimilarity")),
+        "partial_r2": paired(probes, partial),
+        "ratio": paired(probes, lambda p, net: p["minimality"]["within_between_ratio"][net])}
+    held = {k: below(upper_one_sided(v), 0.0) for k, v in tests.items()}
+    splice = summary(p["splice"]["agreement_spliced"] - p["splice"]["agreement_recipient"]
+                     for p in probes)
+    splice_vs_control = stats.paired_difference(
+        [splice_contrast(p["splice"]) for p in probes],
+        [splice_contrast(p["splice"]["control"]) for p in probes], LEVEL)
+    held["splice"] = (None if splice["lcl"] is None else
+                      bool(splice["lcl"] > 0 and splice_vs_control["greater"]))
+    value = {k: [p["value_loss"].get(k) for p in probes]
+             for k in ("value_loss_per_step", "identity_gap", "value_loss_per_episode")}
+    return {"tests": tests, "held": held, "splice": splice, "splice_vs_control": splice_vs_control,
+            "probes": probes, "value_loss": {k: summary(v) if None not in v else None
+                                             for k, v in value.items()}}
+
+
+def belief_tests_section(results, out):
+    numbers = {env: belief_test_numbers(seeds) for env, seeds in results["belief_states"].items()}
+    n = len(next(iter(numbers.values()))["probes"])
+    simulation_figure(numbers, os.path.join(out, "fig2_simulation.png"))
+    splice_figure(numbers, os.path.join(out, "fig2_splice.png"))
+    value_loss_figure(numbers, os.path.join(out, "fig2_value_loss.png"))
+
+    def measured(key):
+        return "; ".join(f"{env}: {pm(m['tests'][key])} → {outcome(m['held'][key])}"
+                         for env, m in numbers.items()) + f"; n = {n}"
+
+    prediction = (f"In every env: upper {LEVEL:.0%} limit (t, n − 1 df) of trained − untrained, "
+                  "paired by seed (same episodes, folds and maps), < 0.")
+    verdicts = [
+        Verdict(claim="The Bayes filter simulates the agent: stepping the filter from the mapped "
+                      "agent state lands where the next agent state maps (agent → Bayes), "
+                      "better for the trained network than the untrained one.",
+                criterion="State dissimilarity (0 perfect, 1 = the mean one-step change), "
+                          "one-hidden-layer map. " + prediction,
+                measured=measured("a2b_state"), held=all_held(m["held"]["a2b_state"]
+                                                              for m in numbers.values())),
+        Verdict(claim="The Bayes-optimal policy at the mapped agent state predicts the agent's "
+                      "policy better for the trained network than the untrained one.",
+                criterion="KL(Bayes at φ(s) ‖ agent) relative to the same against the agent's "
+                          "mean policy, one-hidden-layer map. " + prediction,
+                measured=measured("a2b_output"), held=all_held(m["held"]["a2b_output"]
+                                                               for m in numbers.values())),
+        Verdict(claim="The agent simulates the Bayes filter: one LSTM step from the mapped "
+                      "belief lands where the next belief maps (Bayes → agent), better for the "
+                      "trained network than the untrained one.",
+                criterion="State dissimilarity of one LSTM step from ψ(b_t), one-hidden-layer "
+                          "map. " + prediction,
+                measured=measured("b2a_state"), held=all_held(m["held"]["b2a_state"]
+                                                              for m in numbers.values())),
+        Verdict(claim="Training makes the state more minimal: it holds less of the history that "
+                      "the belief does not determine.",
+                criterion="Held-out partial R² beyond the belief (mean over the history "
+                          "features). " + prediction,
+                measured=measured("partial_r2"), held=all_held(m["held"]["partial_r2"]
+                                                               for m in numbers.values())),
+        Verdict(claim="Histories with the same sufficient statistic lead the trained network to "
+                      "closer states than the untrained one.",
+                criterion="Within-group / between-group spread of [h, c] at the same t. "
+                          + prediction,
+                measured=measured("ratio"), held=all_held(m["held"]["ratio"]
+                                                          for m in numbers.values())),
+        Verdict(claim="After a state splice the agent acts on the history the implanted state "
+                      "had read, and keeps doing so where a recent-events machine has forgotten it.",
+                criterion=f"Lower {LEVEL:.0%} limit over seeds of (agreement with the spliced "
+                          "history − with the recipient's) > 0, and of that contrast at lags ≥ "
+                          f"{SPLICE_LAG_MIN} minus the same for the control that remembers the "
+                          f"last {SPLICE_LAG_MIN} events (paired by seed) > 0.",
+                measured="; ".join(f"{env}: {pm(m['splice'])}, beyond the control "
+                                   f"{pm(m['splice_vs_control'])} → {outcome(m['held']['splice'])}"
+                                   for env, m in numbers.items()) + f"; n = {n}",
+                held=all_held(m["held"]["splice"] for m in numbers.values()))]
+    sim_rows = []
+    for env, m in numbers.items():
+        for direction, label in (("agent_to_bayes", "agent → Bayes"), ("bayes_to_agent",
+                                                                       "Bayes → agent")):
+            for measure in ("state_dissimilarity", "output_kl", "output_kl_relative",
+                            "action_agreement"):
+                cells = [pm(summary(p["simulation"][direction][measure][net][kind]
+                                    for p in m["probes"]))
+                         for net in ("trained", "untrained") for kind in ("linear", "mlp")]
+                null = pm(summary(p["simulation"]["shuffled"][direction][measure]["trained"]["linear"]
+                                  for p in m["probes"]))
+                sim_rows.append([env, label, measure.replace("_", " "), *cells, null])
+    mini_rows = [[env, feature.replace("_", " "),
+                  *(pm(summary(p["minimality"]["partial_r2"][net][feature] for p in m["probes"]))
+                    for net in ("trained", "untrained"))]
+                 for env, m in numbers.items()
+                 for feature in m["probes"][0]["minimality"]["partial_r2"]["trained"]]
+    mini_rows += [[env, "within/between spread ratio",
+                   *(pm(summary(p["minimality"]["within_between_ratio"][net] for p in m["probes"]))
+                     for net in ("trained", "untrained"))] for env, m in numbers.items()]
+    splice_rows = [[env, name, *(pm(summary(get(p)[k] for p in m["probes"]))
+                                 for k in ("agreement_spliced", "agreement_recipient",
+                                           "agreement_own")),
+                    str(sum(get(p)["steps"] for p in m["probes"]))]
+                   for env, m in numbers.items()
+                   for name, get in (("agent", lambda p: p["splice"]),
+                                     ("control", lambda p: p["splice"]["control"]))]
+    value_rows = [[env, pm(m["value_loss"]["value_loss_per_step"]),
+                   pm(m["value_loss"]["value_loss_per_episode"]),
+                   "n/a (no exact Q*)" if m["value_loss"]["identity_gap"] is None
+                   else pm(m["value_loss"]["identity_gap"])] for env, m in numbers.items()]
+    probe0 = next(iter(numbers.values()))["probes"][0]
+    return Section(
+        title="2b. Beyond decoding: simulation, minimality, splicing, value loss",
+        verdicts=verdicts,
+        tables=[(f"State-machine simulation (Mikulik et al. 2020), {probe0['simulation_episodes']} "
+                 f"episodes per seed, mean ± SE over n = {n} seeds; maps fitted and scored on "
+                 "different episodes (5-fold). Last column: a linear map fitted to targets "
+                 "shuffled across episodes, the null.",
+                 ["env", "direction", "measure", "trained, linear", "trained, MLP",
+                  "untrained, linear", "untrained, MLP", "shuffled map"], sim_rows),
+                (f"Minimality: held-out partial R² of features of the history beyond the belief "
+                 f"({probe0['minimality']['belief_design']}), and the within/between spread of "
+                 f"[h, c] among histories with the same sufficient statistic (n = {n}).",
+                 ["env", "history feature", "trained", "untrained"], mini_rows),
+                (f"Splicing: agreement of the agent's most likely action with the Bayes action "
+                 "under the spliced history (i) and the recipient's (ii), over the steps where "
+                 "they differ; own = the unspliced run's agreement (ceiling). Control: a machine "
+                 f"that acts on the exact belief of its last {SPLICE_LAG_MIN} events only "
+                 f"(n = {n}; steps summed over seeds).",
+                 ["env", "machine", "spliced (i)", "recipient (ii)", "own", "steps"], splice_rows),
+                ("Value loss: Σ_a π(a|s_t) (max Q*(b_t) − Q*(b_t, a)) per step and per episode; "
+                 "by the performance-difference identity its episode sum equals V*_0 − return, "
+                 f"checked in the last column (n = {n}).",
+                 ["env", "per step", "per episode", "per-episode sum − (V*_0 − return)"],
+                 value_rows)],
+        figures=[("fig2_simulation.png",
+                  f"State dissimilarity of the simulation in both directions, trained and "
+                  f"untrained (one-hidden-layer maps; dots: seeds, n = {n}; bars: means)."),
+                 ("fig2_splice.png",
+                  "After a splice: agreement of the agent's action with the Bayes action under "
+                  "the spliced history (solid) and the recipient's (dashed), by steps since the "
+                  f"splice, and the same for the recent-events control (grey); mean over n = {n} "
+                  "seeds."),
+                 ("fig2_value_loss.png",
+                  f"Where the agent loses value: expected loss per step against the exact "
+                  f"Bayes-optimal Q*, by step and by belief uncertainty (mean over n = {n} seeds).")],
+        notes=["The state dissimilarity is normalised by the variance of the target machine's "
+               "one-step change: 0 is a perfect simulation, 1 no better than predicting the mean "
+               "change; a map error that the next step does not carry along costs about "
+               "2 Var(error) / Var(change), so values above 1 occur. The untrained network's "
+               "policy is near-uniform, so its raw Bayes → agent output KL is ≈ 0 by "
+               "construction; the relative KLs and the agent → Bayes direction are the ones to "
+               "compare."])
+
+
+def simulation_figure(numbers, path):
+    fig, axes = new_figure(1, 2, width=4.8, height=3.8)
+    for ax, direction, title in ((axes[0, 0], "agent_to_bayes", "agent → Bayes"),
+                                 (axes[0, 1], "bayes_to_agent", "Bayes → agent")):
+        for x, (env, m) in enumerate(numbers.items()):
+            for dx, net in ((-0.18, "trained"), (0.18, "untrained")):
+                values = [p["simulation"][direction]["state_dissimilarity"][net]["mlp"]
+                          for p in m["probes"]]
+                ax.bar(x + dx, np.mean(values), 0.34, color=COLOURS[net], alpha=0.6,
+                       label=condition_words(net) if x == 0 else None)
+                ax.scatter(np.full(len(values), x + dx), values, s=10, color="k", zorder=3)
+        ax.axhline(1.0, color="k", ls="--", lw=1)
+        ax.set_xticks(range(len(numbers)), list(numbers), fontsize=7)
+        ax.set(ylabel="state dissimilarity (0 = perfect)", title=title)
+        ax.legend(fontsize=7)
+    fig.suptitle("§2b State-machine simulation (one-hidden-layer maps)")
+    save_png(fig, path)
+
+
+def splice_figure(numbers, path):
+    fig, axes = new_figure(2, 2, width=4.4, height=3.2)
+    for ax, (env, m) in zip(axes.ravel(), numbers.items()):
+        for key, style in (("agreement_spliced", "-"), ("agreement_recipient", "--")):
+            for get, colour, name in ((lambda p: p["splice"], "C0", "agent"),
+                                      (lambda p: p["splice"]["control"], "0.5", "control")):
+                curves = np.array([[np.nan if v is None else v for v in get(p)["per_lag"][key]]
+                                   for p in m["probes"]], dtype=float)
+                ax.plot(mean_over_seeds(curves), style, color=colour,
+                        label=f"{name}: {'spliced (i)' if key.endswith('spliced') else 'recipient (ii)'}")
+        ax.set(xlabel="steps since the splice", ylabel="agreement with Bayes", title=env,
+               ylim=(-0.02, 1.02))
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle("§2b Whose history does the agent act on after a splice?")
+    save_png(fig, path)
+
+
+def mean_over_seeds(curves):
+    """Column means of (seeds, lags) ignoring NaN (a lag with no counted step); NaN where no
+    seed has a value."""
+    counted = np.isfinite(curves)
+    with np.errstate(invalid="ignore"):
+        return np.where(counted, curves, 0.0).sum(0) / counted.sum(0)
+
+
+def value_loss_figure(numbers, path):
+    fig, axes = new_figure(1, 2, width=4.6, height=3.6)
+    for k, (env, m) in enumerate(numbers.items()):
+        curves = np.array([p["value_loss"]["by_t"]["mean"] for p in m["probes"]])
+        axes[0, 0].plot(curves.mean(axis=0), color=f"C{k}", label=env)
+        rows = [p["value_loss"]["by_uncertainty"] for p in m["probes"]]
+        if len({len(r) for r in rows}) == 1:
+            centres = np.mean([[(b["low"] + b["high"]) / 2 for b in r] for r in rows], axis=0)
+            axes[0, 1].plot(centres, np.mean([[b["mean"] for b in r] for r in rows], axis=0),
+                            "o-", color=f"C{k}", label=f"{env} ({rows[0] and m['probes'][0]['value_loss']['uncertainty']})")
+    axes[0, 0].set(xlabel="step t", ylabel="expected value loss per step", title="By time")
+    axes[0, 1].set(xlabel="belief uncertainty (bin centre; see legend)",
+                   ylabel="expected value loss per step", title="By belief uncertainty")
+    for ax in axes[0]:
+        ax.legend(fontsize=6)
+    fig.suptitle("§2b Where the agent loses value against Bayes-optimal")
+    save_png(fig, path)
+
+
+# ------------------------------------------------------------------------------------------
 # §3 Failures are belief failures
 # ------------------------------------------------------------------------------------------
 def shift_numbers(case):
@@ -708,7 +959,8 @@ def markdown_table(header, rows):
 def write_report(results, out):
     """REPORT.md and its figures in `out`, from results alone (see the module docstring)."""
     sections = [near_optimal_section(results, out), belief_states_section(results, out),
-                shift_section(results, out), two_step_section(results, out)]
+                belief_tests_section(results, out), shift_section(results, out),
+                two_step_section(results, out)]
     facts = results["facts"]
     lines = ["# RL² meta-RL lab: experiment report", ""]
     if facts["quick"]:

@@ -14,6 +14,7 @@ import pytest
 
 import belief
 import envs
+import machines
 import metarl
 import probe
 
@@ -425,6 +426,22 @@ def one_armed_q(cfg, ref, beliefs):   # the myopic reference: expected reward of
     return np.stack([mean, np.full_like(mean, 0.5)], axis=-1)
 
 
+def one_armed_mean(cfg, S):
+    s, f = np.maximum(S[:, 0], 0.0), np.maximum(S[:, 1], 0.0)
+    return (cfg.prior_a + s) / (cfg.prior_a + cfg.prior_b + s + f)
+
+
+def one_armed_machine_q(cfg, ref, S, t):
+    return np.stack([one_armed_mean(cfg, S), np.full(len(S), 0.5)], axis=1)
+
+
+def one_armed_history(cfg, a, r, obs):
+    """The reward two events back, which the counts of arm 0 do not determine."""
+    lagged = np.full(r.shape, np.nan)
+    lagged[2:] = r[:-2]
+    return lagged[..., None], ["reward_t-2"]
+
+
 @pytest.fixture
 def one_armed(monkeypatch):
     monkeypatch.setitem(envs.FAMILIES, "one-armed", envs.Family(
@@ -437,10 +454,22 @@ def one_armed(monkeypatch):
         exact_values=lambda cfg, ref: {"bayes_optimal_exact": None,
                                        "oracle_exact": cfg.horizon * 0.625},
         policies=lambda cfg, ref: {"random": partial(belief.random_arm, cfg)}))
+    monkeypatch.setitem(machines.FAMILIES, "one-armed", machines.Family(
+        name="one-armed", coordinate_names=lambda cfg: ["successes", "failures"],
+        reference=belief.no_reference,
+        coordinates=lambda cfg, b: np.stack([b["alpha"] - cfg.prior_a, b["beta"] - cfg.prior_b], -1),
+        prior=lambda cfg, B: np.zeros((B, 2)),
+        step=lambda cfg, S, a, r, obs: S + (a == 0)[:, None] * np.stack([r, 1 - r], 1),
+        features=lambda cfg, S, t: np.column_stack([S, one_armed_mean(cfg, S)]),
+        feature_names=lambda cfg: ["successes", "failures", "mean"], q=one_armed_machine_q,
+        value0=lambda cfg, ref: None, uncertainty=lambda cfg, S, t: one_armed_mean(cfg, S),
+        uncertainty_name="posterior mean", control_q=one_armed_machine_q,
+        history=one_armed_history))
     return envs.make_config("one-armed")
 
 
 def test_a_fifth_family_runs_through_training_rollout_beliefs_baselines_and_the_probe(one_armed):
+    """One record in envs, belief and machines, registered here and nowhere else."""
     hp = metarl.Config(env="one-armed", hidden=6, batch=8, updates=3, log_every=3)
     params = metarl.train(hp, None, log=lambda line: None)
     tr = metarl.rollout(params, one_armed, 30, metarl.stream(0))
@@ -449,8 +478,11 @@ def test_a_fifth_family_runs_through_training_rollout_beliefs_baselines_and_the_
     wins = np.cumsum(np.vstack([np.zeros((1, 30)), (tr.a[:-1] == 0) * tr.r[:-1]]), axis=0)
     assert names == ["mean_p", "sd_p"]
     assert np.allclose(F[..., 0], (1 + wins) / (2 + pulls))   # Beta(1 + s, 1 + f) posterior mean
-    summary, _ = probe.probe_agent(params, hp, 30, seed=0, k=3)
+    summary, _ = probe.probe_agent(params, hp, 30, seed=0, k=3, simulation_episodes=30,
+                                   splice_episodes=30)
     assert summary["env"] == "one-armed" and set(summary["decode"]) == {"mean_p", "sd_p"}
+    assert set(summary["minimality"]["partial_r2"]["trained"]) == {"reward_t-2"}
+    assert summary["splice"]["steps"] >= 0 and summary["value_loss_per_step"] >= 0
     report = belief.baselines_report(one_armed, 200, seed=0)
     assert abs(report["policies"]["random"]["mean"] - 8 * (0.5 * 0.5 + 0.5 * 0.5)) < 0.5
     with pytest.raises(ValueError, match="--arms does not apply to one-armed"):
@@ -460,7 +492,7 @@ def test_a_fifth_family_runs_through_training_rollout_beliefs_baselines_and_the_
 def test_no_module_dispatches_on_a_family_name():
     """The names appear in the family records (and in experiments' choice of agents), not in
     if-chains: `if cfg.name == "tiger"` and the like are gone from the modules."""
-    for module in ("envs.py", "belief.py", "metarl.py", "probe.py"):
+    for module in ("envs.py", "belief.py", "metarl.py", "probe.py", "machines.py", "report.py"):
         text = (REPO / module).read_text()
         for name in envs.FAMILIES:
             assert f'== "{name}"' not in text and f'in ("{name}"' not in text, (module, name)

@@ -143,8 +143,8 @@ def tiny_configs(seeds):
 
 
 TINY_SCALE = experiments.Scale(eval_steps=800, baseline_steps=1200, probe_episodes=20,
-                               snapshot_episodes=20, snapshots=3, stay_episodes=30,
-                               grid_episodes=20)
+                               simulation_episodes=20, splice_episodes=20, snapshot_episodes=20,
+                               snapshots=3, stay_episodes=30, grid_episodes=20)
 
 
 def test_same_seeds_give_the_same_numbers_whatever_the_number_of_workers(tmp_path):

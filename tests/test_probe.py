@@ -251,6 +251,20 @@ def test_probe_cli_json_has_the_documented_keys_and_sane_values(small_agent, tmp
         assert s["decode"][f] > 0.5
         assert abs(s["controls_by_feature"]["shuffled"][f]) < 0.05
     assert s["policy_kl"] >= 0 and 0 <= s["agreement"] <= 1
+    # the belief-state tests beyond decoding (issue: keys of the JSON), trained and untrained
+    for direction in ("agent_to_bayes", "bayes_to_agent"):
+        for measure in ("state_dissimilarity", "output_kl"):
+            for network in ("trained", "untrained"):
+                assert np.isfinite(s["simulation"][direction][measure][network]["linear"])
+                assert np.isfinite(s["simulation"][direction][measure][network]["mlp"])
+    for network in ("trained", "untrained"):
+        assert set(s["minimality"]["partial_r2"][network]) >= {"reward_t-2", "switches"}
+        assert s["minimality"]["within_between_ratio"][network] >= 0
+    for key in ("agreement_spliced", "agreement_recipient", "agreement_own"):
+        assert 0 <= s["splice"][key] <= 1 and len(s["splice"]["per_lag"][key]) > 0
+    assert s["splice"]["steps"] > 0
+    assert s["value_loss_per_step"] >= 0 and s["value_loss_per_step_se"] > 0
+    assert len(s["plots"]) == 8
     for png in s["plots"].values():
         assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
