@@ -10,12 +10,18 @@ to batches::
 
 The agent's input is the RL² input (Duan et al. 2016; Wang et al. 2016), one row per episode::
 
-    x_t = [ one_hot(a_{t-1}) , r_{t-1} / reward_scale , o_t , t / T ]
+    x_t = [ one_hot(a_{t-1}) , r_{t-1} / reward_scale , o_t , t / T , clock_t ]
 
 with zeros for the previous action and reward at t = 0. ``o_t`` is the environment's own
 observation (nothing for bandits; hear-left / hear-right for Tiger; the second-stage state for
 the two-step task). ``t / T`` is added because the finite-horizon Bayes-optimal policy depends
-on the number of steps left; without it the LSTM would have to learn to count.
+on the number of steps left; without it the LSTM would have to learn to count. ``clock_t`` =
+one_hot(t) (T inputs) only for families whose record sets ``clock``: Tiger, whose
+Bayes-optimal policy depends on the exact number of steps left (near the end it listens at
+t = 15 and 17 but opens at t = 16, as the listen-listen-open cycles that still fit change
+parity), a step function of t that one smooth input t / T exposes only to a network that has
+learned sharp thresholds. Measured: every Tiger agent trained without it, whatever the
+recipe, acted greedily exactly as the listen-twice heuristic; with it, above that heuristic.
 
 The hidden task is ``env.tasks`` (B, task_dim): arm means for the bandits, P(tiger is left)
 as 0/1 for Tiger, "state A is the good one" as 0/1 for the two-step task. Tiger and two-step
@@ -106,6 +112,7 @@ class Family:
     # 1 − p_{j_i}; and the names of the unknowns, cfg → [str] (for feature names)
     loadings: Callable = None
     task_names: Callable = None
+    clock: bool = False      # input one_hot(t) beside t / T (see the module docstring)
 
 
 def family(name):
@@ -151,8 +158,9 @@ def n_observations(cfg):
 
 
 def n_inputs(cfg):
-    """Width of x_t = [one_hot(a), r, o, t/T]."""
-    return n_actions(cfg) + 1 + n_observations(cfg) + 1
+    """Width of x_t = [one_hot(a), r, o, t/T, clock]."""
+    return n_actions(cfg) + 1 + n_observations(cfg) + 1 + (cfg.horizon if family(cfg.name).clock
+                                                           else 0)
 
 
 def task_dim(cfg):
@@ -240,8 +248,8 @@ class BatchEnv:
 
     def _input(self, actions, rewards):
         x = np.empty((self.batch, self.n_in), dtype=self.dtype)  # (B, n_in)
-        fill_rl2_input(x, actions, rewards, self.obs, self.t / self.cfg.horizon, self.n_act,
-                       self.scale)
+        fill_rl2_input(x, actions, rewards, self.obs, self.t, self.cfg.horizon, self.n_act,
+                       self.scale, self.family.clock)
         return x
 
 
@@ -262,8 +270,9 @@ def actions_in_range(actions, n_act):
 
 
 @njit(cache=True)
-def fill_rl2_input(x, actions, rewards, obs, time_fraction, n_act, scale):
-    """x[e] = [one_hot(a_e), r_e / scale, o_e, t/T]; a_e = -1 means "no action yet"."""
+def fill_rl2_input(x, actions, rewards, obs, t, T, n_act, scale, clock):
+    """x[e] = [one_hot(a_e), r_e / scale, o_e, t/T, one_hot(t) if clock]; a_e = -1 means "no
+    action yet"; the clock is all zeros at t = T, after the last step."""
     B, n_obs = obs.shape
     x[:] = 0.0
     for e in range(B):
@@ -272,7 +281,9 @@ def fill_rl2_input(x, actions, rewards, obs, time_fraction, n_act, scale):
         x[e, n_act] = rewards[e] / scale
         for j in range(n_obs):
             x[e, n_act + 1 + j] = obs[e, j]
-        x[e, n_act + 1 + n_obs] = time_fraction
+        x[e, n_act + 1 + n_obs] = t / T
+        if clock and t < T:
+            x[e, n_act + 2 + n_obs + t] = 1.0
 
 
 @njit(cache=True)
@@ -429,7 +440,7 @@ FAMILIES = {
         fields=("listen_accuracy", "listen_reward", "tiger_reward", "treasure_reward"),
         n_actions=constant(3), n_observations=2, task_dim=constant(1),
         reward_scale=lambda cfg: cfg.treasure_reward, sample_tasks=coin_tasks,
-        step=tiger_env_step, check_outcomes=check_tiger_outcomes),
+        step=tiger_env_step, check_outcomes=check_tiger_outcomes, clock=True),
     "two-step": Family(
         default_horizon=100, fields=("common_prob", "reward_good", "reward_bad", "swap_prob"),
         n_actions=constant(2), n_observations=2, task_dim=constant(1),

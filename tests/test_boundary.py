@@ -513,6 +513,6 @@ def test_rollout_refuses_parameters_of_the_wrong_shape_before_a_kernel_reads_the
     cfg = envs.make_config("tiger", horizon=3)
     params = metarl.init_params(envs.n_inputs(cfg), 4, 3, metarl.stream(0))
     params["W"] = params["W"][:-1]   # one input row short: the fused kernel would read past it
-    with pytest.raises(ValueError, match=r"parameter W is float64 \(6, 16\); tiger needs "
-                                         r"float64 \(7, 16\)"):
+    with pytest.raises(ValueError, match=r"parameter W is float64 \(9, 16\); tiger needs "
+                                         r"float64 \(10, 16\)"):
         metarl.rollout(params, cfg, 2, metarl.stream(1))

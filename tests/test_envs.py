@@ -106,3 +106,17 @@ def test_an_action_out_of_range_is_refused_and_leaves_the_episode_untouched(bad)
     assert env.t == 1
     env.step(np.array([1, 1, 1]))   # the episode goes on
     assert env.t == 2
+
+
+def test_tiger_input_carries_a_one_hot_clock_beside_t_over_T_and_bandits_do_not():
+    cfg = make_config("tiger", horizon=5)
+    env = make_env(cfg, batch=3)
+    x = env.reset(0)
+    base = 3 + 1 + 2 + 1                       # one_hot(a), r, o, t/T
+    assert x.shape == (3, base + 5)
+    for t in range(5):
+        assert np.array_equal(x[:, base:], np.eye(5)[[t] * 3]) and np.allclose(x[:, base - 1], t / 5)
+        x, _, _ = env.step(np.zeros(3, dtype=np.int64))
+    assert not x[:, base:].any() and np.allclose(x[:, base - 1], 1.0)   # after the last step
+    bandit = make_env(make_config("bandit", horizon=5), batch=2)
+    assert bandit.reset(0).shape == (2, 2 + 1 + 1)
