@@ -59,7 +59,14 @@ class Config:
     gae_lambda: float = param(1.0, "GAE λ; 1 is REINFORCE with baseline", 0.0, 1.0)
     value_weight: float = param(0.5, "weight c_V of the value loss", 0.0, 1e3)
     entropy_start: float = param(0.02, "entropy weight β at update 0", 0.0, 1e3)
-    entropy_end: float = param(0.001, "β at the last update (linear)", 0.0, 1e3)
+    entropy_end: float = param(0.001, "β at the end of its schedule", 0.0, 1e3)
+    entropy_schedule: str = param("linear", "β from start to end: linear or exp (geometric)",
+                                  choices=("linear", "exp"))
+    entropy_frac: float = param(1.0, "fraction of the run over which β reaches its end value, "
+                                     "then held", 0.0, 1.0, low_open=True)
+    loss_reward_scale: float = param(0.0, "rewards enter the loss divided by this (0: the "
+                                          "env's input scale)", 0.0, 1e6)
+    adv_norm: bool = param(False, "standardise Â over the batch (mean 0, sd 1) in L_π")
     max_grad_norm: float = param(1.0, "global gradient-norm clip", 0.0, 1e6, low_open=True)
     seed: int = param(0, "seed of initialisation and of every update", 0)
     dtype: str = param("float64", "float64 (auditing) or float32 (speed)",
@@ -92,6 +99,9 @@ def check_hyperparameters(hp):
     the range its field accepts (NaN and ±inf included), or an env setting that does not fit."""
     for f in dataclasses.fields(Config):
         check_field(f, getattr(hp, f.name))
+    if hp.entropy_schedule == "exp" and min(hp.entropy_start, hp.entropy_end) <= 0:
+        raise ValueError(f"--entropy-schedule exp needs --entropy-start and --entropy-end > 0, "
+                         f"got {hp.entropy_start} and {hp.entropy_end}")
     env_config(hp)
 
 
@@ -558,9 +568,11 @@ def update(params, opt, hp, cfg, rng, entropy_weight, lr, buffers=None):
     Returns the trajectory and a dict of statistics (mean return, losses, gradient norm).
     `buffers`: the trajectory the previous update returned, reused for this rollout."""
     tr = rollout(params, cfg, hp.batch, rng, out=buffers)
-    r = (tr.r / envs.reward_scale(cfg)).astype(tr.h.dtype)
+    r = (tr.r / loss_reward_scale(hp, cfg)).astype(tr.h.dtype)
     V = value_head(tr.h[1:], params["w_V"], params["b_V"])
     adv, R = gae_advantages(r, V, hp.gamma, hp.gae_lambda)
+    if hp.adv_norm:
+        adv = normalize_advantages(adv)
     stats, grads = loss_and_gradients(params, tr, adv, R, hp.value_weight, entropy_weight)
     stats["grad_norm"] = clip_by_global_norm(grads, hp.max_grad_norm)
     check_finite_statistics(stats)   # a NaN norm is never > max_norm: it would reach Adam
@@ -580,9 +592,29 @@ def check_finite_statistics(stats):
             raise NonFiniteUpdate(f"the {name.replace('_', ' ')} is {stats[name]}")
 
 
+def loss_reward_scale(hp, cfg):
+    """Rewards enter G, Â and the value target R divided by this: hp.loss_reward_scale, or the
+    env's input scale (envs.reward_scale) if 0. With γ = 1 a bandit's G_t is up to T = 100:
+    unscaled, the value loss ½(V − R)² then dominates the shared LSTM's gradient and the
+    global-norm clip, and the policy term hardly moves."""
+    return hp.loss_reward_scale or envs.reward_scale(cfg)
+
+
+def normalize_advantages(adv):
+    """Â ← (Â − mean Â) / (sd Â + ε) over all T·B steps of the batch. The policy gradient's
+    direction is unchanged in expectation up to a baseline shift and a positive scale; its
+    size no longer follows the batch's reward scale. R = Â + V is computed before, so the
+    value target is not affected."""
+    return (adv - adv.mean()) / (adv.std() + adv.dtype.type(1e-8))
+
+
 def entropy_weight_at(hp, u):
-    """β annealed linearly from entropy_start (update 0) to entropy_end (last update)."""
-    frac = u / max(hp.updates - 1, 1)
+    """β from entropy_start (update 0) to entropy_end at update s = entropy_frac·(updates − 1),
+    then held at entropy_end. With f = min(u / s, 1):
+        linear: β = β_start + f (β_end − β_start);   exp: β = β_start (β_end / β_start)^f."""
+    frac = min(u / max(hp.entropy_frac * (hp.updates - 1), 1), 1.0)
+    if hp.entropy_schedule == "exp":
+        return hp.entropy_start * (hp.entropy_end / hp.entropy_start) ** frac
     return hp.entropy_start + frac * (hp.entropy_end - hp.entropy_start)
 
 

@@ -177,6 +177,32 @@ def test_clip_by_global_norm_scales_all_arrays_together():
     np.testing.assert_array_equal(untouched["a"], [0.3])
 
 
+@pytest.mark.parametrize("schedule, frac", [("linear", 1.0), ("exp", 1.0), ("exp", 0.25),
+                                             ("linear", 0.5)])
+def test_entropy_weight_runs_from_start_to_end_then_holds(schedule, frac):
+    hp = metarl.Config(updates=101, entropy_start=0.5, entropy_end=0.005,
+                       entropy_schedule=schedule, entropy_frac=frac)
+    s = frac * 100                                       # the update where β reaches its end
+    beta = np.array([metarl.entropy_weight_at(hp, u) for u in range(101)])
+    assert beta[0] == pytest.approx(0.5) and beta[-1] == pytest.approx(0.005)
+    assert np.all(np.diff(beta) <= 1e-15)                # never rises
+    assert np.allclose(beta[int(np.ceil(s)):], 0.005)    # held once reached
+    middle = metarl.entropy_weight_at(hp, s / 2)
+    assert middle == pytest.approx(0.05 if schedule == "exp" else 0.2525)   # geometric / arithmetic
+
+
+def test_advantage_normalisation_standardises_over_the_batch_and_keeps_the_order():
+    adv = np.random.default_rng(0).normal(3.0, 40.0, size=(20, 64))
+    z = metarl.normalize_advantages(adv)
+    assert abs(z.mean()) < 1e-12 and z.std() == pytest.approx(1.0, abs=1e-9)
+    assert np.array_equal(np.argsort(z, axis=None), np.argsort(adv, axis=None))
+
+
+def test_exp_entropy_schedule_needs_positive_ends():
+    with pytest.raises(ValueError, match="--entropy-schedule exp needs"):
+        metarl.check_hyperparameters(metarl.Config(entropy_schedule="exp", entropy_end=0.0))
+
+
 def small_config(**changes):
     fields = dict(env="bandit", arms=2, horizon=10, hidden=16, batch=32, updates=6,
                   log_every=3, save_every=3, seed=3)
