@@ -83,8 +83,8 @@ RECIPES = {
     "dependent-bandit": dict(updates=16000, dtype="float32"),
     # Tiger: a near-uniform start (β = 1), or the −100 door drives the policy onto "always
     # listen" within ~1,000 updates; β then decays geometrically, so that it spends most of
-    # the run small and the final policy is near-deterministic (measured: 20.1-20.3 sampled
-    # against the linear decay's 18.1, same updates, all at the exact Bayes value 20.39 greedy)
+    # the run small and the final policy is near-deterministic (measured, 100,000 episodes:
+    # 20.1-20.3 ± 0.13 sampled against 18.1 with the linear decay; Bayes-optimal 20.39)
     "tiger": dict(updates=25000, lr=1e-3, entropy_start=1.0, entropy_schedule="exp",
                   dtype="float32"),
     "two-step": dict(updates=16000, dtype="float32"),
