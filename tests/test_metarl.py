@@ -221,6 +221,34 @@ def test_short_training_beats_the_random_policy_clearly():
     assert result["mean"] - 5.0 > 4 * result["stderr"], result
 
 
+@pytest.mark.parametrize("env", list(metarl.RECIPES))
+def test_each_recipe_is_a_valid_config(env):
+    hp = metarl.recipe(env)
+    metarl.check_hyperparameters(hp)
+    assert hp.env == env and all(getattr(hp, k) == v for k, v in metarl.RECIPES[env].items())
+    assert metarl.recipe(env, seed=3, updates=5).updates == 5   # given fields win
+
+
+def random_policy_value(cfg):
+    """E[total reward] of the uniformly random policy, exactly: every action equally often."""
+    if cfg.name == "tiger":
+        return cfg.horizon * (cfg.listen_reward + cfg.tiger_reward + cfg.treasure_reward) / 3
+    if cfg.name == "two-step":
+        return cfg.horizon * (cfg.reward_good + cfg.reward_bad) / 2
+    return cfg.horizon * cfg.prior_a / (cfg.prior_a + cfg.prior_b)   # bandits: E[arm mean]
+
+
+@pytest.mark.parametrize("env", list(metarl.RECIPES))
+def test_a_short_run_of_each_recipe_beats_the_random_policy(env):
+    """The recipe scaled down as --quick scales it (T = 20, Tiger 10) and its schedules
+    compressed into 800 updates (seconds, not minutes), then 5000 fresh episodes: the mean
+    return beats the random policy's exact value by more than 4 standard errors."""
+    hp = metarl.recipe(env, updates=800, horizon=10 if env == "tiger" else 20, log_every=800)
+    cfg = metarl.env_config(hp)
+    result = metarl.evaluate(metarl.train(hp, None, log=lambda line: None), cfg, 5000, seed=11)
+    assert result["mean"] - random_policy_value(cfg) > 4 * result["stderr"], result
+
+
 def test_rollout_is_reproducible_and_float32_stays_float32():
     cfg = envs.make_config("tiger", horizon=6)
     for dtype in (np.float64, np.float32):
