@@ -4,11 +4,14 @@ The project's claim is that an RL² agent's hidden state acts as a belief state.
 computes that belief exactly, from the same batched (action, reward, observation) arrays the
 envs produce, and the reference policies that say how good "good" is.
 
-Every env plugs the same pieces into one path (section C): an exact Bayes filter, a pair
-prior(cfg, B) → belief and update(cfg, belief, a, r, o) → belief on dicts of (B, …) arrays;
-features and reference Q-values of a belief; and baseline policies choose(past, rng). One
-runner, run_policy, steps the batched env with common random numbers, keeps the belief online
-and hands it to the policy; belief_trajectory folds the same filter over recorded episodes.
+Every env plugs the same pieces into one path (section C), as one BeliefFamily record in
+BELIEFS (the companion of envs.FAMILIES): an exact Bayes filter, a pair prior(cfg, B) →
+belief and update(cfg, belief, a, r, o) → belief on dicts of (B, …) arrays; features and
+reference Q-values of a belief; the exact solution they read (the bandit DP, the Tiger Q
+table), built once; and baseline policies choose(past, rng). One runner, run_policy, steps
+the batched env with common random numbers, keeps the belief online and hands it to the
+policy; belief_trajectory folds the same filter over recorded episodes, after
+envs.check_history has checked them (the kernels index with them, unchecked).
 
 Bandits (section A). With arm means p_i ~ Beta(a, b), the posterior after s_i successes and
 f_i failures on arm i is Beta(α_i, β_i), α_i = a + s_i, β_i = b + f_i. In the dependent bandit

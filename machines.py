@@ -720,7 +720,7 @@ def _binned(loss, u, bins, max_discrete=12):
 
 
 # ==========================================================================================
-# Family pieces: one record per task family (to move into belief.py's per-family registry)
+# Family pieces: one record per task family, beside envs.FAMILIES and belief.BELIEFS
 # ==========================================================================================
 # Everything here reads belief.py through a handful of calls: belief_trajectory (the exact
 # filter along episodes), bayes_dp / bayes_q / bayes_value (the bandit DP), tiger_q_table,
