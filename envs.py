@@ -20,8 +20,12 @@ one_hot(t) (T inputs) only for families whose record sets ``clock``: Tiger, whos
 Bayes-optimal policy depends on the exact number of steps left (near the end it listens at
 t = 15 and 17 but opens at t = 16, as the listen-listen-open cycles that still fit change
 parity), a step function of t that one smooth input t / T exposes only to a network that has
-learned sharp thresholds. Measured: every Tiger agent trained without it, whatever the
-recipe, acted greedily exactly as the listen-twice heuristic; with it, above that heuristic.
+learned sharp thresholds. Measured: with the recipes tried before it (lr, batch, γ, λ, value
+weight, entropy schedules), Tiger agents given t / T alone acted greedily exactly as the
+listen-twice heuristic (19.50 exactly against Bayes-optimal 20.39); with the clock, a
+geometric entropy decay reaches 20.1-20.3 sampled in 25,000 updates. (Without it, only a
+four-phase entropy schedule that holds β near 0.1 for half the run at lr 5e-3 escaped, in
+50,000 updates: the clock halves the budget and keeps the recipe simple.)
 
 The hidden task is ``env.tasks`` (B, task_dim): arm means for the bandits, P(tiger is left)
 as 0/1 for Tiger, "state A is the good one" as 0/1 for the two-step task. Tiger and two-step

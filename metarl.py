@@ -92,7 +92,7 @@ RECIPES = {
     "bandit": BANDIT_RECIPE,
     "dependent-bandit": {**BANDIT_RECIPE, "gae_lambda": 0.98, "entropy_start": 0.005,
                          "entropy_end": 1e-5, "updates": 8000},
-    "two-step": {**BANDIT_RECIPE, "updates": 8000},
+    "two-step": {**BANDIT_RECIPE, "updates": 6000},
     # Tiger: a near-uniform start (β = 1), or the −100 door drives the policy onto "always
     # listen" within ~1,000 updates; β then decays geometrically, so that it spends most of
     # the run small and the final policy is near-deterministic (measured, 100,000 episodes:
