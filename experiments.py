@@ -54,6 +54,7 @@ PROBED = ("bandit", "dependent-bandit", "tiger", "two-step")   # §2: one agent 
 QUICK_BUDGET = dict(updates=300, batch=32, hidden=16)   # --quick: replaces these in every agent
 QUICK_HORIZONS = {"bandit": 20, "dependent-bandit": 20, "tiger": 10, "two-step": 20}
 PROGRESS_LINES = 5    # training progress lines per agent
+CURVE_POINTS = 100    # points of each agent's learning curve in results.json
 SEEDS, QUICK_SEEDS = 5, 2
 
 # §3: (trained agent, the tasks it is tested on as envs.make_config fields, the control: the
@@ -165,6 +166,7 @@ class Agent:
     hp: metarl.Config
     params: dict
     snapshots: dict    # number of updates done → the parameters then (0: the initial ones)
+    returns: list      # mean training return per update, in CURVE_POINTS blocks of updates
     seconds: float     # training wall time (varies from run to run; reported, never compared)
 
 
@@ -201,12 +203,16 @@ def train_agents(run, configs):
 
 
 def train_agent(name, hp, snapshot_updates):
-    """Worker job: train one agent, copying its parameters after each of snapshot_updates."""
+    """Worker job: train one agent, copying its parameters after each of snapshot_updates and
+    keeping its learning curve (the batch's mean return at every update, averaged over
+    CURVE_POINTS equal blocks of updates)."""
     cfg = metarl.env_config(hp)
     snapshots = {0: metarl.init_params(envs.n_inputs(cfg), hp.hidden, envs.n_actions(cfg),
                                        metarl.stream(hp.seed), np.dtype(hp.dtype))}
+    returns = np.empty(hp.updates)
 
     def keep_snapshot(u, params, stats):
+        returns[u] = stats["return"]
         if u + 1 in snapshot_updates:
             snapshots[u + 1] = {k: v.copy() for k, v in params.items()}
 
@@ -214,7 +220,9 @@ def train_agent(name, hp, snapshot_updates):
     params = metarl.train(hp, None, log=lambda line: print(f"    {name} seed {hp.seed}: {line}",
                                                            flush=True),
                           on_update=keep_snapshot)
-    return Agent(name, hp, params, snapshots, time.perf_counter() - start)
+    blocks = np.array_split(returns, min(CURVE_POINTS, hp.updates))
+    return Agent(name, hp, params, snapshots, [float(b.mean()) for b in blocks],
+                 time.perf_counter() - start)
 
 
 # ------------------------------------------------------------------------------------------
@@ -493,6 +501,9 @@ def run_experiments(configs, scale, workers, out, command, quick):
              "workers": workers, "seeds": len(next(iter(configs.values()))), "stages": stages,
              "training_seconds": {name: [a.seconds for a in trained]
                                   for name, trained in agents.items()},
+             "learning_curves": {name: {"updates": trained[0].hp.updates,
+                                        "seeds": [a.returns for a in trained]}
+                                 for name, trained in agents.items()},
              "configs": {name: asdict(hps[0]) for name, hps in configs.items()},
              "machine": machine_facts(), "scale": asdict(scale)}
     results = to_builtin({"facts": facts, **sections})

@@ -151,6 +151,7 @@ def near_optimal_section(results, out):
     returns = {env: summary(s["mean"] for s in r["seeds"])
                for env, r in results["near_optimal"].items()}
     near_optimal_figure(results["near_optimal"], numbers, os.path.join(out, "fig1_near_optimal.png"))
+    learning_curves_figure(results, os.path.join(out, "fig1_learning_curves.png"))
     n = next(iter(numbers.values()))["n"]
     verdict = Verdict(
         claim="The meta-trained LSTM agents act near Bayes-optimally on every task distribution.",
@@ -192,12 +193,55 @@ def near_optimal_section(results, out):
                  ["env", "seed", "return", "pseudo-regret", "measure"], per_seed),
                 ("Baselines (belief.run_baselines on one seed): return ± SE over the episodes.",
                  ["env", "policy", "return", "episodes"], baselines)],
-        figures=[("fig1_near_optimal.png",
+        figures=[("fig1_learning_curves.png",
+                  f"Learning curves: the training batch's mean return per update (block means), "
+                  f"mean over n = {n} seeds with a band of ± 1 SE, against the exact "
+                  "Bayes-optimal value (two-step: belief-greedy) and the best classical baseline."),
+                 ("fig1_near_optimal.png",
                   f"Each agent's distance from Bayes-optimal, per seed (dots; n = {n}), with the "
                   f"mean ± SE over seeds, the one-sided upper {LEVEL:.0%} limit (t, n − 1 df) and "
                   "the margin it must stay below. Crosses: the best classical baseline's value of "
                   "the same measure.")],
         notes=[])
+
+
+def curve_references(results, name):
+    """{label: value} lines for agent `name`'s learning curve: its task distribution's exact
+    Bayes-optimal value (two-step: belief-greedy) and best classical baseline, from §1's
+    references, or from §3's for an agent that §1 does not evaluate."""
+    if name in results["near_optimal"]:
+        refs = results["near_optimal"][name]["references"]
+        best = best_classical(refs["policies"])
+        lines = {"Bayes-optimal (exact)": refs["bayes_optimal_exact"]}
+        if refs["bayes_optimal_exact"] is None:
+            lines = {"belief-greedy": refs["policies"]["belief_greedy"]["mean"]}
+        return {**lines, f"best classical ({best.replace('_', ' ')})": refs["policies"][best]["mean"]}
+    own = next(case["references"]["own_exact"] for case in results["shift"].values()
+               if case["agent"] == name)
+    return {"Bayes-optimal (exact)": own["bayes_optimal_exact"]}
+
+
+def learning_curves_figure(results, path):
+    curves = results["facts"]["learning_curves"]
+    rows = (len(curves) + 1) // 2
+    fig, axes = new_figure(rows, 2, width=4.4, height=3.0)
+    for ax, (name, c) in zip(axes.ravel(), curves.items()):
+        seeds = np.array(c["seeds"])                        # (n, points)
+        u = (np.arange(seeds.shape[1]) + 0.5) * c["updates"] / seeds.shape[1]
+        mean = seeds.mean(axis=0)
+        ax.plot(u, mean, color=COLOURS["trained"], label=f"agent (n = {len(seeds)})")
+        if len(seeds) > 1:
+            se = seeds.std(axis=0, ddof=1) / np.sqrt(len(seeds))
+            ax.fill_between(u, mean - se, mean + se, color=COLOURS["trained"], alpha=0.3)
+        for k, (label, value) in enumerate(curve_references(results, name).items()):
+            ax.axhline(value, color=("k", "C2")[k], ls=("--", ":")[k], lw=1, label=label)
+        ax.set(xlabel="update", ylabel="return per episode", title=name)
+        ax.set_ylim(bottom=max(ax.get_ylim()[0], mean[-1] - 6 * (mean.max() - mean[-1] + 1)))
+        ax.legend(fontsize=6, loc="lower right")
+    for ax in axes.ravel()[len(curves):]:
+        ax.set_visible(False)
+    fig.suptitle("Learning curves of the recipes")
+    save_png(fig, path)
 
 
 def best_classical(policies):
