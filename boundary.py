@@ -169,6 +169,13 @@ def new_figure(rows=1, columns=1, width=5.0, height=4.0, **kwargs):
                         layout="constrained", **kwargs)
 
 
+def focus_on_plateau(ax, curve):
+    """Raise the y axis's floor to the curve's last value minus 6 × (its rise after its peak
+    + 1), so that the approach to the plateau (what tells runs apart) is not squashed by the
+    first updates' low returns."""
+    ax.set_ylim(bottom=max(ax.get_ylim()[0], curve[-1] - 6 * (curve.max() - curve[-1] + 1)))
+
+
 def save_png(fig, path, dpi=110):
     """Write the figure as a PNG, atomically, and close it."""
     import matplotlib.pyplot as plt

@@ -27,7 +27,8 @@ from numba import njit
 import belief
 import envs
 from boundary import (OneLineErrorParser, atomic_write, check_float, check_int, check_memory,
-                      new_figure, one_line, prepare_output_file, run_cli, save_png)
+                      focus_on_plateau, new_figure, one_line, prepare_output_file, run_cli,
+                      save_png)
 
 
 # ------------------------------------------------------------------------------------------
@@ -983,6 +984,7 @@ def plot_curve(returns, cfg, references, path, title, window=200):
         ax.fill_between(u, mean - se, mean + se, color="C0", alpha=0.3, label="± 1 SE over seeds")
     for k, (label, value) in enumerate(references.items()):
         ax.axhline(value, linestyle=("--", ":", "-.")[k % 3], color=f"C{k + 1}", label=label)
+    focus_on_plateau(ax, mean)
     ax.set_xlabel("update")
     ax.set_ylabel(f"total reward per episode (T = {cfg.horizon})")
     ax.set_title(title)

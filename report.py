@@ -9,13 +9,15 @@ rewritten, byte for byte, without training anything.
 """
 import json
 import os
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
 
+import envs
 import stats
 import twostep
-from boundary import atomic_write, new_figure, save_png
+from boundary import atomic_write, focus_on_plateau, new_figure, save_png
 
 # ------------------------------------------------------------------------------------------
 # Criteria: stated before the numbers are seen, applied to every run alike
@@ -236,7 +238,7 @@ def learning_curves_figure(results, path):
         for k, (label, value) in enumerate(curve_references(results, name).items()):
             ax.axhline(value, color=("k", "C2")[k], ls=("--", ":")[k], lw=1, label=label)
         ax.set(xlabel="update", ylabel="return per episode", title=name)
-        ax.set_ylim(bottom=max(ax.get_ylim()[0], mean[-1] - 6 * (mean.max() - mean[-1] + 1)))
+        focus_on_plateau(ax, mean)
         ax.legend(fontsize=6, loc="lower right")
     for ax in axes.ravel()[len(curves):]:
         ax.set_visible(False)
@@ -404,7 +406,7 @@ def belief_states_section(results, out):
 
 
 def decoding_figure(numbers, path):
-    fig, axes = new_figure(1, 2, width=4.6, height=3.8)
+    fig, axes = new_figure(1, 2, width=5.4, height=4.0)
     ax, ax_log = axes[0]
     labels = []
     for x, (env, f) in enumerate((env, f) for env, m in numbers.items() for f in m["means"]):
@@ -412,7 +414,7 @@ def decoding_figure(numbers, path):
         ax.bar(x, gap["mean"], yerr=gap["stderr"] or 0.0, color=COLOURS["trained"], alpha=0.6,
                capsize=3)
         ax.scatter(np.full(gap["n"], x), gap["values"], s=12, color="k", zorder=3)
-        labels.append(f"{env}\n{feature_words(f)}")
+        labels.append(f"{env}\n{textwrap.fill(feature_words(f), 14)}")
         for condition in ("trained", "untrained", "memoryless", "shuffled"):
             miss = max(1.0 - numbers[env]["decode"][f][condition]["mean"], 1e-4)
             ax_log.scatter(x, miss, color=COLOURS[condition], label=condition_words(condition)
@@ -837,7 +839,9 @@ def shift_figure(numbers, path):
                                       (0.15, "control", "C1", "control agent")):
             s = m[key]
             axes[0, 1].bar(x + dx, s["mean"], 0.3, yerr=s["stderr"] or 0.0, capsize=3,
-                           color=colour, label=name if x == 0 else None)
+                           color=colour, alpha=0.6, label=name if x == 0 else None)
+            axes[0, 1].scatter(np.full(len(s["values"]), x + dx), s["values"], s=12, color="k",
+                               zorder=3)
     axes[0, 0].axhline(0.0, color="C2", ls="--", lw=1, label="training-prior Bayes")
     axes[0, 0].axhline(1.0, color="C3", ls="--", lw=1, label="test-prior Bayes")
     for bound in (-SHIFT_POSITION_MAX, SHIFT_POSITION_MAX):
@@ -1039,8 +1043,10 @@ def section_markdown(s):
 
 def run_markdown(facts):
     """The training budgets (seed 0's Config of each agent), stage times and machine facts."""
-    budgets = [[name, hp["env"], str(hp["horizon"] or "default"),
-                f"Beta({hp['prior_a']:g}, {hp['prior_b']:g})", str(hp["hidden"]), str(hp["batch"]),
+    budgets = [[name, hp["env"], str(hp["horizon"] or envs.family(hp["env"]).default_horizon),
+                f"Beta({hp['prior_a']:g}, {hp['prior_b']:g})"
+                if "prior_a" in envs.family(hp["env"]).fields else "n/a",
+                str(hp["hidden"]), str(hp["batch"]),
                 str(hp["updates"]), f"{hp['lr']:g}", f"{hp['gamma']:g}", hp["dtype"],
                 f"{hp['entropy_start']:g} → {hp['entropy_end']:g}",
                 fmt(float(np.mean(facts["training_seconds"][name])), 1)]
