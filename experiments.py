@@ -567,7 +567,7 @@ def main(argv=None):
             if args.folder is None:
                 raise ValueError("report needs the folder of a run: experiments.py report DIR")
             prepare_output_folder(args.folder, "report")
-            report.write_report(report.load_results(args.folder), args.folder)
+            report.rewrite_report(args.folder)
             print(f"wrote {os.path.join(args.folder, 'REPORT.md')}", flush=True)
             return
         seeds = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else SEEDS)

@@ -9,6 +9,8 @@ rewritten, byte for byte, without training anything.
 """
 import json
 import os
+import shutil
+import tempfile
 import textwrap
 from dataclasses import dataclass
 
@@ -1004,8 +1006,33 @@ def markdown_table(header, rows):
     return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
 
 
+def rewrite_report(folder):
+    """`experiments.py report DIR`: REPORT.md and the figures again from DIR/results.json. A
+    file that lacks what the report reads is refused (ValueError) and DIR is left as it was."""
+    results = load_results(folder)
+    try:
+        write_report(results, folder)
+    except (KeyError, IndexError, TypeError) as e:
+        raise ValueError(f"{os.path.join(folder, 'results.json')} lacks what the report reads "
+                         f"({type(e).__name__}: {e}); is it from another version of "
+                         "experiments.py?") from None
+
+
 def write_report(results, out):
-    """REPORT.md and its figures in `out`, from results alone (see the module docstring)."""
+    """REPORT.md and its figures in `out`, from results alone (see the module docstring). All
+    are drawn into a staging folder first and moved into `out` only when every one succeeded,
+    so a failure leaves an earlier report whole."""
+    stage = tempfile.mkdtemp(dir=out, prefix=".report-")
+    try:
+        render_report(results, stage)
+        for name in sorted(os.listdir(stage)):
+            os.replace(os.path.join(stage, name), os.path.join(out, name))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def render_report(results, out):
+    """REPORT.md and its figures, written into `out`."""
     sections = [near_optimal_section(results, out), belief_states_section(results, out),
                 belief_tests_section(results, out), shift_section(results, out),
                 two_step_section(results, out)]

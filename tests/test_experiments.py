@@ -4,6 +4,7 @@ alone, not on the number of worker processes."""
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -114,6 +115,24 @@ def test_report_refuses_a_folder_without_a_valid_results_file(tmp_path, content,
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_report_refuses_an_incomplete_results_file_and_leaves_the_earlier_report_whole(
+        quick_run, tmp_path):
+    """A results.json that lacks a key deep inside (another version's) fails while the figures
+    are being drawn: the earlier REPORT.md and figures must stay as they were."""
+    out, _ = quick_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    results = json.loads((copy / "results.json").read_text())
+    del results["facts"]["learning_curves"]
+    (copy / "results.json").write_text(json.dumps(results))
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    done = run_cli("report", str(copy))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "lacks what the report reads" in done.stderr and "learning_curves" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
 
 
 @pytest.mark.parametrize("args, message", [
