@@ -534,39 +534,31 @@ def belief_tests_section(results, out):
 
     prediction = (f"In every env: upper {LEVEL:.0%} limit (t, n − 1 df) of trained − untrained, "
                   "paired by seed (same episodes, folds and maps), < 0.")
+    def versus_untrained(key, claim, criterion):
+        return Verdict(claim=claim, criterion=f"{criterion} {prediction}", measured=measured(key),
+                       held=all_held(m["held"][key] for m in numbers.values()))
+
     verdicts = [
-        Verdict(claim="The Bayes filter simulates the agent: stepping the filter from the mapped "
-                      "agent state lands where the next agent state maps (agent → Bayes), "
-                      "better for the trained network than the untrained one.",
-                criterion="State dissimilarity (0 perfect, 1 = the mean one-step change), "
-                          "one-hidden-layer map. " + prediction,
-                measured=measured("a2b_state"), held=all_held(m["held"]["a2b_state"]
-                                                              for m in numbers.values())),
-        Verdict(claim="The Bayes-optimal policy at the mapped agent state predicts the agent's "
-                      "policy better for the trained network than the untrained one.",
-                criterion="KL(Bayes at φ(s) ‖ agent) relative to the same against the agent's "
-                          "mean policy, one-hidden-layer map. " + prediction,
-                measured=measured("a2b_output"), held=all_held(m["held"]["a2b_output"]
-                                                               for m in numbers.values())),
-        Verdict(claim="The agent simulates the Bayes filter: one LSTM step from the mapped "
-                      "belief lands where the next belief maps (Bayes → agent), better for the "
-                      "trained network than the untrained one.",
-                criterion="State dissimilarity of one LSTM step from ψ(b_t), one-hidden-layer "
-                          "map. " + prediction,
-                measured=measured("b2a_state"), held=all_held(m["held"]["b2a_state"]
-                                                              for m in numbers.values())),
-        Verdict(claim="Training makes the state more minimal: it holds less of the history that "
-                      "the belief does not determine.",
-                criterion="Held-out partial R² beyond the belief (mean over the history "
-                          "features). " + prediction,
-                measured=measured("partial_r2"), held=all_held(m["held"]["partial_r2"]
-                                                               for m in numbers.values())),
-        Verdict(claim="Histories with the same sufficient statistic lead the trained network to "
-                      "closer states than the untrained one.",
-                criterion="Within-group / between-group spread of [h, c] at the same t. "
-                          + prediction,
-                measured=measured("ratio"), held=all_held(m["held"]["ratio"]
-                                                          for m in numbers.values())),
+        versus_untrained("a2b_state", "The Bayes filter simulates the agent: stepping the filter "
+                         "from the mapped agent state lands where the next agent state maps "
+                         "(agent → Bayes), better for the trained network than the untrained "
+                         "one.", "State dissimilarity (0 perfect, 1 = the mean one-step change), "
+                         "one-hidden-layer map."),
+        versus_untrained("a2b_output", "The Bayes-optimal policy at the mapped agent state "
+                         "predicts the agent's policy better for the trained network than the "
+                         "untrained one.", "KL(Bayes at φ(s) ‖ agent) relative to the same "
+                         "against the agent's mean policy, one-hidden-layer map."),
+        versus_untrained("b2a_state", "The agent simulates the Bayes filter: one LSTM step from "
+                         "the mapped belief lands where the next belief maps (Bayes → agent), "
+                         "better for the trained network than the untrained one.",
+                         "State dissimilarity of one LSTM step from ψ(b_t), one-hidden-layer "
+                         "map."),
+        versus_untrained("partial_r2", "Training makes the state more minimal: it holds less of "
+                         "the history that the belief does not determine.", "Held-out partial "
+                         "R² beyond the belief (mean over the history features)."),
+        versus_untrained("ratio", "Histories with the same sufficient statistic lead the trained "
+                         "network to closer states than the untrained one.", "Within-group / "
+                         "between-group spread of [h, c] at the same t."),
         Verdict(claim="After a state splice the agent acts on the history the implanted state "
                       "had read, and keeps doing so where a recent-events machine has forgotten it.",
                 criterion=f"Lower {LEVEL:.0%} limit over seeds of (agreement with the spliced "

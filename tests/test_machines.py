@@ -36,6 +36,16 @@ def belief_network(cfg, ref, a, r, obs, rng):
         policy=lambda S, t: bayes.policy((S - m) @ M_inv, t))
 
 
+def bandit_belief_network(horizon, B, seed):
+    """Random-policy bandit episodes, the Bayes machine and the belief network on them, and
+    5 episode folds: (cfg, (a, r, obs), bayes, net, fold, rng)."""
+    cfg = envs.make_config("bandit", horizon=horizon)
+    a, r, obs = random_policy_episodes(cfg, B, seed=seed)
+    rng = np.random.default_rng(seed)
+    bayes, net = belief_network(cfg, machines.reference(cfg), a, r, obs, rng)
+    return cfg, (a, r, obs), bayes, net, machines.episode_folds(B, 5, rng), rng
+
+
 def history_network(a, r, A, window=5):
     """A 'network' whose state is its last `window` events, [one_hot(a), r] each, newest first."""
     T, B = a.shape
@@ -110,11 +120,7 @@ def test_nearest_counts_are_exact_states_and_fix_exact_states():
 
 # ----------------------------------------------------------------------------- simulation
 def test_belief_network_simulates_bayes_and_bayes_simulates_it():
-    cfg = envs.make_config("bandit", horizon=12)
-    a, r, obs = random_policy_episodes(cfg, 150, seed=1)
-    rng = np.random.default_rng(1)
-    bayes, net = belief_network(cfg, machines.reference(cfg), a, r, obs, rng)
-    fold = machines.episode_folds(150, 5, rng)
+    _, _, bayes, net, fold, rng = bandit_belief_network(horizon=12, B=150, seed=1)
     forward = machines.agent_to_bayes(net, bayes, fold, "linear", rng)
     backward = machines.bayes_to_agent(bayes, net, fold, "linear", rng)
     # the maps are exact affine maps up to ridge shrinkage (λ ≥ 1e-4, N-scaled): errors ~1e-4
@@ -125,12 +131,7 @@ def test_belief_network_simulates_bayes_and_bayes_simulates_it():
 
 
 def test_maps_fitted_to_shuffled_targets_score_about_one():
-    cfg = envs.make_config("bandit", horizon=12)
-    B = 2000
-    a, r, obs = random_policy_episodes(cfg, B, seed=2)
-    rng = np.random.default_rng(2)
-    bayes, net = belief_network(cfg, machines.reference(cfg), a, r, obs, rng)
-    fold = machines.episode_folds(B, 5, rng)
+    _, _, bayes, net, fold, rng = bandit_belief_network(horizon=12, B=2000, seed=2)
     # A map fitted to other episodes' targets can learn only E[target | t]; stepping from it
     # then errs by Δ − E[Δ | t], which under a random policy is Δ − mean Δ: ratio 1. What is
     # left is the map's spurious slope β on the episode's own state (fitted to noise, sd
@@ -144,13 +145,8 @@ def test_maps_fitted_to_shuffled_targets_score_about_one():
 
 # ----------------------------------------------------------------------------- minimality
 def test_belief_network_is_minimal_and_history_network_is_not():
-    cfg = envs.make_config("bandit", horizon=15)
-    B = 200
-    a, r, obs = random_policy_episodes(cfg, B, seed=3)
-    rng = np.random.default_rng(3)
-    bayes, net = belief_network(cfg, machines.reference(cfg), a, r, obs, rng)
+    cfg, (a, r, obs), bayes, net, fold, rng = bandit_belief_network(horizon=15, B=200, seed=3)
     history, names = machines.history_features(cfg, a, r, obs)
-    fold = machines.episode_folds(B, 5, rng)
     minimal = machines.minimality(net, bayes, history, names, fold, rng)
     # the state adds only a re-coding of columns already in the belief design: held-out
     # partial R² is noise around 0 (≈ ±D_state / N_train ≈ 0.005 here)
