@@ -1,7 +1,5 @@
 """report.py's criteria: trivial and classical policies fail §1's near-optimality criterion,
 the Bayes-optimal policy passes it, and more noise can only make any criterion harder to pass."""
-from functools import partial
-
 import numpy as np
 import pytest
 
