@@ -361,21 +361,36 @@ def crossed_decoding(agent, train_cfg, test_cfg, scale):
     """Worker job (and part of shift_test): a probe of the posterior arm means, fitted on the
     agent's OWN tasks (its exact belief there), applied unchanged to its states on the test
     tasks, scored (R², mean over arms) against the posterior under the training model and
-    under the test model of the same test histories. Run on the control agent (trained on the
-    test tasks) it gives the crossed comparison."""
+    under the test model of the same test histories; the same for the untrained network fed
+    the same inputs (its initial weights, actions replayed), whose running sums give the part
+    of the contrast that the probe's construction alone produces. Run on the control agent
+    (trained on the test tasks) it gives how an in-distribution agent's state reads."""
     own_cfg, seed = metarl.env_config(agent.hp), agent.hp.seed
+    initial = metarl.init_params(envs.n_inputs(own_cfg), agent.hp.hidden,
+                                 envs.n_actions(own_cfg), metarl.stream(seed),
+                                 agent.params["U"].dtype)
     own = metarl.rollout(agent.params, own_cfg, scale.probe_episodes,
                          metarl.stream(seed, probe.PROBE_STREAM))
-    fit = probe.ridge_select_and_fit(probe.flatten_episodes(hc_states(own))[0],
-                                     probe.flatten_episodes(posterior_arm_means(own_cfg, own))[0],
-                                     probe.flatten_episodes(own.a)[1],
-                                     rng=np.random.default_rng(seed), k=scale.folds)
-    tr = metarl.rollout(agent.params, test_cfg, scale.probe_episodes,
-                        metarl.stream(seed, SHIFT_STREAM))
-    decoded = probe.ridge_predict(fit, probe.flatten_episodes(hc_states(tr))[0])
-    return {model: float(probe.r2_score(probe.flatten_episodes(posterior_arm_means(cfg, tr))[0],
-                                        decoded).mean())
-            for model, cfg in (("train", train_cfg), ("test", test_cfg))}
+    test = metarl.rollout(agent.params, test_cfg, scale.probe_episodes,
+                          metarl.stream(seed, SHIFT_STREAM))
+    targets = {"own": posterior_arm_means(own_cfg, own), "train": posterior_arm_means(train_cfg, test),
+               "test": posterior_arm_means(test_cfg, test)}
+    networks = {"trained": (own, test),   # the same streams, actions replayed: the same inputs
+                "untrained": (metarl.rollout(initial, own_cfg, scale.probe_episodes,
+                                             metarl.stream(seed, probe.PROBE_STREAM), actions=own.a),
+                              metarl.rollout(initial, test_cfg, scale.probe_episodes,
+                                             metarl.stream(seed, SHIFT_STREAM), actions=test.a))}
+    result = {}
+    for net, (on_own, on_test) in networks.items():
+        fit = probe.ridge_select_and_fit(probe.flatten_episodes(hc_states(on_own))[0],
+                                         probe.flatten_episodes(targets["own"])[0],
+                                         probe.flatten_episodes(own.a)[1],
+                                         rng=np.random.default_rng(seed), k=scale.folds)
+        decoded = probe.ridge_predict(fit, probe.flatten_episodes(hc_states(on_test))[0])
+        result[net] = {model: float(probe.r2_score(probe.flatten_episodes(targets[model])[0],
+                                                   decoded).mean())
+                       for model in ("train", "test")}
+    return result
 
 
 def hc_states(tr):

@@ -366,17 +366,23 @@ def _agreement(p_ref, p_model):
     return float((_most_likely(model) * best).sum(1).mean())
 
 
-def simulation(agents, bayes, fold, rng, kinds=("linear", "mlp"), shuffled=False, **mlp_options):
+def simulation(agents, bayes, fold, seed, kinds=("linear", "mlp"), shuffled=False, **mlp_options):
     """Both directions for every network in `agents` ({"trained": Machine, "untrained": ...},
-    all on the same episodes as `bayes`) and every map kind, on the same folds.
+    all on the same episodes as `bayes`) and every map kind, on the same folds. Every fit
+    starts from default_rng(seed), so the networks share inner folds, MLP initial weights
+    and shuffles too: their difference is the networks'.
 
     Returns {direction: {measure: {network: {kind: value}}}}, direction ∈ {agent_to_bayes,
-    bayes_to_agent}, measure ∈ the keys of agent_to_bayes's result."""
+    bayes_to_agent}, measure ∈ the keys of that direction's result."""
     out = {"agent_to_bayes": {}, "bayes_to_agent": {}}
     for network, agent in agents.items():
         for kind in kinds:
-            results = {"agent_to_bayes": agent_to_bayes(agent, bayes, fold, kind, rng, shuffled, **mlp_options),
-                       "bayes_to_agent": bayes_to_agent(bayes, agent, fold, kind, rng, shuffled, **mlp_options)}
+            results = {"agent_to_bayes": agent_to_bayes(agent, bayes, fold, kind,
+                                                        np.random.default_rng(seed), shuffled,
+                                                        **mlp_options),
+                       "bayes_to_agent": bayes_to_agent(bayes, agent, fold, kind,
+                                                        np.random.default_rng(seed), shuffled,
+                                                        **mlp_options)}
             for direction, result in results.items():
                 for measure, value in result.items():
                     out[direction].setdefault(measure, {}).setdefault(network, {})[kind] = value
@@ -397,7 +403,7 @@ def belief_design(bayes):
     return np.concatenate([F, F[..., i] * F[..., j], tt, tt ** 2], axis=-1)
 
 
-def minimality(machine, bayes, history, names, fold, rng):
+def minimality(machine, bayes, history, names, fold, seed):
     """Partial R² of each history feature beyond the belief, and the within/between ratio.
 
     history (T, B, n): features of the history that the belief does not determine (NaN where
@@ -405,7 +411,8 @@ def minimality(machine, bayes, history, names, fold, rng):
     predictions over the same episode folds,
         partial R² = 1 − SSE(belief + state) / SSE(belief only),
     belief = belief_design(bayes) and state = machine.states, both by ridge with λ per column
-    from an inner CV. ≈ 0: the state holds nothing of y that the belief lacks.
+    from an inner CV. ≈ 0: the state holds nothing of y that the belief lacks. Both fits start
+    from default_rng(seed): SSE(belief only) is the same for every machine given one seed.
     Returns {"partial_r2": {name: value}, "within_between_ratio", "within_between_rows",
     "steps_used", "belief_design"}."""
     Xb = belief_design(bayes)
@@ -413,8 +420,8 @@ def minimality(machine, bayes, history, names, fold, rng):
     t_used = np.flatnonzero(usable)
     Y = history[t_used]
     full = np.concatenate([Xb[t_used], machine.states[t_used]], axis=-1)
-    sse_b = _held_out_sse(Xb[t_used], Y, fold, rng)
-    sse_f = _held_out_sse(full, Y, fold, rng)
+    sse_b = _held_out_sse(Xb[t_used], Y, fold, np.random.default_rng(seed))
+    sse_f = _held_out_sse(full, Y, fold, np.random.default_rng(seed))
     ratio = within_between_ratio(machine.states, bayes.states)
     return {"partial_r2": {n: float(1 - f / b) if b > 0 else float("nan")
                            for n, f, b in zip(names, sse_f, sse_b)},
@@ -1052,15 +1059,14 @@ def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episo
     ref = reference(cfg)
     n = min(simulation_episodes, tr.a.shape[1])
     sub = SimpleNamespace(**{key: getattr(tr, key)[:, :n] for key in ("x", "a", "r", "obs", "pi")})
-    rng = np.random.default_rng(seed)
-    fold = episode_folds(n, k, rng)
+    fold = episode_folds(n, k, np.random.default_rng(seed))
     bayes = bayes_machine(cfg, sub, ref)
     agents = {"trained": agent_machine(params, sub, "trained"),
               "untrained": agent_machine(untrained_params(hp, cfg), sub, "untrained")}
-    sim = simulation(agents, bayes, fold, rng)
-    sim["shuffled"] = simulation(agents, bayes, fold, rng, kinds=("linear",), shuffled=True)
+    sim = simulation(agents, bayes, fold, seed)
+    sim["shuffled"] = simulation(agents, bayes, fold, seed, kinds=("linear",), shuffled=True)
     history, names = history_features(cfg, sub.a, sub.r, sub.obs)
-    mini = {net: minimality(m, bayes, history, names, fold, rng) for net, m in agents.items()}
+    mini = {net: minimality(m, bayes, history, names, fold, seed) for net, m in agents.items()}
     return {"simulation": sim, "simulation_episodes": n,
             "minimality": {"partial_r2": {net: m["partial_r2"] for net, m in mini.items()},
                            "within_between_ratio": {net: m["within_between_ratio"]

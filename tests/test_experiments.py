@@ -19,7 +19,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 NOT_A_NUMBER = re.compile(r"\b(?:nan|inf|infinity)\b", re.IGNORECASE)
 CELL_SEPARATOR = re.compile(r"(?<!\\)\|")   # an escaped \| is text inside a cell
-OUTCOMES = ("held", "did not hold", "undecided (needs ≥ 2 seeds)")
+OUTCOMES = ("held", "did not hold", "undecided")
 
 
 def run_cli(*args, timeout=60):

@@ -147,13 +147,13 @@ def test_maps_fitted_to_shuffled_targets_score_about_one():
 def test_belief_network_is_minimal_and_history_network_is_not():
     cfg, (a, r, obs), bayes, net, fold, rng = bandit_belief_network(horizon=15, B=200, seed=3)
     history, names = machines.history_features(cfg, a, r, obs)
-    minimal = machines.minimality(net, bayes, history, names, fold, rng)
+    minimal = machines.minimality(net, bayes, history, names, fold, seed=3)
     # the state adds only a re-coding of columns already in the belief design: held-out
     # partial R² is noise around 0 (≈ ±D_state / N_train ≈ 0.005 here)
     assert all(abs(v) < 0.02 for v in minimal["partial_r2"].values()), minimal["partial_r2"]
     # 0 up to the rounding of a group mean of identical states
     assert minimal["within_between_ratio"] < 1e-20 and minimal["within_between_rows"] > 100
-    raw = machines.minimality(history_network(a, r, 2), bayes, history, names, fold, rng)
+    raw = machines.minimality(history_network(a, r, 2), bayes, history, names, fold, seed=3)
     assert raw["partial_r2"]["reward_t-2"] > 0.5 and raw["within_between_ratio"] > 0.1
 
 
