@@ -44,7 +44,7 @@ Randomness: ``reset(seed)`` draws the tasks and every uniform number the episode
 episodes, and two policies run with the same seed face the same tasks and the same noise
 (common random numbers, which makes their comparison less noisy).
 """
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable
 
 import numpy as np
@@ -78,14 +78,15 @@ class EnvConfig:
 
 # The accepted range of every number of EnvConfig, as (low, high, low_open, high_open).
 # Probabilities that enter Bayes' rule as likelihoods stay off 0 and 1 (a zero likelihood
-# would give 0/0 on a history the model calls impossible); rewards are bounded so that the
-# exact values stay far from overflow.
+# would give 0/0 on a history the model calls impossible; a swap probability of 0 lets the
+# two-step belief reach exactly 0 or 1, whose log-odds are infinite); rewards are bounded so
+# that the exact values stay far from overflow.
 FIELD_RANGES = {
     "prior_a": (1e-3, 1e3, False, False), "prior_b": (1e-3, 1e3, False, False),
     "listen_accuracy": (0.5, 1.0, False, True), "listen_reward": (-1e4, 1e4, False, False),
     "tiger_reward": (-1e4, 1e4, False, False), "treasure_reward": (0.0, 1e4, True, False),
     "common_prob": (0.0, 1.0, False, False), "reward_good": (0.0, 1.0, True, True),
-    "reward_bad": (0.0, 1.0, True, True), "swap_prob": (0.0, 0.5, False, False),
+    "reward_bad": (0.0, 1.0, True, True), "swap_prob": (0.0, 0.5, True, False),
 }
 
 
@@ -128,20 +129,19 @@ def family(name):
 
 def make_config(name="bandit", horizon=None, **values):
     """An EnvConfig with the family's default horizon, checked (check_config)."""
-    cfg = EnvConfig(name=name, horizon=family(name).default_horizon if horizon is None
-                    else horizon, **values)
-    check_config(cfg)
-    return cfg
+    return check_config(EnvConfig(name=name, horizon=family(name).default_horizon
+                                  if horizon is None else horizon, **values))
 
 
 def check_config(cfg):
-    """Raise ValueError, in the user's words, if any field of cfg is of the wrong type, out of
-    its range, or set although the family does not read it."""
+    """cfg with every number as a Python int or float (np.int8(127) + 1 would wrap in the
+    input layout's sums), or ValueError, in the user's words, if any field is of the wrong
+    type, out of its range, or set although the family does not read it."""
     fam = family(cfg.name)
-    check_int(flag("horizon"), cfg.horizon, 1, MAX_HORIZON)
-    check_int(flag("arms"), cfg.arms, 2, MAX_ARMS)
-    for name, (low, high, low_open, high_open) in FIELD_RANGES.items():
-        check_float(flag(name), getattr(cfg, name), low, high, low_open, high_open)
+    cfg = replace(cfg, horizon=check_int(flag("horizon"), cfg.horizon, 1, MAX_HORIZON),
+                  arms=check_int(flag("arms"), cfg.arms, 2, MAX_ARMS),
+                  **{name: check_float(flag(name), getattr(cfg, name), *bounds)
+                     for name, bounds in FIELD_RANGES.items()})
     default = EnvConfig()
     for f in fields(EnvConfig):
         if f.name not in ("name", "horizon", *fam.fields) and getattr(cfg, f.name) != getattr(default, f.name):
@@ -149,6 +149,7 @@ def check_config(cfg):
             raise ValueError(f"{flag(f.name)} does not apply to {cfg.name} (it applies to: "
                              f"{', '.join(users) or 'no env'}); leave it at its default "
                              f"{getattr(default, f.name)}")
+    return cfg
 
 
 def n_actions(cfg):
@@ -219,8 +220,10 @@ class BatchEnv:
         self.n_act, self.n_in, self.scale = n_actions(self.cfg), n_inputs(self.cfg), reward_scale(self.cfg)
 
     def reset(self, seed):
-        """Sample B tasks and the episode's noise; return the first input x_0 (B, n_in)."""
-        rng = np.random.default_rng(seed)
+        """Sample B tasks and the episode's noise; return the first input x_0 (B, n_in).
+        seed: an integer ≥ 0 or a np.random.Generator (None would not be reproducible)."""
+        rng = seed if isinstance(seed, np.random.Generator) else \
+            np.random.default_rng(check_int("seed", seed, 0))
         cfg, B = self.cfg, self.batch
         self.tasks = self.family.sample_tasks(cfg, rng, B)
         if self.family.loadings is not None:
@@ -233,8 +236,8 @@ class BatchEnv:
 
     def step(self, actions):
         """Apply actions (B,) integers in [0, A); return (x_{t+1}, r_t, done)."""
-        if self.t >= self.cfg.horizon:
-            raise RuntimeError("episode is over: call reset() before step()")
+        if self.noise is None or self.t >= self.cfg.horizon:
+            raise RuntimeError("no episode is running: call reset(seed) before step()")
         a = self.checked_actions(actions)
         r = self.family.step(self, a, self.noise[self.t])
         self.t += 1
@@ -258,8 +261,11 @@ class BatchEnv:
 
 
 def make_env(cfg, batch, dtype=np.float64):
-    """A BatchEnv running `batch` episodes of cfg; inputs x are of `dtype`."""
-    check_config(cfg)
+    """A BatchEnv running `batch` episodes of cfg; inputs x are of `dtype` (float64 or
+    float32: t/T and the scaled rewards are fractions)."""
+    cfg = check_config(cfg)
+    if np.dtype(dtype) not in (np.float64, np.float32):
+        raise ValueError(f"the env's input dtype must be float64 or float32, got {np.dtype(dtype)}")
     check_int("batch (episodes)", batch, 1)
     return BatchEnv(cfg=cfg, batch=batch, dtype=dtype)
 

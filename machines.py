@@ -42,7 +42,7 @@ import belief
 import envs
 import metarl
 import probe
-from boundary import new_figure, save_png
+from boundary import check_shape, new_figure, save_png
 
 FOLDS = 5              # outer K-fold over episodes, as probe.FOLDS
 INNER_FOLDS = 3        # inner folds choosing ridge λ (3, not 5: the Gram matrix is the cost)
@@ -52,7 +52,7 @@ MIN_SD = 1e-3          # coordinates whose one-step change (or value) has a smal
                        # dropped: dead or saturated LSTM units (|h| ≤ 1, so absolute scale)
 CONTROL_WINDOW = 3     # events the splice control remembers (control_run): after 3 steps it
                        # carries nothing of a donor, while 3 events already move a belief a lot
-TIE_TOL = 1e-9         # Q gaps this small are DP rounding, not a preference (belief.TIE_TOL)
+TIE_TOL = belief.TIE_TOL   # Q gaps this small are DP rounding, not a preference
 
 
 # ==========================================================================================
@@ -97,6 +97,7 @@ def agent_machine(params, tr, name="agent"):
     P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     H = P["U"].shape[0]
     x = np.ascontiguousarray(tr.x, dtype=np.float64)                      # (T, B, I)
+    check_shape("the recorded inputs x", x, (None, None, P["W"].shape[0]))  # kernels index them
     T, B = x.shape[:2]
     states = np.empty((T, B, 2 * H))                                      # (T, B, 2H)
     h, c = np.zeros((B, H)), np.zeros((B, H))
@@ -105,6 +106,7 @@ def agent_machine(params, tr, name="agent"):
         states[t] = np.concatenate([h, c], axis=1)
 
     def step(S, t):
+        check_shape("a state of the agent machine", S, (B, 2 * H))
         h, c = np.ascontiguousarray(S[:, :H]), np.ascontiguousarray(S[:, H:])
         h_new, c_new, _ = metarl.lstm_step(x[t + 1], h, c, P["W"], P["U"], P["b"])
         return np.concatenate([h_new, c_new], axis=1)
@@ -994,8 +996,10 @@ def two_step_coordinates(cfg, beliefs):
 def two_step_step(cfg, S, a, r, obs):
     """The HMM filter (belief.two_step_belief_step) on λ = logit P(A good): λ' = logit f(σ(λ))."""
     p = 1.0 / (1.0 + np.exp(-S[:, 0]))
-    p = belief.two_step_belief_step(np.ascontiguousarray(p), np.asarray(r, np.float64),
-                                    np.ascontiguousarray(obs, dtype=np.float64), cfg.reward_good,
+    r, obs = np.asarray(r, np.float64), np.ascontiguousarray(obs, dtype=np.float64)
+    check_shape("rewards", r, p.shape)          # the kernel indexes r and obs by episode
+    check_shape("obs", obs, (len(p), None))
+    p = belief.two_step_belief_step(np.ascontiguousarray(p), r, obs, cfg.reward_good,
                                     cfg.reward_bad, cfg.swap_prob)
     return _logit(p)[:, None]
 
@@ -1045,20 +1049,24 @@ def history_features(cfg, a, r, obs):
 # All four analyses of one agent
 # ==========================================================================================
 def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episodes=500):
-    """Simulation, minimality, splicing and value loss of the agent (params, hp), trained and
-    untrained (its initial weights driven by the same inputs) on the same episodes and folds.
+    """Simulation, minimality, splicing and value loss of the agent (params, hp). Simulation
+    and minimality compare it with its untrained network (initial weights driven by the same
+    inputs) on the same episodes and folds; splicing and value loss are of the trained agent.
 
     tr: the agent's recorded episodes (metarl.rollout); simulation and minimality use its first
     `simulation_episodes` (the MLP maps are the cost), value loss all of them; splicing runs
     `splice_episodes` fresh ones (stream(seed, SPLICE_STREAM)). Returns the JSON-ready dict
     {"simulation": {direction: {measure: {network: {kind: value}}}, "shuffled": the same for
-    maps fitted to shuffled targets (linear), the null}, "minimality": {"partial_r2":
-    {network: {feature: value}}, "within_between_ratio": {network: value}, ...}, "splice":
-    splice_test's result, "value_loss": value_loss's result}."""
+    maps fitted to shuffled targets (linear), the null}, "bayes_coordinates" and
+    "bayes_features": what the Bayes machine's state and the maps' belief features are,
+    "minimality": {"partial_r2": {network: {feature: value}}, "within_between_ratio":
+    {network: value}, ...}, "splice": splice_test's result, "value_loss": value_loss's
+    result}."""
     cfg = metarl.env_config(hp)
+    metarl.check_param_shapes(params, cfg)   # agent_machine's kernels index them unchecked
     ref = reference(cfg)
     n = min(simulation_episodes, tr.a.shape[1])
-    sub = SimpleNamespace(**{key: getattr(tr, key)[:, :n] for key in ("x", "a", "r", "obs", "pi")})
+    sub = SimpleNamespace(**{key: getattr(tr, key)[:, :n] for key in ("x", "a", "r", "obs")})
     fold = episode_folds(n, k, np.random.default_rng(seed))
     bayes = bayes_machine(cfg, sub, ref)
     agents = {"trained": agent_machine(params, sub, "trained"),
@@ -1067,7 +1075,10 @@ def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episo
     sim["shuffled"] = simulation(agents, bayes, fold, seed, kinds=("linear",), shuffled=True)
     history, names = history_features(cfg, sub.a, sub.r, sub.obs)
     mini = {net: minimality(m, bayes, history, names, fold, seed) for net, m in agents.items()}
+    fam = family(cfg)
     return {"simulation": sim, "simulation_episodes": n,
+            "bayes_coordinates": fam.coordinate_names(cfg),
+            "bayes_features": fam.feature_names(cfg),
             "minimality": {"partial_r2": {net: m["partial_r2"] for net, m in mini.items()},
                            "within_between_ratio": {net: m["within_between_ratio"]
                                                     for net, m in mini.items()},

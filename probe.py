@@ -117,7 +117,7 @@ class RidgeFit:
 
 
 def ridge_fit(X, Y, lam):
-    """Ridge regression in closed form, checked inputs. See ``_ridge_path`` for the equation."""
+    """Ridge regression in closed form, checked inputs. See ``ridge_path`` for the equation."""
     X, Y = _check_xy(X, Y)
     lam = _check_lambdas([lam])[0]
     return _ridge_path(X, Y, [lam])[0]
@@ -413,7 +413,8 @@ def r2_bar_plot(features, r2, r2_sd, path):
     controls), on a log axis: R² near 1 for trained and untrained alike would hide the gap.
 
     r2, r2_sd: dicts condition → (M,) arrays, plotted side by side in dict order; error bars
-    are the std over folds (clipped below at 1e-4 for the log axis)."""
+    are the std over folds, shortened where they would reach below 1e-4 (the log axis cannot
+    show ≤ 0; the bars are symmetric, so the upper one is shortened alike)."""
     fig, axes = new_figure(width=6.0)
     ax = axes[0, 0]
     x = np.arange(len(features))
@@ -478,9 +479,9 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULAT
     comes with the fold-paired SE, sd over folds of the per-fold gap / √k.
     Behaviour: KL(Bayes-optimal (ties split evenly) ‖ agent) and the agreement rate of the
     agent's most likely action with the Bayes-optimal (or belief-greedy) actions.
-    Beyond decoding (machines.analyse, on the same episodes): state-machine simulation both
-    ways, minimality, state splicing and where the agent loses value, each for the trained
-    and the untrained network.
+    Beyond decoding (machines.analyse): state-machine simulation both ways and minimality,
+    trained against untrained on the first of these episodes; state splicing (fresh
+    episodes) and where the agent loses value, for the trained agent.
     Returns (summary dict for JSON, arrays for plots)."""
     import machines   # imported here: machines builds on this module's ridge probes
     cfg = metarl.env_config(hp)

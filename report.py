@@ -27,11 +27,12 @@ from boundary import atomic_write, focus_on_plateau, new_figure, save_png
 LEVEL = 0.95   # every limit is one-sided at 95 %, with the t quantile of n − 1 df over seeds
 # §1: the regret against the oracle relative to the Bayes-optimal regret (two-step: to the
 # belief-greedy regret). 1.25 is a quarter more regret than Bayes-optimal; the best classical
-# baselines need 1.6 (Thompson sampling, greedy on the 2-arm bandit) and 3.0 (model-free TD).
+# baselines need 1.6 (Thompson sampling, greedy on the 2-arm bandit) and 3.0 (model-free TD);
+# on the dependent bandit greedy *is* Bayes-optimal (both arms inform about the one p).
 REGRET_RATIO_MARGIN = 1.25
 # §1, Tiger: the gap to Bayes-optimal relative to the gap between Bayes-optimal and the best
 # trivial policy (always listen, −20 at T = 20): 0.015 is ≈ 0.6 of return, less than the
-# listen-twice heuristic's 0.74.
+# 0.81 (ratio 0.020) of the best listen-k heuristic (listen until |hearing difference| = 2).
 TIGER_GAP_MARGIN = 0.015
 TRIVIAL_POLICIES = ("random", "always_listen")
 NEAR_OPTIMAL_MEASURE = {"bandit": "regret", "dependent-bandit": "regret", "two-step": "regret",
@@ -43,8 +44,7 @@ SHIFT_POSITION_MAX = 0.5  # §3: |position| of the agent: nearer the training-pr
 HYBRID_W_MIN = 0.5       # §4: the hybrid model's weight on model-based values
 
 # Fixed colours, so a condition has the same colour in every figure.
-COLOURS = {"trained": "C0", "untrained": "C1", "memoryless": "C2", "shuffled": "C3",
-           "reference": "k"}
+COLOURS = {"trained": "C0", "untrained": "C1", "memoryless": "C2", "shuffled": "C3"}
 
 
 @dataclass
@@ -207,7 +207,10 @@ def near_optimal_section(results, out):
                   f"mean ± SE over seeds, the one-sided upper {LEVEL:.0%} limit (t, n − 1 df) and "
                   "the margin it must stay below. Crosses: the best classical baseline's value of "
                   "the same measure.")],
-        notes=[])
+        notes=["The references are exact values where the Bayes-optimal policy is computed "
+               "exactly (bandits, Tiger); two-step's belief-greedy return is one Monte-Carlo "
+               "run (SE in the baselines table), whose error is not carried into the limits: "
+               "it shifts every seed's ratio alike."])
 
 
 def curve_references(results, name):
@@ -271,7 +274,7 @@ def near_optimal_figure(raw, numbers, path):
                            label=f"upper {LEVEL:.0%} limit" if x == 0 else None)
             refs = raw[env]["references"]
             best = refs["policies"][best_classical(refs["policies"])]
-            classical = near_optimal_measure(kind, [best, best], refs)["mean"]
+            classical = near_optimal_measure(kind, [best], refs)["mean"]
             ax.scatter(x - 0.3, classical, marker="x", color="C2",
                        label="best classical" if x == 0 else None)
         ax.axhline(margin, color="C3", ls="--", lw=1, label="margin")
@@ -309,9 +312,9 @@ def belief_state_numbers(seeds):
     snapshots = [[point["updates"] for point in s["over_training"]] for s in seeds]
     gaps = [[point["r2"] - s["over_training"][0]["r2"] for point in s["over_training"]]
             for s in seeds]   # snapshot 0 is the untrained network
-    growth = summary(g[-1] - g[1] for g in gaps)
-    decodable = all(decode[f]["trained"]["lcl"] is not None
-                    and decode[f]["trained"]["lcl"] >= DECODE_R2_MIN
+    after_one = snapshots[0].index(1)   # the snapshot after the first update
+    growth = summary(g[-1] - g[after_one] for g in gaps)
+    decodable = all(decode[f]["trained"]["lcl"] >= DECODE_R2_MIN
                     and all(margins[f][c]["lcl"] >= CONTROL_MARGIN for c in ("memoryless", "shuffled"))
                     for f in means) if len(probes) > 1 else None
     return {"features": probes[0]["features"], "means": means, "decode": decode,
@@ -339,7 +342,7 @@ def belief_states_section(results, out):
 
     verdicts = [
         Verdict(claim="The exact posterior is linearly decodable from the trained agent's state, "
-                      "and not from the current input or from other episodes' states.",
+                      "well beyond what the current input alone or other episodes' states give.",
                 criterion=f"In every env, for each posterior mean: lower {LEVEL:.0%} limit over "
                           f"seeds of the held-out R² from [h, c] ≥ {DECODE_R2_MIN}, and of its "
                           f"margin over the memoryless and the shuffled controls (paired by "
@@ -508,6 +511,14 @@ def belief_test_numbers(seeds):
         "partial_r2": paired(probes, partial),
         "ratio": paired(probes, lambda p, net: p["minimality"]["within_between_ratio"][net])}
     held = {k: below(upper_one_sided(v), 0.0) for k, v in tests.items()}
+    # a simulation must also beat its own null (1: the mean one-step change; the agent's
+    # average policy), not only the untrained network
+    for key, value in (("a2b_state", sim("agent_to_bayes", "state_dissimilarity")),
+                       ("a2b_output", sim("agent_to_bayes", "output_kl_relative")),
+                       ("b2a_state", sim("bayes_to_agent", "state_dissimilarity"))):
+        alone = summary(value(p, "trained") for p in probes)
+        tests[f"{key}_trained"] = alone
+        held[key] = all_held([held[key], below(alone["ucl"], 1.0)])
     splice = summary(p["splice"]["agreement_spliced"] - p["splice"]["agreement_recipient"]
                      for p in probes)
     splice_vs_control = stats.paired_difference(
@@ -530,13 +541,21 @@ def belief_tests_section(results, out):
     value_loss_figure(numbers, os.path.join(out, "fig2_value_loss.png"))
 
     def measured(key):
-        return "; ".join(f"{env}: {pm(m['tests'][key])} → {outcome(m['held'][key])}"
+        def one(m):
+            alone = m["tests"].get(f"{key}_trained")
+            return pm(m["tests"][key]) + ("" if alone is None else f" (trained {pm(alone)})")
+        return "; ".join(f"{env}: {one(m)} → {outcome(m['held'][key])}"
                          for env, m in numbers.items()) + f"; n = {n}"
 
     prediction = (f"In every env: upper {LEVEL:.0%} limit (t, n − 1 df) of trained − untrained, "
-                  "paired by seed (same episodes, folds and maps), < 0.")
-    def versus_untrained(key, claim, criterion):
-        return Verdict(claim=claim, criterion=f"{criterion} {prediction}", measured=measured(key),
+                  "paired by seed (same episodes and folds; maps fitted alike, from the same "
+                  "generator), < 0")
+    own_null = (f", and upper {LEVEL:.0%} limit of the trained network's value < 1 (its null: "
+                "no better than the mean change, or than the agent's mean policy)")
+
+    def versus_untrained(key, claim, criterion, null=""):
+        return Verdict(claim=claim, criterion=f"{criterion} {prediction}{null}.",
+                       measured=measured(key),
                        held=all_held(m["held"][key] for m in numbers.values()))
 
     verdicts = [
@@ -544,16 +563,16 @@ def belief_tests_section(results, out):
                          "from the mapped agent state lands where the next agent state maps "
                          "(agent → Bayes), better for the trained network than the untrained "
                          "one.", "State dissimilarity (0 perfect, 1 = the mean one-step change), "
-                         "one-hidden-layer map."),
+                         "one-hidden-layer map.", own_null),
         versus_untrained("a2b_output", "The Bayes-optimal policy at the mapped agent state "
                          "predicts the agent's policy better for the trained network than the "
                          "untrained one.", "KL(Bayes at φ(s) ‖ agent) relative to the same "
-                         "against the agent's mean policy, one-hidden-layer map."),
+                         "against the agent's mean policy, one-hidden-layer map.", own_null),
         versus_untrained("b2a_state", "The agent simulates the Bayes filter: one LSTM step from "
                          "the mapped belief lands where the next belief maps (Bayes → agent), "
                          "better for the trained network than the untrained one.",
                          "State dissimilarity of one LSTM step from ψ(b_t), one-hidden-layer "
-                         "map."),
+                         "map.", own_null),
         versus_untrained("partial_r2", "Training makes the state more minimal: it holds less of "
                          "the history that the belief does not determine.", "Held-out partial "
                          "R² beyond the belief (mean over the history features)."),
@@ -622,8 +641,10 @@ def belief_tests_section(results, out):
                  f"(n = {n}; steps summed over seeds).",
                  ["env", "machine", "spliced (i)", "recipient (ii)", "own", "steps"], splice_rows),
                 ("Value loss: Σ_a π(a|s_t) (max Q*(b_t) − Q*(b_t, a)) per step and per episode; "
-                 "by the performance-difference identity its episode sum equals V*_0 − return, "
-                 f"checked in the last column (n = {n}).",
+                 "by the performance-difference identity its episode sum has the expectation "
+                 "V*_0 − return: the last column should be 0 within its SE, a weak check at "
+                 "this number of episodes, whose return noise exceeds the losses themselves "
+                 f"(n = {n}).",
                  ["env", "per step", "per episode", "per-episode sum − (V*_0 − return)"],
                  value_rows)],
         figures=[("fig2_simulation.png",

@@ -167,7 +167,11 @@ def with_one_sided_test(summary):
         return {**summary, "lower_one_sided": None, "greater": None, "p_greater": None}
     d, se, df = summary["mean"], summary["stderr"], summary["df"]
     lower = d - t_quantile(summary["level"], df) * se
-    p = (0.0 if d > 0 else 1.0) if se == 0 else 1.0 - t_cdf(d / se, df)
+    if se == 0:
+        p = 0.0 if d > 0 else 1.0
+    else:   # P(T ≥ d/se): the upper tail directly, so that a small p keeps its digits
+        x = d / se
+        p = t_upper_tail(x, df) if x >= 0 else 1.0 - t_upper_tail(-x, df)
     return {**summary, "lower_one_sided": float(lower), "greater": bool(lower > 0),
             "p_greater": float(p)}
 

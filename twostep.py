@@ -17,7 +17,8 @@ behaviour (fit_hybrid), and the largest interaction over a grid of model-free TD
 
 Trials of one episode are dependent (they share the task and the learner's values), so every
 SE here resamples or sums whole episodes (stats.cluster_bootstrap; the clustered sandwich);
-SEs that treat trials as independent are kept beside them only under the key "se_iid".
+SEs that treat trials as independent are kept beside them only for comparison, under the
+keys "se_iid" (stay probabilities) and "se_hessian" (the hybrid fit).
 
 Works on the arrays of any policy (actions (T, B), rewards (T, B), obs (T, B, 2) with
 obs = one_hot(state)), e.g. from belief.run_policy or metarl.rollout. Beliefs and reference
@@ -31,7 +32,7 @@ from numba import njit
 
 import belief
 from boundary import atomic_write, check_float
-from envs import check_history
+from envs import check_history, make_config
 from stats import cluster_bootstrap
 
 CELLS = ("common rewarded", "rare rewarded", "common unrewarded", "rare unrewarded")
@@ -56,11 +57,23 @@ def stay_trials(actions, rewards, obs):
     return stay.ravel(), x_r.ravel(), x_c.ravel()
 
 
+def check_two_step_history(actions, rewards, obs):
+    """Episodes as the two-step env makes them (envs.check_history at their own length, ≥ 2
+    trials: a stay needs a previous trial), or ValueError; as int64 / float64 arrays."""
+    actions = np.asarray(actions)
+    T = actions.shape[0] if actions.ndim == 2 else 0
+    if T < 2:
+        raise ValueError(f"two-step episodes need shape (T, B) with T >= 2 trials, got "
+                         f"{actions.shape}")
+    return check_history(make_config("two-step", horizon=T), actions, rewards, obs)
+
+
 def stay_counts(actions, rewards, obs):
     """Per-episode counts of the four CELLS, (B, 2, 4): [e, 0] trials n, [e, 1] stays k.
 
     The sufficient statistics of every stay-probability estimate, and the unit the cluster
     bootstrap resamples (an episode), so that 1000 replicates cost a sum over (B, 8) each."""
+    actions, rewards, obs = check_two_step_history(actions, rewards, obs)
     T, B = actions.shape
     stay, x_r, x_c = (v.reshape(T - 1, B) for v in stay_trials(actions, rewards, obs))
     cell = 2 * (x_r < 0) + (x_c < 0)  # (T − 1, B) index into CELLS
@@ -284,6 +297,10 @@ def hybrid_log_likelihood(params, cfg, actions, rewards, obs):
     parameters out of range, before the kernel indexes with them."""
     if cfg.name != "two-step":
         raise ValueError(f"the hybrid learner is a model of the two-step task, not {cfg.name}")
+    if sorted(params) != sorted(HYBRID_PARAMS):
+        raise ValueError(f"the hybrid learner's parameters are {', '.join(HYBRID_PARAMS)}, got "
+                         f"{', '.join(params)}")
+    check_two_step_history(actions, rewards, obs)   # ≥ 2 trials
     actions, rewards, obs = check_history(cfg, actions, rewards, obs)
     alpha, lam, w = (check_float(name, params[name], 0.0, 1.0) for name in ("alpha", "lam", "w"))
     beta = check_float("beta", params["beta"], 0.0, np.inf)
@@ -356,7 +373,10 @@ def fit_hybrid(cfg, actions, rewards, obs, start=None, beta_max=BETA_MAX):
     BFGS with the analytic gradient (bfgs_from_bounds), from `start` (default α = λ = w = ½,
     β = 5, p = 0). A parameter whose |θ| ends beyond AT_BOUND sits at a bound of its range
     (e.g. β → β_max for a deterministic policy, w → 0 for a model-free one); it is reported in
-    at_bound, held fixed, and its SE is nan.
+    at_bound and left out of the Hessian and the sandwich (it stays free in BFGS), and its SE
+    is nan. The perseveration p has no bound: with choices the model predicts exactly (an
+    agent that always stays) its SE can come out small although p and β trade off; check
+    converged and the estimates, not only the SEs.
 
     SEs: the agent is not a hybrid learner and an episode's trials are dependent, so the
     covariance of θ̂ is the sandwich clustered by episode (White 1982; cluster-robust),
@@ -367,7 +387,8 @@ def fit_hybrid(cfg, actions, rewards, obs, start=None, beta_max=BETA_MAX):
     to (α, λ, w, β, p) by the delta method (Jacobian of params_from_theta)."""
     data = (cfg, actions, rewards, obs)
     start = {"alpha": 0.5, "lam": 0.5, "w": 0.5, "beta": 5.0, "p": 0.0} if start is None else start
-    if not (all(0 < start[k] < 1 for k in ("alpha", "lam", "w")) and 0 < start["beta"] < beta_max):
+    if sorted(start) != sorted(HYBRID_PARAMS) or not (
+            all(0 < start[k] < 1 for k in ("alpha", "lam", "w")) and 0 < start["beta"] < beta_max):
         raise ValueError(f"the start needs α, λ, w in (0, 1) and β in (0, {beta_max}), got {start}")
     B = np.shape(actions)[1]
     if B < 2:
@@ -385,7 +406,10 @@ def fit_hybrid(cfg, actions, rewards, obs, start=None, beta_max=BETA_MAX):
     H = hessian_from_gradient(lambda th: hybrid_objective(th, data, beta_max)[1].sum(axis=0),
                               theta, free)
     M = B / (B - 1) * g[:, free].T @ g[:, free]
-    H_inv = np.linalg.inv(H)
+    try:
+        H_inv = np.linalg.inv(H)
+    except np.linalg.LinAlgError:   # a flat direction of the likelihood: no SE, not a crash
+        H_inv = np.full_like(H, np.nan)
     params, jacobian = params_from_theta(theta, beta_max)
     with np.errstate(invalid="ignore"):  # −H not positive definite: nan SE, not a crash
         se_free = jacobian[free] * np.sqrt(np.diag(H_inv @ M @ H_inv))

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from fractions import Fraction
 from functools import partial
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import envs
 import machines
 import metarl
 import probe
+import twostep
 
 REPO = Path(__file__).resolve().parent.parent
 HUGE = "1000000000000000"   # 1e15: more memory than any machine has, for any per-item size
@@ -393,6 +395,82 @@ def test_bayes_q_refuses_counts_that_are_not_a_state_of_the_dp():
         belief.bayes_q(dp, cfg, good, 5)
     with pytest.raises(ValueError, match="must be >= 0"):
         belief.bayes_q(dp, cfg, {"alpha": np.array([[0.0, 3.0]]), "beta": np.ones((1, 2))}, 1)
+
+
+def test_bayes_q_refuses_a_belief_or_a_dp_of_other_tasks():
+    """Both used to reach the kernel, which then read past the end of its tables."""
+    cfg = envs.make_config("bandit", horizon=5)
+    dp = belief.bayes_dp(cfg)
+    wide = {"alpha": np.ones((1, 10)), "beta": np.ones((1, 10))}
+    with pytest.raises(ValueError, match=re.escape("must have shape (any, 4)")):
+        belief.bayes_q(dp, cfg, wide, 0)
+    for other in (envs.make_config("dependent-bandit", horizon=5),
+                  envs.make_config("bandit", horizon=5, arms=3),
+                  envs.make_config("bandit", horizon=5, prior_a=2.0),
+                  envs.make_config("bandit", horizon=6)):
+        with pytest.raises(ValueError, match="built for other tasks"):
+            belief.bayes_q(dp, other, belief.belief_filter(other)[0](other, 1), 0)
+
+
+@pytest.mark.parametrize("actions, message", [
+    (np.array([-100000000, 0]), "actions must lie in [0, 2)"),
+    (np.array([7, 0]), "actions must lie in [0, 2)"),
+    (np.array([0.5, 1.0]), "actions must be an array of integers"),
+])
+def test_the_public_belief_update_checks_its_step(actions, message):
+    cfg = envs.make_config("bandit", horizon=5)
+    prior, update = belief.belief_filter(cfg)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        update(cfg, prior(cfg, 2), actions, np.zeros(2), np.zeros((2, 0)))
+
+
+def test_a_policy_that_returns_floats_is_refused_not_truncated():
+    cfg = envs.make_config("bandit", horizon=3)
+    with pytest.raises(ValueError, match="actions must be an array of integers"):
+        belief.run_policy(cfg, lambda past, rng: np.array([0.9, 1.7]), 2, seed=0)
+
+
+def test_configs_are_stored_as_python_numbers_and_envs_refuse_misuse():
+    cfg = envs.make_config("tiger", horizon=np.int8(127), listen_accuracy=Fraction(17, 20))
+    assert type(cfg.horizon) is int and type(cfg.listen_accuracy) is float
+    assert envs.n_inputs(cfg) > 127                 # np.int8 arithmetic would have wrapped
+    with pytest.raises(ValueError, match="--swap-prob must be a finite number in"):
+        envs.make_config("two-step", swap_prob=0.0)
+    with pytest.raises(ValueError, match="input dtype must be float64 or float32"):
+        envs.make_env(cfg, 2, np.int64)
+    env = envs.make_env(cfg, 2)
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(np.zeros(2, dtype=np.int64))
+    for seed in (None, 1.5, -1):
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+            env.reset(seed)
+
+
+def test_the_dp_error_names_a_state_count_beyond_float_range(tmp_path):
+    before = snapshot(tmp_path)
+    done = run("belief.py", "baselines", "--arms", "100", "--horizon", "10000",
+               "--episodes", "10", cwd=tmp_path)
+    assert_refused(done, "states, more than the limit", before, tmp_path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("float actions", "actions must be an array of integers"),
+    ("one trial", "T >= 2 trials"),
+    ("reward 7", "rewards"),
+])
+def test_two_step_behaviour_checks_its_episodes(damage, message):
+    cfg = envs.make_config("two-step", horizon=6)
+    a, r, o = history(cfg)
+    if damage == "float actions":
+        a = a.astype(float)
+    elif damage == "one trial":
+        a, r, o = a[:1], r[:1], o[:1]
+    else:
+        r = r + 7
+    with pytest.raises(ValueError, match=message):
+        twostep.stay_analysis(a, r, o)
+    with pytest.raises(ValueError, match=message):
+        twostep.fit_hybrid(cfg, a, r, o)
 
 
 # --- one record per family: a fifth family plugs in by adding one record per module --------

@@ -101,3 +101,17 @@ def test_undecided_with_one_seed_and_failed_if_any_failed():
     assert report.all_held([True, None]) is None
     assert report.all_held([None, False, True]) is False
     assert report.all_held([True, True]) is True
+
+
+def test_the_shift_position_is_undecided_where_the_two_bayes_policies_are_too_close():
+    """An agent that follows the TEST prior with its usual excess e lands at u = 1 − e / gap:
+    inside the band |u| < 0.5 once gap < 2e, so there the test must not decide."""
+    gap, e = 0.3, 0.25
+    follows_test_prior = report.summary(1 - e / gap + np.array([-0.01, 0.0, 0.01]))
+    assert abs(follows_test_prior["mean"]) < report.SHIFT_POSITION_MAX   # it would pass ...
+    assert report.position_verdict(follows_test_prior, gap, e) is None   # ... so: undecided
+    near_training = report.summary(np.array([-0.05, 0.0, 0.05]))
+    assert report.position_verdict(near_training, 1.0, e) is True
+    assert report.position_verdict(report.summary(np.array([0.9, 1.0, 1.1])), 1.0, e) is False
+    assert report.position_verdict(report.summary(np.array([-0.3, 0.3, -0.6, 0.6])), 1.0, e) \
+        is False   # the mean is 0 but the noise reaches past the band: not shown
