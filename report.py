@@ -548,7 +548,7 @@ def belief_tests_section(results, out):
                          for env, m in numbers.items()) + f"; n = {n}"
 
     prediction = (f"In every env: upper {LEVEL:.0%} limit (t, n − 1 df) of trained − untrained, "
-                  "paired by seed (same episodes and folds; maps fitted alike, from the same "
+                  "paired by seed (same episodes and folds, every fit from the same "
                   "generator), < 0")
     own_null = (f", and upper {LEVEL:.0%} limit of the trained network's value < 1 (its null: "
                 "no better than the mean change, or than the agent's mean policy)")

@@ -300,7 +300,6 @@ def hybrid_log_likelihood(params, cfg, actions, rewards, obs):
     if sorted(params) != sorted(HYBRID_PARAMS):
         raise ValueError(f"the hybrid learner's parameters are {', '.join(HYBRID_PARAMS)}, got "
                          f"{', '.join(params)}")
-    check_two_step_history(actions, rewards, obs)   # ≥ 2 trials
     actions, rewards, obs = check_history(cfg, actions, rewards, obs)
     alpha, lam, w = (check_float(name, params[name], 0.0, 1.0) for name in ("alpha", "lam", "w"))
     beta = check_float("beta", params["beta"], 0.0, np.inf)
@@ -385,6 +384,7 @@ def fit_hybrid(cfg, actions, rewards, obs, start=None, beta_max=BETA_MAX):
 
     over the free parameters, with H by central differences of the analytic gradient, mapped
     to (α, λ, w, β, p) by the delta method (Jacobian of params_from_theta)."""
+    check_two_step_history(actions, rewards, obs)   # ≥ 2 trials: else nothing identifies θ
     data = (cfg, actions, rewards, obs)
     start = {"alpha": 0.5, "lam": 0.5, "w": 0.5, "beta": 5.0, "p": 0.0} if start is None else start
     if sorted(start) != sorted(HYBRID_PARAMS) or not (
