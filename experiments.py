@@ -207,8 +207,7 @@ def train_agent(name, hp, snapshot_updates):
     keeping its learning curve (the batch's mean return at every update, averaged over
     CURVE_POINTS equal blocks of updates)."""
     cfg = metarl.env_config(hp)
-    snapshots = {0: metarl.init_params(envs.n_inputs(cfg), hp.hidden, envs.n_actions(cfg),
-                                       metarl.stream(hp.seed), np.dtype(hp.dtype))}
+    snapshots = {0: metarl.initial_params(hp, cfg)}
     returns = np.empty(hp.updates)
 
     def keep_snapshot(u, params, stats):
@@ -366,9 +365,7 @@ def crossed_decoding(agent, train_cfg, test_cfg, scale):
     of the contrast that the probe's construction alone produces. Run on the control agent
     (trained on the test tasks) it gives how an in-distribution agent's state reads."""
     own_cfg, seed = metarl.env_config(agent.hp), agent.hp.seed
-    initial = metarl.init_params(envs.n_inputs(own_cfg), agent.hp.hidden,
-                                 envs.n_actions(own_cfg), metarl.stream(seed),
-                                 agent.params["U"].dtype)
+    initial = metarl.initial_params(agent.hp, own_cfg)
     own = metarl.rollout(agent.params, own_cfg, scale.probe_episodes,
                          metarl.stream(seed, probe.PROBE_STREAM))
     test = metarl.rollout(agent.params, test_cfg, scale.probe_episodes,

@@ -117,12 +117,6 @@ def agent_machine(params, tr, name="agent"):
     return Machine(name=name, states=states, step=step, policy=policy)
 
 
-def untrained_params(hp, cfg):
-    """The network's initial weights, as metarl.train draws them (stream(hp.seed)), float64."""
-    return metarl.init_params(envs.n_inputs(cfg), hp.hidden, envs.n_actions(cfg),
-                              metarl.stream(hp.seed), np.float64)
-
-
 def bayes_machine(cfg, tr, ref, name="Bayes"):
     """The exact Bayes filter as a Machine, from the family pieces of cfg's task family.
 
@@ -1070,7 +1064,7 @@ def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episo
     fold = episode_folds(n, k, np.random.default_rng(seed))
     bayes = bayes_machine(cfg, sub, ref)
     agents = {"trained": agent_machine(params, sub, "trained"),
-              "untrained": agent_machine(untrained_params(hp, cfg), sub, "untrained")}
+              "untrained": agent_machine(metarl.initial_params(hp, cfg, np.float64), sub, "untrained")}
     sim = simulation(agents, bayes, fold, seed)
     sim["shuffled"] = simulation(agents, bayes, fold, seed, kinds=("linear",), shuffled=True)
     history, names = history_features(cfg, sub.a, sub.r, sub.obs)

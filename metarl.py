@@ -146,6 +146,13 @@ def env_config(hp):
 # ------------------------------------------------------------------------------------------
 # Model: parameters
 # ------------------------------------------------------------------------------------------
+def initial_params(hp, cfg, dtype=None):
+    """The weights `train` starts hp's run from (init_params on stream(hp.seed)), in hp.dtype
+    unless `dtype` is given: the untrained network that the probes compare with."""
+    return init_params(envs.n_inputs(cfg), hp.hidden, envs.n_actions(cfg), stream(hp.seed),
+                       np.dtype(hp.dtype if dtype is None else dtype))
+
+
 def init_params(n_in, H, A, rng, dtype=np.float64):
     """Parameters as a dict of arrays; the gates are stacked as [i, f, o, g] along 4H.
 
@@ -674,7 +681,7 @@ def train(hp, out, resume=False, log=print_now, on_update=None):
     on_update(u, params, stats), if given, is called after update u (e.g. to keep snapshots).
     Returns the trained parameters."""
     check_hyperparameters(hp)
-    cfg, dtype = env_config(hp), np.dtype(hp.dtype)
+    cfg = env_config(hp)
     check_memory(training_bytes(hp, cfg), f"training with --batch {hp.batch}, --hidden "
                  f"{hp.hidden}, T = {cfg.horizon} and --updates {hp.updates}")
     if out is not None:
@@ -686,8 +693,7 @@ def train(hp, out, resume=False, log=print_now, on_update=None):
         params, opt, start, history = ckpt["params"], ckpt["opt"], ckpt["update"], ckpt["history"]
         log(f"resuming {out} at update {start}")
     else:
-        params = init_params(envs.n_inputs(cfg), hp.hidden, envs.n_actions(cfg), stream(hp.seed),
-                             dtype)
+        params = initial_params(hp, cfg)
         opt, start, history = adam_init(params), 0, {k: np.zeros(0) for k in HISTORY}
     history = {k: np.concatenate([v, np.full(hp.updates - start, np.nan)]) for k, v in history.items()}
     t0, steps, tr, saved = time.perf_counter(), 0, None, start

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import numpy as np
 
 import belief
-import envs
 import metarl
 from boundary import (OneLineErrorParser, check_int, check_memory, new_figure,
                       prepare_output_folder, run_cli, save_png)
@@ -496,8 +495,7 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULAT
 
     decoded = {name: paired_decode(flatten_episodes(X)[0]) for name, X in states.items()}
     hc = flatten_episodes(states["[h, c]"])[0]
-    initial = metarl.init_params(envs.n_inputs(cfg), hp.hidden, tr.pi.shape[-1],
-                                 metarl.stream(hp.seed), tr.h.dtype)
+    initial = metarl.initial_params(hp, cfg)
     # the same stream gives the same tasks and noise, and the actions are replayed: the
     # untrained network sees exactly the trained agent's input histories
     untrained = metarl.rollout(initial, cfg, episodes, metarl.stream(seed, PROBE_STREAM),
