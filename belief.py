@@ -953,6 +953,14 @@ def bandit_step_numpy(means, actions, u):
     return (u[:, 0] < means[np.arange(actions.shape[0]), actions]).astype(np.float64)
 
 
+def bandit_step_numba(means, actions, u):
+    """envs.bandit_step (the family kernel, whose task, observation and parameter arrays a
+    bandit leaves unread) with bandit_step_numpy's arguments and return value."""
+    r, unread = np.empty(actions.shape[0]), np.zeros((actions.shape[0], 0))
+    bandit_step(actions, u, unread, means, unread, unread[0], r)
+    return r
+
+
 def bench(batch, horizon, repeats=7, seed=0):
     """Steps per second (episodes × steps / s) of the 2-armed bandit's step + belief update.
 
@@ -983,7 +991,7 @@ def bench(batch, horizon, repeats=7, seed=0):
             alpha, beta = beta_counts_step(alpha, beta, actions[t], r)
 
     runs = {"numpy": partial(kernels, bandit_step_numpy, beta_counts_step_numpy),
-            "numba": partial(kernels, bandit_step, beta_counts_step),
+            "numba": partial(kernels, bandit_step_numba, beta_counts_step),
             "batchenv+numba": batch_env}
     steps_per_s = {}
     for name, run in runs.items():

@@ -110,7 +110,9 @@ class Family:
     task_dim: Callable       # cfg → width of env.tasks
     reward_scale: Callable   # cfg → divisor of rewards in the agent's input and in the loss
     sample_tasks: Callable   # (cfg, rng, B) → tasks (B, task_dim)
-    step: Callable           # (env, actions (B,), u (B, 3)) → rewards (B,); moves env.tasks, env.obs
+    step: Callable           # Numba kernel (actions (B,), u (B, 3), tasks, means, obs, par, r):
+                             # writes rewards into r (B,) and moves tasks and obs in place
+    step_params: Callable    # cfg → the float64 array `par` of numbers its step kernel reads
     check_outcomes: Callable  # (cfg, actions, rewards, obs) → None; ValueError if impossible
     # bandits only (None otherwise): how arm i loads on the Beta-distributed unknowns p of the
     # task, cfg → (j, positive) of shape (A,) each: arm i pays p_{j_i} if positive_i, else
@@ -210,7 +212,8 @@ class BatchEnv:
     dtype: type = np.float64
     t: int = 0
     tasks: np.ndarray = field(default=None, repr=False)   # (B, task_dim) current hidden task
-    means: np.ndarray = field(default=None, repr=False)   # (B, A) P(reward) per action (bandits)
+    means: np.ndarray = field(default=None, repr=False)   # (B, A) P(reward) per action; (B, 0)
+                                                          # for families without arm means
     obs: np.ndarray = field(default=None, repr=False)     # (B, n_obs) latest observation o_t
     noise: np.ndarray = field(default=None, repr=False)   # (T, B, 3) uniforms for the episode
 
@@ -218,6 +221,7 @@ class BatchEnv:
         # looked up once: step() runs T times per rollout and should do no other work
         self.family = family(self.cfg.name)
         self.n_act, self.n_in, self.scale = n_actions(self.cfg), n_inputs(self.cfg), reward_scale(self.cfg)
+        self.par = np.asarray(self.family.step_params(self.cfg), dtype=np.float64)
 
     def reset(self, seed):
         """Sample B tasks and the episode's noise; return the first input x_0 (B, n_in).
@@ -226,8 +230,8 @@ class BatchEnv:
             np.random.default_rng(check_int("seed", seed, 0))
         cfg, B = self.cfg, self.batch
         self.tasks = self.family.sample_tasks(cfg, rng, B)
-        if self.family.loadings is not None:
-            self.means = arm_means(cfg, self.tasks)
+        self.means = (arm_means(cfg, self.tasks) if self.family.loadings is not None
+                      else np.zeros((B, 0)))
         self.noise = rng.random((cfg.horizon, B, UNIFORMS_PER_STEP))
         self.t = 0
         self.obs = np.zeros((B, n_observations(cfg)))
@@ -239,7 +243,8 @@ class BatchEnv:
         if self.noise is None or self.t >= self.cfg.horizon:
             raise RuntimeError("no episode is running: call reset(seed) before step()")
         a = self.checked_actions(actions)
-        r = self.family.step(self, a, self.noise[self.t])
+        r = np.empty(self.batch)
+        self.family.step(a, self.noise[self.t], self.tasks, self.means, self.obs, self.par, r)
         self.t += 1
         x = self._input(a, r)
         done = np.full(self.batch, self.t == self.cfg.horizon)
@@ -297,28 +302,26 @@ def fill_rl2_input(x, actions, rewards, obs, t, T, n_act, scale, clock):
 
 
 @njit(cache=True)
-def bandit_step(means, actions, u):
-    """Bernoulli reward r_e = 1[u_e < means[e, a_e]] for every episode e."""
-    B = actions.shape[0]
-    r = np.empty(B)
-    for e in range(B):
+def bandit_step(actions, u, tasks, means, obs, par, r):
+    """Bernoulli reward r_e = 1[u_e < means[e, a_e]] for every episode e (tasks, obs and par
+    unused: a bandit's task does not move and it observes nothing but the reward)."""
+    for e in range(actions.shape[0]):
         r[e] = 1.0 if u[e, 0] < means[e, actions[e]] else 0.0
-    return r
 
 
 @njit(cache=True)
-def tiger_step(tiger_left, actions, u, obs, accuracy, listen_r, tiger_r, treasure_r):
-    """One Tiger step. Actions: 0 listen, 1 open left, 2 open right.
+def tiger_step(actions, u, tasks, means, obs, par, r):
+    """One Tiger step. Actions: 0 listen, 1 open left, 2 open right; tasks[e, 0] = 1 if the
+    tiger is left; par = [accuracy, listen_r, tiger_r, treasure_r].
 
     Listening costs listen_r and hears the true side with probability `accuracy`
     (obs = [hear-left, hear-right]); opening gives tiger_r or treasure_r, hears nothing, and
-    re-places the tiger uniformly at random (tiger_left is updated in place)."""
-    B = actions.shape[0]
-    r = np.empty(B)
-    for e in range(B):
+    re-places the tiger uniformly at random (tasks is updated in place)."""
+    accuracy, listen_r, tiger_r, treasure_r = par[0], par[1], par[2], par[3]
+    for e in range(actions.shape[0]):
         obs[e, 0] = 0.0
         obs[e, 1] = 0.0
-        left = tiger_left[e] > 0.5
+        left = tasks[e, 0] > 0.5
         if actions[e] == 0:
             r[e] = listen_r
             hear_left = left if u[e, 0] < accuracy else not left
@@ -326,30 +329,28 @@ def tiger_step(tiger_left, actions, u, obs, accuracy, listen_r, tiger_r, treasur
         else:
             opened_left = actions[e] == 1
             r[e] = tiger_r if opened_left == left else treasure_r
-            tiger_left[e] = 1.0 if u[e, 1] < 0.5 else 0.0
-    return r
+            tasks[e, 0] = 1.0 if u[e, 1] < 0.5 else 0.0
 
 
 @njit(cache=True)
-def two_step_step(a_good, actions, u, obs, common, p_good, p_bad, swap):
-    """One two-step trial (Daw et al. 2011, one agent step per trial).
+def two_step_step(actions, u, tasks, means, obs, par, r):
+    """One two-step trial (Daw et al. 2011, one agent step per trial); tasks[e, 0] = 1 if
+    state A is the good one; par = [common, p_good, p_bad, swap].
 
     Action 0 leads to state A and action 1 to state B with probability `common`, else to the
     other state (obs = one_hot(state)). Reward ~ Bernoulli(p_good) in the good state and
     Bernoulli(p_bad) in the other. Then the good state swaps with probability `swap`
-    (a_good is updated in place)."""
-    B = actions.shape[0]
-    r = np.empty(B)
-    for e in range(B):
+    (tasks is updated in place)."""
+    common, p_good, p_bad, swap = par[0], par[1], par[2], par[3]
+    for e in range(actions.shape[0]):
         went_common = u[e, 0] < common
         state = actions[e] if went_common else 1 - actions[e]   # 0 = A, 1 = B
         obs[e, 0] = 1.0 if state == 0 else 0.0
         obs[e, 1] = 1.0 - obs[e, 0]
-        good = (state == 0) == (a_good[e] > 0.5)
+        good = (state == 0) == (tasks[e, 0] > 0.5)
         r[e] = 1.0 if u[e, 1] < (p_good if good else p_bad) else 0.0
         if u[e, 2] < swap:
-            a_good[e] = 1.0 - a_good[e]
-    return r
+            tasks[e, 0] = 1.0 - tasks[e, 0]
 
 
 # ------------------------------------------------------------------------------------------
@@ -375,20 +376,18 @@ def opposite_loadings(cfg):
     return np.array([0, 0]), np.array([True, False])
 
 
-def bandit_env_step(env, actions, u):
-    return bandit_step(env.means, actions, u)
+def no_params(cfg):
+    """The bandits' step reads no number of cfg."""
+    return np.zeros(0)
 
 
-def tiger_env_step(env, actions, u):
-    cfg = env.cfg
-    return tiger_step(env.tasks[:, 0], actions, u, env.obs, cfg.listen_accuracy,
-                      cfg.listen_reward, cfg.tiger_reward, cfg.treasure_reward)
+def tiger_params(cfg):
+    return np.array([cfg.listen_accuracy, cfg.listen_reward, cfg.tiger_reward,
+                     cfg.treasure_reward])
 
 
-def two_step_env_step(env, actions, u):
-    cfg = env.cfg
-    return two_step_step(env.tasks[:, 0], actions, u, env.obs, cfg.common_prob,
-                         cfg.reward_good, cfg.reward_bad, cfg.swap_prob)
+def two_step_params(cfg):
+    return np.array([cfg.common_prob, cfg.reward_good, cfg.reward_bad, cfg.swap_prob])
 
 
 def check_binary_rewards(cfg, actions, rewards, obs):
@@ -436,13 +435,13 @@ FAMILIES = {
     "bandit": Family(
         default_horizon=100, fields=("arms", "prior_a", "prior_b"), n_actions=arms,
         n_observations=0, task_dim=arms, reward_scale=constant(1.0), sample_tasks=beta_tasks,
-        step=bandit_env_step, check_outcomes=check_binary_rewards,
+        step=bandit_step, step_params=no_params, check_outcomes=check_binary_rewards,
         loadings=independent_loadings, task_names=arm_names),
     "dependent-bandit": Family(
         default_horizon=100, fields=("prior_a", "prior_b"), n_actions=constant(2),
         n_observations=0, task_dim=constant(1), reward_scale=constant(1.0),
-        sample_tasks=beta_tasks, step=bandit_env_step, check_outcomes=check_binary_rewards,
-        loadings=opposite_loadings, task_names=constant(["p"])),
+        sample_tasks=beta_tasks, step=bandit_step, step_params=no_params,
+        check_outcomes=check_binary_rewards, loadings=opposite_loadings, task_names=constant(["p"])),
     # Tiger's rewards are ±100 and −1, which would saturate the LSTM's gates: they enter the
     # input and the loss divided by the treasure reward (10)
     "tiger": Family(
@@ -450,10 +449,11 @@ FAMILIES = {
         fields=("listen_accuracy", "listen_reward", "tiger_reward", "treasure_reward"),
         n_actions=constant(3), n_observations=2, task_dim=constant(1),
         reward_scale=lambda cfg: cfg.treasure_reward, sample_tasks=coin_tasks,
-        step=tiger_env_step, check_outcomes=check_tiger_outcomes, clock=True),
+        step=tiger_step, step_params=tiger_params, check_outcomes=check_tiger_outcomes,
+        clock=True),
     "two-step": Family(
         default_horizon=100, fields=("common_prob", "reward_good", "reward_bad", "swap_prob"),
         n_actions=constant(2), n_observations=2, task_dim=constant(1),
-        reward_scale=constant(1.0), sample_tasks=coin_tasks, step=two_step_env_step,
-        check_outcomes=check_two_step_outcomes),
+        reward_scale=constant(1.0), sample_tasks=coin_tasks, step=two_step_step,
+        step_params=two_step_params, check_outcomes=check_two_step_outcomes),
 }

@@ -21,14 +21,21 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+if __name__ == "__main__":
+    # The command line runs OpenBLAS on one thread unless the user sets OPENBLAS_NUM_THREADS
+    # (it must be set before NumPy loads). Measured on 2 cores (README, "Speed"): a second
+    # thread gains ~20 % at B = 64 on a quiet machine, and loses 1.5-2.4× as soon as one
+    # other process is busy, since it spin-waits for a core.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 from numba import njit
 
 import belief
 import envs
-from boundary import (OneLineErrorParser, atomic_write, check_float, check_int, check_memory,
-                      focus_on_plateau, new_figure, one_line, prepare_output_file, run_cli,
-                      save_png)
+from boundary import (OneLineErrorParser, atomic_write, check_float, check_int, check_int_array,
+                      check_memory, check_real_array, focus_on_plateau, new_figure, one_line,
+                      prepare_output_file, run_cli, save_png)
 
 
 # ------------------------------------------------------------------------------------------
@@ -201,50 +208,70 @@ def lstm_step(x, h, c, W, U, b, out=None):
 
     How it is computed, fastest first: h U in BLAS; x W + b (I ≈ 5 inputs) and the gate
     arithmetic in fused Numba loops; σ(z) = (1 + tanh(z/2)) / 2 (equal, cannot overflow) so
-    that one vectorised NumPy tanh serves all four gates. `out` = (h', c', gates, tanh(c'))
-    are buffers to write into (the rollout's), so a step makes no temporary arrays.
-    Returns h' (B, H), c' (B, H) and the cache (gates = [i, f, o, g] (B, 4H), tanh(c') (B, H))
-    that lstm_step_backward needs.
+    that one vectorised NumPy tanh serves all four gates (NumPy's tanh is SIMD; a tanh inside
+    a Numba loop is a scalar libm call, measured 16× slower in float32). `out` = (h', c',
+    gates, tanh(c')) are buffers to write into (the rollout's), so a step makes no temporary
+    arrays. Returns h' (B, H), c' (B, H) and the cache (gates = [i, f, o, g] (B, 4H),
+    tanh(c') (B, H)) that lstm_step_backward needs. The rollout runs these same five calls,
+    with lstm_output fused into its acting kernel.
     """
     if out is None:
         out = (np.empty_like(c), np.empty_like(c), np.empty((c.shape[0], U.shape[1]), c.dtype),
                np.empty_like(c))
     h_new, c_new, gates, tanh_c = out
+    lstm_gates(x, h, c, W, U, b, c_new, gates, tanh_c)
+    lstm_output(gates, tanh_c, h_new)
+    return h_new, c_new, (gates, tanh_c)
+
+
+def lstm_gates(x, h, c, W, U, b, c_new, gates, tanh_c):
+    """Everything of lstm_step but h': gates = [i, f, o, g], c' and tanh(c'), into buffers."""
     np.matmul(h, U, out=gates)
     add_input_and_halve(gates, x, W, b)   # z = x W + h U + b, then z_i, z_f, z_o halved
     np.tanh(gates, out=gates)
     cell_update(gates, c, c_new)          # [i, f, o] = (1 + tanh) / 2;  c' = f ⊙ c + i ⊙ g
     np.tanh(c_new, out=tanh_c)
-    H = c.shape[1]
-    np.multiply(gates[:, 2 * H:3 * H], tanh_c, out=h_new)
-    return h_new, c_new, (gates, tanh_c)
 
 
 @njit(cache=True)
 def add_input_and_halve(z, x, W, b):
     """z ← z + x W + b; then z_i, z_f, z_o ← z / 2, the argument of tanh in σ(z)."""
-    B, H4 = z.shape
-    n_sigmoid, half = 3 * (H4 // 4), z.dtype.type(0.5)  # typed: float32 stays float32
-    for e in range(B):
-        for k in range(x.shape[1]):  # j innermost: contiguous, so the loop vectorises
-            for j in range(H4):
-                z[e, j] += x[e, k] * W[k, j]
-        for j in range(H4):
-            z[e, j] += b[j]
+    n_sigmoid, half = 3 * (z.shape[1] // 4), z.dtype.type(0.5)  # typed: float32 stays float32
+    for e in range(z.shape[0]):
+        z_e, x_e = z[e], x[e]   # row views: the loops over j then vectorise
+        for k in range(x_e.shape[0]):
+            W_k = W[k]
+            for j in range(z_e.shape[0]):
+                z_e[j] += x_e[k] * W_k[j]
+        for j in range(z_e.shape[0]):
+            z_e[j] += b[j]
         for j in range(n_sigmoid):
-            z[e, j] *= half
+            z_e[j] *= half
 
 
 @njit(cache=True)
 def cell_update(gates, c, c_new):
     """gates[:, :3H] ← (1 + gates) / 2 (turning tanh(z/2) into σ(z)); c' = f ⊙ c + i ⊙ g."""
-    B, H = c.shape
+    H = c.shape[1]
     half, one = gates.dtype.type(0.5), gates.dtype.type(1.0)  # typed: float32 stays float32
-    for e in range(B):
+    for e in range(c.shape[0]):
+        gates_e = gates[e]
         for j in range(3 * H):
-            gates[e, j] = half * (one + gates[e, j])
+            gates_e[j] = half * (one + gates_e[j])
+        i, f, g = gates_e[:H], gates_e[H:2 * H], gates_e[3 * H:]
+        c_e, c_new_e = c[e], c_new[e]
         for j in range(H):
-            c_new[e, j] = gates[e, H + j] * c[e, j] + gates[e, j] * gates[e, 3 * H + j]
+            c_new_e[j] = f[j] * c_e[j] + i[j] * g[j]
+
+
+@njit(cache=True)
+def lstm_output(gates, tanh_c, h_new):
+    """h' = o ⊙ tanh(c'), o = gates[:, 2H:3H]."""
+    H = h_new.shape[1]
+    for e in range(h_new.shape[0]):
+        o, tanh_c_e, h_e = gates[e, 2 * H:3 * H], tanh_c[e], h_new[e]
+        for j in range(H):
+            h_e[j] = o[j] * tanh_c_e[j]
 
 
 def lstm_step_backward(dh_new, dc_new, cache, c, U, out=None):
@@ -257,35 +284,42 @@ def lstm_step_backward(dh_new, dc_new, cache, c, U, out=None):
         dz  = [di ⊙ i(1−i), df ⊙ f(1−f), do ⊙ o(1−o), dg ⊙ (1 − g²)]
         dh  = dz Uᵀ,     dc = dc~ ⊙ f
     The element-wise lines run in lstm_cell_backward, one fused pass (in NumPy they take
-    ~20 passes over small arrays, each dominated by call overhead). The parameter gradients
-    dW = Σ xᵀ dz, dU = Σ hᵀ dz, db = Σ dz are summed over all steps at once by
-    lstm_param_grads (one large matrix product instead of T small ones). `out` = (dz, dh, dc)
-    are buffers to write into.
+    ~20 passes over small arrays, each dominated by call overhead); dz Uᵀ is BLAS. The
+    parameter gradients dW = Σ xᵀ dz, dU = Σ hᵀ dz, db = Σ dz are summed over all steps at
+    once by lstm_param_grads (one large matrix product instead of T small ones). `out` =
+    (dz, dh, dc) are buffers to write into. BPTT (loss_and_gradients) runs these same two
+    calls, with dL/dh' summed from its two sources inside the kernel.
     """
     gates, tanh_c = cache
     if out is None:
         out = (np.empty_like(gates), np.empty_like(c), np.empty_like(c))
     dz, dh, dc = out
-    lstm_cell_backward(dh_new, dc_new, gates, tanh_c, c, dz, dc)
+    lstm_cell_backward(dh_new, np.zeros_like(dh_new), dc_new, gates, tanh_c, c, dz, dc)
     np.matmul(dz, U.T, out=dh)
     return dz, dh, dc
 
 
 @njit(cache=True)
-def lstm_cell_backward(dh_new, dc_new, gates, tanh_c, c, dz, dc):
-    """The element-wise part of lstm_step_backward (see its docstring), written into dz, dc."""
-    B, H = c.shape
+def lstm_cell_backward(dh_heads, dh_next, dc_new, gates, tanh_c, c, dz, dc):
+    """The element-wise part of lstm_step_backward (see its docstring), written into dz, dc,
+    with dh' = dh_heads + dh_next: in BPTT the gradient reaching h' comes from the heads at
+    this step and from the next step through h' U (summed here, not in a NumPy pass)."""
+    H = c.shape[1]
     one = gates.dtype.type(1.0)  # a float64 literal would promote float32 work to float64
-    for e in range(B):
+    for e in range(c.shape[0]):
+        # gate blocks and rows as views: named as in the equations, and the loop vectorises
+        i, f, o, g = gates[e, :H], gates[e, H:2 * H], gates[e, 2 * H:3 * H], gates[e, 3 * H:]
+        di, df, do, dg = dz[e, :H], dz[e, H:2 * H], dz[e, 2 * H:3 * H], dz[e, 3 * H:]
+        dh_heads_e, dh_next_e, dc_new_e, tanh_c_e, c_e, dc_e = (
+            dh_heads[e], dh_next[e], dc_new[e], tanh_c[e], c[e], dc[e])
         for j in range(H):
-            i, f = gates[e, j], gates[e, H + j]
-            o, g = gates[e, 2 * H + j], gates[e, 3 * H + j]
-            dc_total = dc_new[e, j] + dh_new[e, j] * o * (one - tanh_c[e, j] * tanh_c[e, j])
-            dz[e, j] = dc_total * g * i * (one - i)
-            dz[e, H + j] = dc_total * c[e, j] * f * (one - f)
-            dz[e, 2 * H + j] = dh_new[e, j] * tanh_c[e, j] * o * (one - o)
-            dz[e, 3 * H + j] = dc_total * i * (one - g * g)
-            dc[e, j] = dc_total * f
+            dh = dh_heads_e[j] + dh_next_e[j]
+            dc_total = dc_new_e[j] + dh * o[j] * (one - tanh_c_e[j] * tanh_c_e[j])
+            di[j] = dc_total * g[j] * i[j] * (one - i[j])
+            df[j] = dc_total * c_e[j] * f[j] * (one - f[j])
+            do[j] = dh * tanh_c_e[j] * o[j] * (one - o[j])
+            dg[j] = dc_total * i[j] * (one - g[j] * g[j])
+            dc_e[j] = dc_total * f[j]
 
 
 def lstm_param_grads(x, h_prev, dz):
@@ -317,22 +351,27 @@ def policy_head(h, W_pi, b_pi, out=None):
 @njit(cache=True)
 def log_softmax_policy(h, W_pi, b_pi, logits, pi, log_pi):
     """policy_head for rows h (N, H), written into logits, π, log π (N, A)."""
-    N, H = h.shape
-    A = W_pi.shape[1]
-    for n in range(N):
-        for a in range(A):
-            s = b_pi[a]
-            for j in range(H):
-                s += h[n, j] * W_pi[j, a]
-            logits[n, a] = s
-        m = logits[n].max()
-        total = 0.0
-        for a in range(A):
-            total += np.exp(logits[n, a] - m)
-        log_total = m + np.log(total)
-        for a in range(A):
-            log_pi[n, a] = logits[n, a] - log_total
-            pi[n, a] = np.exp(log_pi[n, a])
+    for n in range(h.shape[0]):
+        log_softmax_row(h[n], W_pi, b_pi, logits[n], pi[n], log_pi[n])
+
+
+@njit(cache=True)
+def log_softmax_row(h, W_pi, b_pi, logits, pi, log_pi):
+    """policy_head for one row h (H,): logits, π, log π (A,)."""
+    H, A = W_pi.shape
+    for a in range(A):
+        s = b_pi[a]
+        for j in range(H):
+            s += h[j] * W_pi[j, a]
+        logits[a] = s
+    m = logits.max()
+    total = 0.0
+    for a in range(A):
+        total += np.exp(logits[a] - m)
+    log_total = m + np.log(total)
+    for a in range(A):
+        log_pi[a] = logits[a] - log_total
+        pi[a] = np.exp(log_pi[a])
 
 
 def value_head(h, w_V, b_V):
@@ -388,46 +427,111 @@ def rollout(params, cfg, batch, rng, greedy=False, actions=None, out=None, impla
     greedy, or replayed from `actions` (T, B) (used by the gradient checks). `implant` =
     (t_s, h, c), (B, H) each, replaces the state carried into step t_s (before it reads x_{t_s})
     by (h, c): the state-splicing test; the steps before t_s are those of the same seed without
-    it. `out`, a previous Trajectory of the same shapes, is overwritten instead of allocating
-    new arrays: training reuses one set of buffers (fresh multi-megabyte arrays each update
-    cost page faults)."""
+    it (an implanted trajectory is for analysis: its h[t_s] is not step t_s − 1's output, so
+    it has no loss gradient). `out`, a previous Trajectory of the same shapes, is overwritten
+    instead of allocating new arrays: training reuses one set of buffers (fresh
+    multi-megabyte arrays each update cost page faults).
+
+    Per step: lstm_gates (h U in BLAS, two NumPy tanh, two kernels), then three kernels:
+    `act` (h', π, a_t), the family's step (envs.Family.step) and the next input. The env
+    kernel is called from here rather than inside `act`: a Numba kernel handed another as an
+    argument is neither cached nor cheap to call (measured: recompiled in every process,
+    5.6 µs per call). Every check (shapes, replayed actions, implant, buffers) is made once,
+    before the loop."""
     check_param_shapes(params, cfg)
     T, H = cfg.horizon, params["U"].shape[0]
     A, dtype = envs.n_actions(cfg), params["U"].dtype
     env = envs.make_env(cfg, batch, dtype)
-    x_t = env.reset(rng)
+    mode = REPLAY if actions is not None else GREEDY if greedy else SAMPLE
+    if actions is not None:
+        actions = check_int_array("actions", actions, (T, batch), 0, A)
+    if implant is not None:
+        implant = checked_implant(implant, T, batch, H, dtype)
+    shapes = trajectory_shapes(T, batch, env.n_in, H, A, envs.n_observations(cfg),
+                               envs.task_dim(cfg), dtype)
+    if out is not None:
+        check_trajectory_buffers(out, shapes)
+    x_0 = env.reset(rng)
     u = rng.random((T, batch))
-    tr = out if out is not None else new_trajectory(
-        T, batch, x_t.shape[1], H, A, envs.n_observations(cfg), envs.task_dim(cfg), dtype)
-    tr.h[0], tr.c[0] = 0.0, 0.0   # every episode starts from the zero state
+    tr = out if out is not None else new_trajectory(shapes)
+    tr.x[0], tr.h[0], tr.c[0] = x_0, 0.0, 0.0   # every episode starts from the zero state
     W, U, b, W_pi, b_pi = (params[k] for k in ("W", "U", "b", "W_pi", "b_pi"))
+    replay = actions if actions is not None else tr.a   # read only in REPLAY mode
+    step, tasks, means, par, noise = env.family.step, env.tasks, env.means, env.par, env.noise
+    clock = env.family.clock
     for t in range(T):
         if implant is not None and t == implant[0]:
             tr.h[t], tr.c[t] = implant[1], implant[2]
-        tr.x[t], tr.tasks[t] = x_t, env.tasks
-        lstm_step(x_t, tr.h[t], tr.c[t], W, U, b, out=(tr.h[t + 1], tr.c[t + 1], tr.gates[t],
-                                                        tr.tanh_c[t]))
-        policy_head(tr.h[t + 1], W_pi, b_pi, out=(tr.logits[t], tr.pi[t], tr.log_pi[t]))
-        if actions is not None:
-            tr.a[t] = actions[t]
-        elif greedy:
-            tr.a[t] = tr.pi[t].argmax(axis=1)
-        else:
-            sample_categorical(tr.pi[t], u[t], tr.a[t])
-        x_t, tr.r[t], _ = env.step(tr.a[t])
-        tr.obs[t] = env.obs
+        tr.tasks[t] = tasks   # the hidden task a_t is taken in (Tiger and two-step move it)
+        lstm_gates(tr.x[t], tr.h[t], tr.c[t], W, U, b, tr.c[t + 1], tr.gates[t], tr.tanh_c[t])
+        act(tr.gates[t], tr.tanh_c[t], W_pi, b_pi, mode, u[t], replay[t], tr.h[t + 1],
+            tr.logits[t], tr.pi[t], tr.log_pi[t], tr.a[t])
+        step(tr.a[t], noise[t], tasks, means, tr.obs[t], par, tr.r[t])
+        if t + 1 < T:
+            envs.fill_rl2_input(tr.x[t + 1], tr.a[t], tr.r[t], tr.obs[t], t + 1, T, A,
+                                env.scale, clock)
     return tr
 
 
-def new_trajectory(T, B, I, H, A, n_obs, d, dtype):
-    """Empty buffers for a rollout of B episodes of T steps (see Trajectory for the shapes)."""
-    return Trajectory(
-        x=np.empty((T, B, I), dtype), a=np.empty((T, B), np.int64), r=np.empty((T, B)),
-        obs=np.empty((T, B, n_obs)), tasks=np.empty((T, B, d)),
-        h=np.empty((T + 1, B, H), dtype), c=np.empty((T + 1, B, H), dtype),
-        gates=np.empty((T, B, 4 * H), dtype), tanh_c=np.empty((T, B, H), dtype),
-        logits=np.empty((T, B, A), dtype), pi=np.empty((T, B, A), dtype),
-        log_pi=np.empty((T, B, A), dtype))
+SAMPLE, GREEDY, REPLAY = 0, 1, 2   # how `act` chooses a_t
+
+
+@njit(cache=True)
+def act(gates, tanh_c, W_pi, b_pi, mode, u, replay, h_new, logits, pi, log_pi, a):
+    """One step's output and action for B episodes: h' = o ⊙ tanh(c') (lstm_output), the
+    policy head per episode (log_softmax_row: logits, π, log π), and a_e drawn from π_e by the
+    inverse CDF at uniform u_e (SAMPLE), the most likely action (GREEDY, the first on a tie),
+    or replay_e (REPLAY)."""
+    lstm_output(gates, tanh_c, h_new)
+    for e in range(h_new.shape[0]):
+        log_softmax_row(h_new[e], W_pi, b_pi, logits[e], pi[e], log_pi[e])
+        if mode == SAMPLE:
+            a[e] = inverse_cdf(pi[e], u[e])
+        elif mode == GREEDY:
+            a[e] = np.argmax(pi[e])
+        else:
+            a[e] = replay[e]
+
+
+def checked_implant(implant, T, B, H, dtype):
+    """implant = (t_s, h, c) with t_s an integer in [0, T) and h, c finite (B, H) arrays, as
+    (t_s, h, c) in the rollout's dtype; else ValueError."""
+    if not isinstance(implant, tuple) or len(implant) != 3:
+        raise ValueError("implant must be a tuple (t_s, h, c)")
+    t_s = check_int("implant time t_s", implant[0], 0, T - 1)
+    h, c = (check_real_array(f"implanted {name}", v, (B, H)).astype(dtype)
+            for name, v in zip("hc", implant[1:]))
+    return t_s, h, c
+
+
+def trajectory_shapes(T, B, I, H, A, n_obs, d, dtype):
+    """{field: (shape, dtype)} of a rollout's buffers (see Trajectory)."""
+    return {"x": ((T, B, I), dtype), "a": ((T, B), np.int64), "r": ((T, B), np.float64),
+            "obs": ((T, B, n_obs), np.float64), "tasks": ((T, B, d), np.float64),
+            "h": ((T + 1, B, H), dtype), "c": ((T + 1, B, H), dtype),
+            "gates": ((T, B, 4 * H), dtype), "tanh_c": ((T, B, H), dtype),
+            "logits": ((T, B, A), dtype), "pi": ((T, B, A), dtype), "log_pi": ((T, B, A), dtype)}
+
+
+def new_trajectory(shapes):
+    """Empty buffers for a rollout, of trajectory_shapes' shapes."""
+    return Trajectory(**{k: np.empty(shape, dtype) for k, (shape, dtype) in shapes.items()})
+
+
+def check_trajectory_buffers(tr, shapes):
+    """ValueError unless every buffer of tr (a Trajectory given as rollout's `out`) has the
+    shape and dtype the rollout writes: its kernels index them unchecked."""
+    if not isinstance(tr, Trajectory):
+        raise ValueError(f"out must be a Trajectory from an earlier rollout, got {type(tr).__name__}")
+    wanted = {**shapes, "dz": (shapes["gates"][0], shapes["gates"][1])}
+    for k, (shape, dtype) in wanted.items():
+        v = getattr(tr, k)
+        if k == "dz" and v is None:
+            continue
+        if not (isinstance(v, np.ndarray) and v.shape == shape and v.dtype == dtype
+                and v.flags.c_contiguous):
+            got = f"{v.dtype} {v.shape}" if isinstance(v, np.ndarray) else type(v).__name__
+            raise ValueError(f"out.{k} is {got}; this rollout needs {np.dtype(dtype)} {shape}")
 
 
 def rollout_bytes(cfg, B, H, dtype):
@@ -450,15 +554,21 @@ def training_bytes(hp, cfg):
 
 @njit(cache=True)
 def sample_categorical(pi, u, a):
-    """a_e = the first k with u_e < π_e(0) + ... + π_e(k) (inverse CDF), written into a."""
-    B, A = pi.shape
-    for e in range(B):
-        cdf, a[e] = 0.0, A - 1  # the last action also catches rounding of the CDF below 1
-        for k in range(A - 1):
-            cdf += pi[e, k]
-            if u[e] < cdf:
-                a[e] = k
-                break
+    """a_e = inverse_cdf(π_e, u_e) for every row e, written into a."""
+    for e in range(pi.shape[0]):
+        a[e] = inverse_cdf(pi[e], u[e])
+
+
+@njit(cache=True)
+def inverse_cdf(p, u):
+    """The first k with u < p(0) + ... + p(k); the last action also catches rounding of the
+    CDF below 1."""
+    cdf = 0.0
+    for k in range(p.shape[0] - 1):
+        cdf += p[k]
+        if u < cdf:
+            return k
+    return p.shape[0] - 1
 
 
 # ------------------------------------------------------------------------------------------
@@ -530,11 +640,11 @@ def loss_and_gradients(params, tr, adv, R, value_weight, entropy_weight):
         tr.dz = np.empty_like(tr.gates)                                   # (T, B, 4H)
     dz = tr.dz
     dh_next, dc_next = np.zeros_like(tr.h[0]), np.zeros_like(tr.c[0])     # from beyond T: 0
-    dc_prev = np.empty_like(dc_next)
-    for t in reversed(range(tr.a.shape[0])):
-        dh[t] += dh_next
-        lstm_step_backward(dh[t], dc_next, (tr.gates[t], tr.tanh_c[t]), tr.c[t], params["U"],
-                           out=(dz[t], dh_next, dc_prev))
+    dc_prev, U_T = np.empty_like(dc_next), params["U"].T
+    for t in reversed(range(tr.a.shape[0])):   # lstm_step_backward, with dh' = dh[t] + dh_next
+        lstm_cell_backward(dh[t], dh_next, dc_next, tr.gates[t], tr.tanh_c[t], tr.c[t], dz[t],
+                           dc_prev)
+        np.matmul(dz[t], U_T, out=dh_next)
         dc_next, dc_prev = dc_prev, dc_next
     grads["W"], grads["U"], grads["b"] = lstm_param_grads(tr.x, tr.h[:-1], dz)
     loss = L_pi + value_weight * L_V - entropy_weight * ent
@@ -965,7 +1075,8 @@ def bench(batches=(16, 64, 256), dtypes=("float64", "float32"), hidden=48, horiz
                          "updates_per_s": 1 / sec, "steps_per_s": B * horizon / sec,
                          "gemm_peak_gflops": peak / 1e9, "fraction_of_gemm_peak": flops / sec / peak})
     return {"hidden": hidden, "horizon": horizon, "arms": 2, "repeats": repeats,
-            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"), "rows": rows}
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "(unset)"), "rows": rows}
 
 
 # ------------------------------------------------------------------------------------------
@@ -1084,7 +1195,8 @@ def command_bench(args):
         print(json.dumps(result))
         return
     print(f"full update (rollout + BPTT + Adam), bandit k=2, H={result['hidden']}, "
-          f"T={result['horizon']}, OPENBLAS_CORETYPE={result['OPENBLAS_CORETYPE']}")
+          f"T={result['horizon']}, OPENBLAS_CORETYPE={result['OPENBLAS_CORETYPE']}, "
+          f"OPENBLAS_NUM_THREADS={result['OPENBLAS_NUM_THREADS']}")
     print(f"{'dtype':8s} {'B':>4s} {'ms/update':>10s} {'updates/s':>10s} {'steps/s':>11s} {'GEMM peak':>10s}")
     for r in result["rows"]:
         print(f"{r['dtype']:8s} {r['batch']:4d} {r['ms_per_update']:10.2f} {r['updates_per_s']:10.1f} "

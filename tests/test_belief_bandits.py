@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import belief as bl
-from envs import FAMILIES, bandit_step, make_config, n_actions
+from envs import FAMILIES, make_config, n_actions
 
 BELIEF_PY = Path(__file__).resolve().parents[1] / "belief.py"
 GRID = (np.arange(100_000) + 0.5) / 100_000   # midpoints over p: error O(1e-10) on smooth moments
@@ -78,7 +78,7 @@ def test_jitted_belief_update_and_env_step_equal_their_numpy_twins():
                                   bl.beta_counts_step_numpy(alpha, beta, actions, rewards)):
         assert np.array_equal(jit_out, numpy_out)
     means, u = rng.random((257, 4)), rng.random((257, 3))
-    assert np.array_equal(bandit_step(means, actions, u), bl.bandit_step_numpy(means, actions, u))
+    assert np.array_equal(bl.bandit_step_numba(means, actions, u), bl.bandit_step_numpy(means, actions, u))
 
 
 # --- the Bayes-optimal DP against exhaustive search ---

@@ -475,9 +475,10 @@ def test_two_step_behaviour_checks_its_episodes(damage, message):
 
 # --- one record per family: a fifth family plugs in by adding one record per module --------
 
-def one_armed_step(env, actions, u):
-    """Arm 0 pays 1 with the task's p, arm 1 pays 0.5 for sure (a one-armed bandit)."""
-    return np.where(actions == 0, (u[:, 0] < env.tasks[:, 0]).astype(float), 0.5)
+def one_armed_step(actions, u, tasks, means, obs, par, r):
+    """Arm 0 pays 1 with the task's p, arm 1 pays 0.5 for sure (a one-armed bandit): a step
+    in plain NumPy, as a family without a Numba kernel may have it."""
+    r[:] = np.where(actions == 0, (u[:, 0] < tasks[:, 0]).astype(float), 0.5)
 
 
 def one_armed_outcomes(cfg, actions, rewards, obs):
@@ -525,7 +526,8 @@ def one_armed(monkeypatch):
     monkeypatch.setitem(envs.FAMILIES, "one-armed", envs.Family(
         default_horizon=8, fields=("prior_a", "prior_b"), n_actions=envs.constant(2),
         n_observations=0, task_dim=envs.constant(1), reward_scale=envs.constant(1.0),
-        sample_tasks=envs.beta_tasks, step=one_armed_step, check_outcomes=one_armed_outcomes))
+        sample_tasks=envs.beta_tasks, step=one_armed_step, step_params=envs.no_params,
+        check_outcomes=one_armed_outcomes))
     monkeypatch.setitem(belief.BELIEFS, "one-armed", belief.BeliefFamily(
         prior=one_armed_prior, update=one_armed_update, features=one_armed_features,
         reference=belief.no_reference, reference_q=one_armed_q,

@@ -85,7 +85,9 @@ def test_rl2_input_holds_previous_action_reward_and_time():
 def test_bandit_step_kernel_pays_one_exactly_when_the_uniform_is_below_the_mean():
     means = np.array([[0.3, 0.7], [0.3, 0.7], [0.0, 1.0]])
     u = np.array([[0.5, 0, 0], [0.5, 0, 0], [0.0, 0, 0]])
-    assert np.array_equal(bandit_step(means, np.array([0, 1, 0]), u), [0.0, 1.0, 0.0])
+    r, unread = np.full(3, np.nan), np.zeros((3, 0))
+    bandit_step(np.array([0, 1, 0]), u, unread, means, unread, np.zeros(0), r)
+    assert np.array_equal(r, [0.0, 1.0, 0.0])
 
 
 def test_stepping_past_the_horizon_is_refused():
