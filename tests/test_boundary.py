@@ -49,7 +49,7 @@ def assert_refused(done, message, before, folder):
 def checkpoint(tmp_path_factory):
     """A real checkpoint of a tiny run, to corrupt one key at a time."""
     path = tmp_path_factory.mktemp("ckpt") / "good.npz"
-    hp = metarl.Config(horizon=5, hidden=4, batch=4, updates=3, save_every=1, log_every=3)
+    hp = metarl.Config(horizon=6, hidden=4, batch=4, updates=3, save_every=1, log_every=3)
     metarl.train(hp, str(path), log=lambda line: None)
     return path
 
@@ -282,8 +282,9 @@ def test_a_non_finite_update_stops_training_and_keeps_the_last_good_checkpoint(t
     real_save = metarl.save_checkpoint
     monkeypatch.setattr(metarl, "loss_and_gradients", poisoned)
     monkeypatch.setattr(metarl, "save_checkpoint", recording_save)
-    with pytest.raises(ValueError, match=r"update 5: the loss is nan; training stopped before "
-                                         r"this update changed the parameters .*holds update 4"):
+    with pytest.raises(ValueError, match=r"update 5: the loss is nan, the grad norm is nan; "
+                                         r"training stopped before this update changed the "
+                                         r"parameters .*holds update 4"):
         metarl.train(hp, out, log=lambda line: None)
     assert hashlib.sha256(Path(out).read_bytes()).hexdigest() == saved[-1]
     assert metarl.load_checkpoint(out)["update"] == 4
