@@ -7,7 +7,6 @@ degrees of freedom, paired where the design is paired), decides each verdict, an
 `python experiments.py report DIR` calls write_report on DIR/results.json, so a report can be
 rewritten, byte for byte, without training anything.
 """
-import json
 import os
 import textwrap
 from dataclasses import dataclass
