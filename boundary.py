@@ -8,15 +8,20 @@ status 2, never a traceback; files are only ever replaced whole (`atomic_write`)
 cannot leave a half-written or corrupted one behind.
 """
 import argparse
+import json
 import math
 import numbers
 import os
+import re
+import shutil
 import sys
 import tempfile
 
 import numpy as np
 
 MEMORY_FRACTION = 0.8  # refuse work whose estimated arrays exceed this share of free memory
+MAX_JSON_DEPTH = 64    # nesting of [ and { in a JSON file we read: ours reach 10; json.loads
+                       # itself recurses, and ~1000 levels end in RecursionError
 
 
 # ------------------------------------------------------------------------------------------
@@ -80,6 +85,86 @@ def check_shape(name, a, shape):
 
 
 # ------------------------------------------------------------------------------------------
+# JSON read from files: nesting bounded before parsing, structure checked against a spec
+# ------------------------------------------------------------------------------------------
+JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')   # a whole string, or a bracket
+
+
+def parse_json(text):
+    """The value of JSON `text`; ValueError (for the caller to prefix with the file) if it is
+    not JSON or nests deeper than MAX_JSON_DEPTH. The depth is counted first (strings
+    skipped), so that json.loads, which recurses once per level, never meets a RecursionError."""
+    depth = 0
+    for token in JSON_TOKEN.finditer(text):
+        bracket = token.group()[0]
+        depth += (bracket in "[{") - (bracket in "]}")
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"its nesting is deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except ValueError as e:   # json.JSONDecodeError is a ValueError
+        raise ValueError(f"not valid JSON ({e})") from None
+
+
+def check_json(value, spec, where):
+    """ValueError naming the key path `where` unless value matches spec, which reads:
+
+    a dict {key: spec}       an object with at least these keys ("key?": optional), each
+                             matching its spec; other keys are allowed (nobody reads them);
+    {"*": spec}              a non-empty object whose every value matches spec;
+    [spec]                   a non-empty list whose every item matches spec;
+    a tuple (spec, ...)      a list of exactly that many items, matching position by position;
+    "number", "integer", "string", "boolean", "strings" (a list of strings, maybe empty),
+    "any"; a trailing "?" ("number?") also accepts null. Numbers must be finite."""
+    if isinstance(spec, str) and spec.endswith("?"):
+        if value is not None:
+            check_json(value, spec[:-1], where)
+    elif isinstance(spec, dict) and "*" in spec:
+        json_type(isinstance(value, dict) and value, where, "a non-empty object", value)
+        for key, item in value.items():
+            check_json(item, spec["*"], f"{where}.{key}")
+    elif isinstance(spec, dict):
+        json_type(isinstance(value, dict), where, "an object", value)
+        for key, item_spec in spec.items():
+            name = key.rstrip("?")
+            if name in value:
+                check_json(value[name], item_spec, f"{where}.{name}")
+            elif not key.endswith("?"):
+                raise ValueError(f"key {where}.{name} is missing")
+    elif isinstance(spec, list):
+        json_type(isinstance(value, list) and value, where, "a non-empty list", value)
+        for i, item in enumerate(value):
+            check_json(item, spec[0], f"{where}[{i}]")
+    elif isinstance(spec, tuple):
+        json_type(isinstance(value, list) and len(value) == len(spec), where,
+                  f"a list of {len(spec)} items", value)
+        for i, (item, item_spec) in enumerate(zip(value, spec)):
+            check_json(item, item_spec, f"{where}[{i}]")
+    else:
+        json_type(JSON_LEAVES[spec](value), where, JSON_LEAF_WORDS[spec], value)
+
+
+JSON_LEAVES = {
+    "number": lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)
+                         and math.isfinite(v)),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "strings": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
+    "any": lambda v: True}
+JSON_LEAF_WORDS = {"number": "a finite number", "integer": "an integer", "string": "a string",
+                   "boolean": "true or false", "strings": "a list of strings", "any": "anything"}
+
+
+def json_type(ok, where, wanted, value):
+    """ValueError 'key where must be wanted, got …' unless ok."""
+    if not ok:
+        got = {dict: "an object", list: "a list"}.get(type(value))
+        got = got if got is None or value else f"an empty {got.split()[-1]}"
+        raise ValueError(f"key {where} must be {wanted}, got {got or repr(value)[:40]}")
+
+
+# ------------------------------------------------------------------------------------------
 # Memory: estimated before allocating, compared with what the machine has free
 # ------------------------------------------------------------------------------------------
 def available_memory():
@@ -123,6 +208,18 @@ def prepare_output_file(path, flag):
 
 def prepare_output_folder(folder, flag, shown=None):
     """Make sure `folder` exists (created if missing) and accepts new files; ValueError else."""
+    check_output_folder(folder, flag, shown)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe_write(folder)
+    except OSError as err:
+        raise ValueError(f"{flag} {shown or folder}: cannot write in {folder} "
+                         f"({err.strerror or err})") from None
+
+
+def check_output_folder(folder, flag, shown=None):
+    """ValueError unless `folder` could be made (if missing) and written, checked without
+    creating anything: its nearest existing ancestor must be a folder that accepts files."""
     shown = folder if shown is None else shown
     existing = os.path.abspath(folder)
     while not os.path.exists(existing):
@@ -130,13 +227,42 @@ def prepare_output_folder(folder, flag, shown=None):
     if not os.path.isdir(existing):
         raise ValueError(f"{flag} {shown}: {existing} is a file, not a folder")
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".tmp-write-test-")
-        os.close(fd)
-        os.unlink(probe)
+        probe_write(existing)
     except OSError as err:
         raise ValueError(f"{flag} {shown}: cannot write in {folder} "
                          f"({err.strerror or err})") from None
+
+
+def probe_write(folder):
+    """OSError unless a file can be created in folder (the file is removed at once)."""
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".tmp-write-test-")
+    os.close(fd)
+    os.unlink(probe)
+
+
+def write_files_together(folder, write_all):
+    """Call write_all(stage) to write files into a fresh staging folder, then move them all
+    into `folder` (made if missing), but only once every one was written and none of their
+    names is a folder in `folder`: a failure leaves `folder` as it was (or absent). The
+    staging folder sits in `folder`'s nearest existing ancestor, on the same file system, so
+    each move is a rename; it is removed whatever happens. Returns write_all's result."""
+    existing = os.path.abspath(folder)
+    while not os.path.isdir(existing):
+        existing = os.path.dirname(existing)
+    stage = tempfile.mkdtemp(dir=existing, prefix=".staging-")
+    try:
+        result = write_all(stage)
+        names = sorted(os.listdir(stage))
+        blocked = [n for n in names if os.path.isdir(os.path.join(folder, n))]
+        if blocked:
+            raise ValueError(f"cannot replace {os.path.join(folder, blocked[0])}: it is a "
+                             f"folder; nothing was written to {folder}")
+        os.makedirs(folder, exist_ok=True)
+        for name in names:
+            os.replace(os.path.join(stage, name), os.path.join(folder, name))
+        return result
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def atomic_write(path, write):

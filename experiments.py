@@ -41,7 +41,7 @@ import probe
 import report
 import twostep
 from boundary import (OneLineErrorParser, atomic_write, check_int, check_memory,
-                      prepare_output_folder, run_cli)
+                      check_output_folder, prepare_output_folder, run_cli)
 
 # ------------------------------------------------------------------------------------------
 # The agents: each trains with its family's recipe (metarl.RECIPES), plus these fields
@@ -578,8 +578,8 @@ def main(argv=None):
         if args.command == "report":
             if args.folder is None:
                 raise ValueError("report needs the folder of a run: experiments.py report DIR")
-            prepare_output_folder(args.folder, "report")
-            report.rewrite_report(args.folder)
+            check_output_folder(args.folder, "report")   # creates nothing: a refusal leaves
+            report.rewrite_report(args.folder)            # no folder behind
             print(f"wrote {os.path.join(args.folder, 'REPORT.md')}", flush=True)
             return
         seeds = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else SEEDS)

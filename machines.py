@@ -42,7 +42,7 @@ import belief
 import envs
 import metarl
 import probe
-from boundary import check_shape, new_figure, save_png
+from boundary import check_int, check_real_array, check_shape, new_figure, save_png
 
 FOLDS = 5              # outer K-fold over episodes, as probe.FOLDS
 INNER_FOLDS = 3        # inner folds choosing ridge λ (3, not 5: the Gram matrix is the cost)
@@ -94,10 +94,9 @@ def agent_machine(params, tr, name="agent"):
     The states are recomputed in float64 from the recorded inputs tr.x, so any parameters (the
     trained ones, or the untrained initial weights) are driven by the same input histories,
     and step reproduces states exactly."""
-    P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    x = np.ascontiguousarray(check_real_array("the recorded inputs x", tr.x, (None, None, None)))
+    P = check_lstm_params(params, x.shape[2])                             # kernels index them
     H = P["U"].shape[0]
-    x = np.ascontiguousarray(tr.x, dtype=np.float64)                      # (T, B, I)
-    check_shape("the recorded inputs x", x, (None, None, P["W"].shape[0]))  # kernels index them
     T, B = x.shape[:2]
     states = np.empty((T, B, 2 * H))                                      # (T, B, 2H)
     h, c = np.zeros((B, H)), np.zeros((B, H))
@@ -115,6 +114,16 @@ def agent_machine(params, tr, name="agent"):
         return metarl.policy_head(np.ascontiguousarray(S[:, :H]), P["W_pi"], P["b_pi"])[1]
 
     return Machine(name=name, states=states, step=step, policy=policy)
+
+
+def check_lstm_params(params, n_in):
+    """params as float64 arrays if they are an LSTM's for n_in inputs (metarl.param_shapes,
+    H and A read off U and W_pi), all finite; else ValueError naming the array."""
+    if (not isinstance(params, dict) or set(params) != set(metarl.PARAM_NAMES)
+            or np.ndim(params["U"]) != 2 or np.ndim(params["W_pi"]) != 2):
+        raise ValueError(f"params must be a dict of the arrays {', '.join(metarl.PARAM_NAMES)}")
+    shapes = metarl.param_shapes(n_in, np.shape(params["U"])[0], np.shape(params["W_pi"])[1])
+    return {k: check_real_array(f"params[{k!r}]", params[k], shape) for k, shape in shapes.items()}
 
 
 def bayes_machine(cfg, tr, ref, name="Bayes"):
@@ -750,6 +759,59 @@ class Family:
     history: Callable            # (cfg, a, r, obs) → (T, B, n) NaN where undefined, names
 
 
+def check_step(cfg, S, a, r, obs):
+    """S (B, D) finite coordinates and one event per episode, a (B,), r (B,), obs (B, n_obs),
+    as envs.check_history accepts them (actions in [0, A), outcomes the env can give): the
+    steps index with a and obs. Returns them as float64 / int64 arrays."""
+    S = check_real_array("S", S, (None, len(family(cfg).coordinate_names(cfg))))
+    a, r, obs = (np.asarray(v)[None] for v in (a, r, obs))
+    check_shape("actions", a, (1, len(S)))
+    a, r, obs = envs.check_history(cfg, a, r, obs)
+    return S, a[0], r[0], obs[0]
+
+
+def check_state(cfg, S, t):
+    """S (B, D) finite coordinates at step t, an integer in [0, T): the Q lookups index with
+    both (a NaN or negative t or state would wrap around an array)."""
+    check_int("t", t, 0, cfg.horizon - 1)
+    return check_real_array("S", S, (None, len(family(cfg).coordinate_names(cfg))))
+
+
+def shortest_horizon(cfg, longest=100):
+    """The shortest episodes the analyses run on: splicing needs T ≥ 3 (splice_times), and
+    minimality a step at which every history feature of the family is defined (bandits look
+    5 events back). Found by the family's own history features of a `longest`-step history."""
+    a, r = np.zeros((longest, 1), np.int64), np.zeros((longest, 1))
+    obs = np.zeros((longest, 1, envs.n_observations(cfg)))
+    defined = np.isfinite(family(cfg).history(cfg, a, r, obs)[0]).all(axis=(1, 2))
+    return max(3, int(np.argmax(defined)) + 1)
+
+
+def fewest_episodes(k):
+    """The fewest episodes that k-fold analyses accept: 2 per fold (probe.py), and
+    INNER_FOLDS in each outer training set, the rest after a fold of ⌈n / k⌉ is left out."""
+    n = 2 * k
+    while n - -(-n // k) < INNER_FOLDS:
+        n += 1
+    return n
+
+
+def check_sizes(cfg, episodes, k, names=("episodes", "k")):
+    """ValueError, before any work, for episodes or folds that a later step would refuse:
+    k in [2, 100], episodes ≥ fewest_episodes(k), T ≥ shortest_horizon(cfg). `names` are
+    the words for episodes and k in the message (the command line's flags)."""
+    check_int(names[1], k, 2, 100)
+    fewest = fewest_episodes(k)
+    if check_int(names[0], episodes, 1) < fewest:
+        raise ValueError(f"{names[0]} must be at least {fewest} with {names[1]} {k} (2 per fold "
+                         f"and {INNER_FOLDS} in each fold's training set), got {episodes}")
+    shortest = shortest_horizon(cfg)
+    if cfg.horizon < shortest:
+        raise ValueError(f"the analyses need episodes of at least {shortest} steps on "
+                         f"{cfg.name} (splicing needs 3; the history features beyond the belief "
+                         f"need {shortest - 1} events), got T = {cfg.horizon}")
+
+
 def family(cfg):
     """The Family record of cfg's task family; ValueError for an unknown one."""
     if cfg.name not in FAMILIES:
@@ -821,8 +883,9 @@ def beta_prior(cfg, B):
 
 def beta_step(cfg, S, a, r, obs):
     """x' = x + r e_{su[a]} + (1 − r) e_{fa[a]}: one pull's evidence, on continuous x."""
+    S, a, r, _ = check_step(cfg, S, a, r, obs)
     su, fa, _ = belief.evidence_map(cfg)
-    S = np.array(S, dtype=np.float64)
+    S = S.copy()
     e = np.arange(len(S))
     S[e, su[a]] += r
     S[e, fa[a]] += 1.0 - r
@@ -855,8 +918,9 @@ def nearest_counts(S, t):
     """The nearest exact evidence state at step t: non-negative integers summing to t.
     Euclidean projection onto the simplex {x ≥ 0, Σx = t} (sort-based, Duchi et al. 2008),
     then largest-remainder rounding to integers with the same sum."""
+    S = check_real_array("S", S, (None, None))
     B, n = S.shape
-    if t == 0:
+    if check_int("t", t, 0) == 0:
         return np.zeros((B, n), dtype=np.int64)
     u = -np.sort(-S, axis=1)                                            # descending
     css = np.cumsum(u, axis=1) - t
@@ -871,7 +935,7 @@ def nearest_counts(S, t):
 
 def beta_q(cfg, dp, S, t):
     """Q*_t(x, a) of the bandit DP at the nearest exact evidence state (belief.bayes_q)."""
-    x = nearest_counts(S, t)
+    x = nearest_counts(check_state(cfg, S, t), t)
     alpha, beta = cfg.prior_a + x[:, 0::2], cfg.prior_b + x[:, 1::2]     # (B, pairs)
     return belief.bayes_q(dp, cfg, {"alpha": alpha.astype(np.float64), "beta": beta.astype(np.float64)}, t)
 
@@ -931,8 +995,9 @@ def tiger_coordinates(cfg, beliefs):
 
 def tiger_step(cfg, S, a, r, obs):
     """Listening: d' = d + 1 (hear-left) or d − 1 (hear-right); opening: d' = 0."""
-    heard = np.where(np.asarray(obs)[:, 0] > 0.5, 1.0, -1.0)
-    return np.where((np.asarray(a) == belief.LISTEN)[:, None], S + heard[:, None], 0.0)
+    S, a, _, obs = check_step(cfg, S, a, r, obs)
+    heard = np.where(obs[:, 0] > 0.5, 1.0, -1.0)
+    return np.where((a == belief.LISTEN)[:, None], S + heard[:, None], 0.0)
 
 
 def tiger_log_odds(cfg, S):
@@ -950,7 +1015,7 @@ def tiger_features(cfg, S, t):
 
 def tiger_q(cfg, Q, S, t):
     """Q*_t(d, a) from belief.tiger_q_table at the nearest exact d: round, clip to |d| ≤ t."""
-    d = np.clip(np.rint(S[:, 0]), -t, t).astype(np.int64)
+    d = np.clip(np.rint(check_state(cfg, S, t)[:, 0]), -t, t).astype(np.int64)
     return Q[t, d + cfg.horizon]
 
 
@@ -989,18 +1054,16 @@ def two_step_coordinates(cfg, beliefs):
 
 def two_step_step(cfg, S, a, r, obs):
     """The HMM filter (belief.two_step_belief_step) on λ = logit P(A good): λ' = logit f(σ(λ))."""
+    S, _, r, obs = check_step(cfg, S, a, r, obs)   # the kernel indexes r and obs by episode
     p = 1.0 / (1.0 + np.exp(-S[:, 0]))
-    r, obs = np.asarray(r, np.float64), np.ascontiguousarray(obs, dtype=np.float64)
-    check_shape("rewards", r, p.shape)          # the kernel indexes r and obs by episode
-    check_shape("obs", obs, (len(p), None))
-    p = belief.two_step_belief_step(np.ascontiguousarray(p), r, obs, cfg.reward_good,
-                                    cfg.reward_bad, cfg.swap_prob)
+    p = belief.two_step_belief_step(np.ascontiguousarray(p), r, np.ascontiguousarray(obs),
+                                    cfg.reward_good, cfg.reward_bad, cfg.swap_prob)
     return _logit(p)[:, None]
 
 
 def two_step_q(cfg, ref, S, t):
     """Belief-greedy's Q: expected reward of each first-stage action at P(A good) = σ(λ)."""
-    return belief.two_step_action_values(cfg, 1.0 / (1.0 + np.exp(-S[:, 0])))
+    return belief.two_step_action_values(cfg, 1.0 / (1.0 + np.exp(-check_state(cfg, S, t)[:, 0])))
 
 
 def two_step_features(cfg, S, t):
@@ -1058,8 +1121,10 @@ def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episo
     result}."""
     cfg = metarl.env_config(hp)
     metarl.check_param_shapes(params, cfg)   # agent_machine's kernels index them unchecked
-    ref = reference(cfg)
     n = min(simulation_episodes, tr.a.shape[1])
+    check_sizes(cfg, n, k, ("simulation_episodes", "k"))   # before the DP is built
+    check_int("splice_episodes", splice_episodes, 2)
+    ref = reference(cfg)
     sub = SimpleNamespace(**{key: getattr(tr, key)[:, :n] for key in ("x", "a", "r", "obs")})
     fold = episode_folds(n, k, np.random.default_rng(seed))
     bayes = bayes_machine(cfg, sub, ref)

@@ -35,7 +35,7 @@ import belief
 import envs
 from boundary import (OneLineErrorParser, atomic_write, check_float, check_int, check_int_array,
                       check_memory, check_real_array, focus_on_plateau, new_figure, one_line,
-                      prepare_output_file, run_cli, save_png)
+                      parse_json, prepare_output_file, run_cli, save_png)
 
 
 # ------------------------------------------------------------------------------------------
@@ -719,11 +719,18 @@ class NonFiniteUpdate(ValueError):
     """A loss or gradient norm that is NaN or infinite: the update is refused before Adam."""
 
 
+STATISTIC_WORDS = {"policy": "policy loss", "value": "value loss", "entropy": "entropy",
+                   "loss": "loss", "grad_norm": "grad norm"}
+
+
 def check_finite_statistics(stats):
-    """NonFiniteUpdate naming the first quantity of stats that is not finite."""
-    for name in ("loss", "policy", "value", "entropy", "grad_norm"):
-        if not np.isfinite(stats[name]):
-            raise NonFiniteUpdate(f"the {name.replace('_', ' ')} is {stats[name]}")
+    """NonFiniteUpdate naming every quantity of stats that is not finite, with its value, the
+    loss's terms first: a loss that is NaN because a term is infinite (0 × inf, inf − inf)
+    is then reported with the infinite term, not as NaN alone."""
+    bad = [f"the {words} is {float(stats[name])}" for name, words in STATISTIC_WORDS.items()
+           if not np.isfinite(stats[name])]
+    if bad:
+        raise NonFiniteUpdate(", ".join(bad))
 
 
 def loss_reward_scale(hp, cfg):
@@ -923,9 +930,9 @@ def read_npz(path):
 def config_from_json(array, path):
     """The Config stored under key 'config' (a JSON string), every field checked."""
     try:
-        stored = json.loads(str(array[()])) if array.ndim == 0 and array.dtype.kind == "U" else None
-    except ValueError:
-        stored = None
+        stored = parse_json(str(array[()])) if array.ndim == 0 and array.dtype.kind == "U" else None
+    except ValueError as e:   # not JSON, or nested so deep that parsing it would recurse
+        raise ValueError(f"{path}: key 'config' is not a JSON object of settings: {e}") from None
     if not isinstance(stored, dict):
         raise ValueError(f"{path}: key 'config' is not a JSON object of settings")
     names = [f.name for f in dataclasses.fields(Config)]
@@ -1180,8 +1187,9 @@ def command_evaluate(args):
     check_int("--episodes", args.episodes, 1)
     ckpt = load_checkpoint(args.checkpoint)
     cfg = env_config(ckpt["hp"])
+    ref = belief.reference(cfg)   # first: a DP too large is refused before the evaluation
     result = evaluate(ckpt["params"], cfg, args.episodes, args.seed, greedy=args.greedy)
-    result.update(belief.exact_values(cfg))
+    result.update(belief.exact_values(cfg, ref))
     if args.json:
         print(json.dumps(result))
         return
@@ -1209,6 +1217,10 @@ def command_curve(args):
     differ = [path for path, run in zip(args.checkpoint, runs) if env_config(run["hp"]) != cfg]
     if differ:
         raise ValueError(f"{', '.join(differ)} trained on other tasks than {args.checkpoint[0]}")
+    untrained = [path for path, run in zip(args.checkpoint, runs) if run["update"] == 0]
+    if untrained:
+        raise ValueError(f"{', '.join(untrained)} holds no update yet (saved at update 0): "
+                         "a learning curve needs at least one")
     check_int("--seed", args.seed, 0)
     prepare_output_file(args.out, "--out")
     report = belief.baselines_report(cfg, args.episodes, args.seed)  # builds the DP once

@@ -32,8 +32,8 @@ import numpy as np
 
 import belief
 import metarl
-from boundary import (OneLineErrorParser, check_int, check_memory, new_figure,
-                      prepare_output_folder, run_cli, save_png)
+from boundary import (OneLineErrorParser, check_int, check_memory, check_output_folder,
+                      check_real_array, new_figure, run_cli, save_png, write_files_together)
 
 LAMBDAS = np.logspace(-4, 4, 17)  # N-scaled λ grid, half a decade apart
 CONSTANT_SD = 1e-12  # sd below this (relative to 1 + |mu|) marks a column constant: rounding noise
@@ -316,8 +316,7 @@ def _check_folds(folds, groups, k):
 
 
 def _check_k(k, name="k"):
-    if k < 2:
-        raise ValueError(f"{name} must be ≥ 2, got {k}")
+    check_int(name, k, 2)
 
 
 def _check_lambdas(lambdas):
@@ -347,8 +346,9 @@ def posterior_mean_columns(names):
 
 
 def tie_split_policy(q, atol=1e-9):
-    """Bayes-optimal policy from action values Q (N, A): uniform over actions within atol of max_a Q."""
-    q = np.asarray(q, dtype=float)
+    """Bayes-optimal policy from action values Q (N, A): uniform over actions within atol of max_a Q.
+    A NaN value would tie with nothing and leave a row of zeros (0/0): Q must be finite."""
+    q = check_real_array("q", q, (None, None))
     best = q >= q.max(1, keepdims=True) - atol  # (N, A)
     return best / best.sum(1, keepdims=True)
 
@@ -359,20 +359,27 @@ def policy_kl(p_ref, p_agent, eps=1e-12):
     Terms with p_ref = 0 contribute 0 (0 log 0 = 0); eps keeps an agent probability of exactly
     0 on a Bayes-optimal action from giving inf.
     """
-    p_ref, p_agent = np.asarray(p_ref, dtype=float), np.asarray(p_agent, dtype=float)
-    if p_ref.shape != p_agent.shape or p_ref.ndim != 2:
-        raise ValueError(f"p_ref {p_ref.shape} and p_agent {p_agent.shape} must both be (N, A)")
+    p_ref = check_probabilities("p_ref", p_ref, (None, None))
+    p_agent = check_probabilities("p_agent", p_agent, p_ref.shape)
     log_ratio = np.log(np.where(p_ref > 0, p_ref, 1.0)) - np.log(np.maximum(p_agent, eps))
     return float(np.where(p_ref > 0, p_ref * log_ratio, 0.0).sum(1).mean())
 
 
 def agreement_rate(q, p_agent, atol=1e-9):
     """Fraction of steps where argmax_a p_agent is one of the tied-maximal actions of Q."""
-    q, p_agent = np.asarray(q, dtype=float), np.asarray(p_agent, dtype=float)
-    if q.shape != p_agent.shape or q.ndim != 2:
-        raise ValueError(f"q {q.shape} and p_agent {p_agent.shape} must both be (N, A)")
+    q = check_real_array("q", q, (None, None))
+    p_agent = check_probabilities("p_agent", p_agent, q.shape)
     best = q >= q.max(1, keepdims=True) - atol  # (N, A)
     return float(best[np.arange(len(q)), p_agent.argmax(1)].mean())
+
+
+def check_probabilities(name, p, shape):
+    """p as a float64 array of `shape` of finite probabilities (entries in [0, 1])."""
+    p = check_real_array(name, p, shape)
+    if p.size and not (p.min() >= 0 and p.max() <= 1):
+        raise ValueError(f"{name} must hold probabilities in [0, 1], got values from "
+                         f"{p.min():g} to {p.max():g}")
+    return p
 
 
 # ----------------------------------------------------------------------------- PCA
@@ -484,6 +491,10 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULAT
     Returns (summary dict for JSON, arrays for plots)."""
     import machines   # imported here: machines builds on this module's ridge probes
     cfg = metarl.env_config(hp)
+    machines.check_sizes(cfg, episodes, k)    # what a later step would refuse, refused now
+    machines.check_sizes(cfg, simulation_episodes, k, ("simulation_episodes", "k"))
+    check_int("splice_episodes", splice_episodes, 2)
+    check_int("seed", seed, 0)
     tr = metarl.rollout(params, cfg, episodes, metarl.stream(seed, PROBE_STREAM))
     F, names = belief.belief_features(cfg, tr.a, tr.r, tr.obs)          # (T, B, n_f)
     Y, groups = flatten_episodes(F)
@@ -537,17 +548,18 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULAT
     return summary, arrays
 
 
-def write_plots(summary, arrays, folder):
+def write_plots(summary, arrays, folder, shown=None):
     """The probe's figures, as PNGs in `folder`: decoding (scatter, what the probes miss,
     PCA, one episode) and the belief-state tests (simulation, minimality, splicing, value
-    loss); returns their paths."""
+    loss); returns their paths, in `shown` instead of `folder` if given (the folder they are
+    moved to from a staging `folder`)."""
     import machines   # imported here: machines builds on this module's ridge probes
-    os.makedirs(folder, exist_ok=True)
     names, Y, main = arrays["names"], arrays["Y"], arrays["main"]
     first = names[0]
-    paths = {name: os.path.join(folder, f"{summary['env']}_{name}.png")
+    files = {name: f"{summary['env']}_{name}.png"
              for name in ("decoded_scatter", "r2_bars", "pca", "trajectory", "simulation",
                           "minimality", "splice", "value_loss")}
+    paths = {name: os.path.join(folder, file) for name, file in files.items()}
     keep = np.random.default_rng(0).permutation(len(Y))[:20000]   # a readable scatter
     decoded_scatter_plot(Y[keep, 0], main.Yhat[keep, 0], paths["decoded_scatter"], label=first)
     conditions = {"trained [h, c]": main.r2, **{c: d.r2 for c, d in arrays["controls"].items()}}
@@ -567,7 +579,7 @@ def write_plots(summary, arrays, folder):
                               for net in summary["minimality"]["partial_r2"]}, paths["minimality"])
     machines.plot_splice(summary["splice"], paths["splice"])
     machines.plot_value_loss(summary["value_loss"], paths["value_loss"])
-    return paths
+    return {name: os.path.join(shown or folder, file) for name, file in files.items()}
 
 
 def main(argv=None):
@@ -581,18 +593,21 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     def command():
+        import machines   # imported here: machines builds on this module's ridge probes
         check_int("--folds", args.folds, 2, 100)
-        check_int("--episodes", args.episodes, 2 * args.folds)
+        check_int("--episodes", args.episodes, 1)
         check_int("--seed", args.seed, 0)
         ckpt = metarl.load_checkpoint(args.checkpoint)
         cfg = metarl.env_config(ckpt["hp"])
+        machines.check_sizes(cfg, args.episodes, args.folds, ("--episodes", "--folds"))
         check_memory(probe_bytes(cfg, ckpt["hp"].hidden, args.episodes),
                      f"probing {args.episodes} episodes")
-        if args.plot:
-            prepare_output_folder(args.plot, "--plot")
+        if args.plot:   # checked now, created only when every figure is drawn
+            check_output_folder(args.plot, "--plot")
         summary, arrays = probe_agent(ckpt["params"], ckpt["hp"], args.episodes, args.seed, args.folds)
         if args.plot:
-            summary["plots"] = write_plots(summary, arrays, args.plot)
+            summary["plots"] = write_files_together(
+                args.plot, lambda stage: write_plots(summary, arrays, stage, args.plot))
         if args.json:
             print(json.dumps(summary))
         else:

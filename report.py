@@ -7,10 +7,7 @@ degrees of freedom, paired where the design is paired), decides each verdict, an
 `python experiments.py report DIR` calls write_report on DIR/results.json, so a report can be
 rewritten, byte for byte, without training anything.
 """
-import json
 import os
-import shutil
-import tempfile
 import textwrap
 from dataclasses import dataclass
 
@@ -19,7 +16,8 @@ import numpy as np
 import envs
 import stats
 import twostep
-from boundary import atomic_write, focus_on_plateau, new_figure, save_png
+from boundary import (atomic_write, check_json, focus_on_plateau, new_figure, parse_json,
+                      save_png, write_files_together)
 
 # ------------------------------------------------------------------------------------------
 # Criteria: stated before the numbers are seen, applied to every run alike
@@ -72,23 +70,97 @@ class Section:
 # ------------------------------------------------------------------------------------------
 # Reading results.json
 # ------------------------------------------------------------------------------------------
-SECTIONS = ("facts", "near_optimal", "belief_states", "shift", "two_step")
+# What the report reads of results.json, in boundary.check_json's terms: every key it looks
+# up, of the type it uses it as; extra keys are allowed, as nothing reads them.
+PAIR = {"trained": "number", "untrained": "number"}
+MAPS = {net: {"linear": "number", "mlp": "number"} for net in ("trained", "untrained")}
+MEASURES = ("state_dissimilarity", "output_kl", "output_kl_relative", "action_agreement")
+SPLICE = {"agreement_spliced": "number", "agreement_recipient": "number",
+          "agreement_own": "number", "steps": "integer",
+          "per_lag": {"agreement_spliced": ["number?"], "agreement_recipient": ["number?"],
+                      "steps": ["integer"]}}
+PROBE = {"features": ["string"], "decode": {"*": "number"},
+         "controls_by_feature": {c: {"*": "number"} for c in ("untrained", "memoryless", "shuffled")},
+         "policy_kl": "number", "agreement": "number", "encode_r2": "number",
+         "simulation": {**{d: {m: MAPS for m in MEASURES} for d in ("agent_to_bayes", "bayes_to_agent")},
+                        "shuffled": {d: {m: {"trained": {"linear": "number"}} for m in MEASURES}
+                                     for d in ("agent_to_bayes", "bayes_to_agent")}},
+         "simulation_episodes": "integer",
+         "minimality": {"partial_r2": {"trained": {"*": "number"}, "untrained": {"*": "number"}},
+                        "within_between_ratio": PAIR, "belief_design": "string"},
+         "splice": {**SPLICE, "control": SPLICE},
+         "value_loss": {"value_loss_per_step": "number", "value_loss_per_episode": "number",
+                        "identity_gap?": "number?", "uncertainty": "string",
+                        "by_t": {"mean": ["number"]},
+                        "by_uncertainty": [{"low": "number", "high": "number", "mean": "number"}]}}
+EXACT = {"bayes_optimal_exact": "number", "oracle_exact": "number"}
+TRAIN_TEST = {"train": "number", "test": "number"}
+STAY = {"stay": {cell: {"p": "number", "se": "number"} for cell in twostep.CELLS},
+        "interaction": {"mean": "number", "se": "number"}}
+BEHAVIOUR = {"stay": STAY, "hybrid": {"estimates": {"w": "number"}, "se": {"w": "number?"},
+                                      "at_bound": "strings"}}
+GRID_POINT = {k: "number" for k in ("alpha", "beta", "lam", "interaction", "se")}
+RESULTS = {
+    "facts": {"command": "string", "quick": "boolean", "wall_seconds": "number",
+              "workers": "integer", "seeds": "integer", "stages": [("string", "number")],
+              "training_seconds": {"*": ["number"]},
+              "learning_curves": {"*": {"updates": "integer", "seeds": [["number"]]}},
+              "configs": {"*": {"env": "string", "horizon": "integer?", "prior_a": "number",
+                                "prior_b": "number", "hidden": "integer", "batch": "integer",
+                                "updates": "integer", "lr": "number", "gamma": "number",
+                                "dtype": "string", "entropy_start": "number",
+                                "entropy_end": "number"}},
+              "machine": {"*": "any", "cpu_count": "any"},
+              "scale": {k: "integer" for k in ("folds", "probe_episodes", "snapshot_episodes",
+                                               "eval_steps", "stay_episodes", "grid_episodes")}},
+    "near_optimal": {"*": {
+        "seeds": [{"mean": "number", "stderr": "number?", "horizon": "integer",
+                   "episodes": "integer", "pseudo_regret?": "number"}],
+        "references": {"policies": {"*": {"mean": "number", "stderr": "number?"}},
+                       "bayes_optimal_exact": "number?", "oracle_exact": "number",
+                       "episodes": "integer"}}},
+    "belief_states": {"*": [{"probe": PROBE, "over_training": [
+        {"updates": "integer", "r2": "number", "return": "number"}]}]},
+    "shift": {"*": {
+        "agent": "string",
+        "seeds": [{"own": {"pseudo_regret": "number"},
+                   "test": {"pseudo_regret": "number", "mean": "number"},
+                   "behaviour": {m: {"kl": "number", "agreement": "number"}
+                                 for m in ("train", "test")},
+                   "decoding": {"trained": TRAIN_TEST, "untrained": TRAIN_TEST}}],
+        "control_seeds": [{"trained": TRAIN_TEST}],
+        "references": {"own_exact": EXACT, "test_exact": EXACT,
+                       "bayes_train_model": {"pseudo_regret": {"mean": "number"}},
+                       "bayes_test_model": {"pseudo_regret": {"mean": "number"}}}}},
+    "two_step": {"swap_prob": "number", "seeds": [BEHAVIOUR], "belief_greedy": BEHAVIOUR,
+                 "model_free_td": BEHAVIOUR,
+                 "grid": {"largest": GRID_POINT, "settings": [GRID_POINT]}}}
 
 
 def load_results(folder):
-    """The results.json of a run's folder; ValueError if it is missing or not one."""
+    """The results.json of a run's folder, its structure checked against RESULTS; ValueError
+    naming the file (and the key) if it is missing, not JSON, nested too deep, or lacks
+    what the report reads."""
     path = os.path.join(folder, "results.json")
     try:
         with open(path, encoding="utf-8") as f:
-            results = json.load(f)
+            text = f.read()
     except FileNotFoundError:
         raise ValueError(f"{path} does not exist: run experiments.py --out {folder} first") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not a readable results file: {e}") from None
-    missing = [k for k in SECTIONS if not isinstance(results, dict) or k not in results]
+    try:
+        results = parse_json(text)
+    except ValueError as e:
+        raise ValueError(f"{path} is not a readable results file: {e}") from None
+    missing = [k for k in RESULTS if not isinstance(results, dict) or k not in results]
     if missing:
         raise ValueError(f"{path} is not an experiments.py results file: missing "
                          f"{', '.join(missing)}")
+    try:
+        check_json(results, RESULTS, "results")
+    except ValueError as e:
+        raise ValueError(f"{path} lacks what the report reads: {e}") from None
     return results
 
 
@@ -1057,7 +1129,8 @@ def rewrite_report(folder):
     results = load_results(folder)
     try:
         write_report(results, folder)
-    except (KeyError, IndexError, TypeError) as e:
+    except (KeyError, IndexError, TypeError, StopIteration, ZeroDivisionError) as e:
+        # what load_results cannot see: keys that must agree across sections
         raise ValueError(f"{os.path.join(folder, 'results.json')} lacks what the report reads "
                          f"({type(e).__name__}: {e}); is it from another version of "
                          "experiments.py?") from None
@@ -1065,15 +1138,9 @@ def rewrite_report(folder):
 
 def write_report(results, out):
     """REPORT.md and its figures in `out`, from results alone (see the module docstring). All
-    are drawn into a staging folder first and moved into `out` only when every one succeeded,
-    so a failure leaves an earlier report whole."""
-    stage = tempfile.mkdtemp(dir=out, prefix=".report-")
-    try:
-        render_report(results, stage)
-        for name in sorted(os.listdir(stage)):
-            os.replace(os.path.join(stage, name), os.path.join(out, name))
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    are drawn into a staging folder and moved into `out` only when every one succeeded
+    (boundary.write_files_together), so a failure leaves an earlier report whole."""
+    write_files_together(out, lambda stage: render_report(results, stage))
 
 
 def render_report(results, out):

@@ -3,12 +3,15 @@ boundary with one line on stderr, exit status 2 (not a signal) and no file writt
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +21,7 @@ import envs
 import machines
 import metarl
 import probe
+import report
 import twostep
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,7 +53,7 @@ def assert_refused(done, message, before, folder):
 def checkpoint(tmp_path_factory):
     """A real checkpoint of a tiny run, to corrupt one key at a time."""
     path = tmp_path_factory.mktemp("ckpt") / "good.npz"
-    hp = metarl.Config(horizon=5, hidden=4, batch=4, updates=3, save_every=1, log_every=3)
+    hp = metarl.Config(horizon=6, hidden=4, batch=4, updates=3, save_every=1, log_every=3)
     metarl.train(hp, str(path), log=lambda line: None)
     return path
 
@@ -282,8 +286,9 @@ def test_a_non_finite_update_stops_training_and_keeps_the_last_good_checkpoint(t
     real_save = metarl.save_checkpoint
     monkeypatch.setattr(metarl, "loss_and_gradients", poisoned)
     monkeypatch.setattr(metarl, "save_checkpoint", recording_save)
-    with pytest.raises(ValueError, match=r"update 5: the loss is nan; training stopped before "
-                                         r"this update changed the parameters .*holds update 4"):
+    with pytest.raises(ValueError, match=r"update 5: the loss is nan, the grad norm is nan; "
+                                         r"training stopped before this update changed the "
+                                         r"parameters .*holds update 4"):
         metarl.train(hp, out, log=lambda line: None)
     assert hashlib.sha256(Path(out).read_bytes()).hexdigest() == saved[-1]
     assert metarl.load_checkpoint(out)["update"] == 4
@@ -596,3 +601,419 @@ def test_rollout_refuses_parameters_of_the_wrong_shape_before_a_kernel_reads_the
     with pytest.raises(ValueError, match=r"parameter W is float64 \(9, 16\); tiger needs "
                                          r"float64 \(10, 16\)"):
         metarl.rollout(params, cfg, 2, metarl.stream(1))
+
+
+# === Second pass (issue 19): results files, the analyses' Python API, refusals before work ===
+
+# --- results.json: every reader checks the structure of what it reads ----------------------
+
+def deep(levels):
+    """JSON nested `levels` deep: json.loads alone ends in RecursionError near 1000."""
+    return "[" * levels + "]" * levels
+
+
+def damage_results(results, damage):
+    """results.json (docs/results.json, a real run's) with one kind of damage, and the words
+    that must name it."""
+    if damage == "section a list":
+        results["near_optimal"] = list(results["near_optimal"].values())
+        return "key results.near_optimal must be a non-empty object, got a list"
+    if damage == "empty section":
+        results["belief_states"] = {}
+        return "key results.belief_states must be a non-empty object, got an empty object"
+    if damage == "nan wall time":   # was accepted: a report saying "wall time nan min"
+        results["facts"]["wall_seconds"] = float("nan")
+        return "key results.facts.wall_seconds must be a finite number, got nan"
+    if damage == "infinite curve point":
+        results["facts"]["learning_curves"]["bandit"]["seeds"][0][3] = float("inf")
+        return "key results.facts.learning_curves.bandit.seeds[0][3] must be a finite number"
+    if damage == "empty seeds":
+        results["near_optimal"]["tiger"]["seeds"] = []
+        return "key results.near_optimal.tiger.seeds must be a non-empty list, got an empty list"
+    if damage == "string for a number":
+        results["near_optimal"]["tiger"]["seeds"][1]["mean"] = "12.5"
+        return "key results.near_optimal.tiger.seeds[1].mean must be a finite number, got '12.5'"
+    if damage == "bool for an integer":
+        results["facts"]["workers"] = True
+        return "key results.facts.workers must be an integer, got True"
+    if damage == "missing deep key":
+        del next(iter(results["shift"].values()))["references"]["own_exact"]
+        return "references.own_exact is missing"
+    if damage == "list for an object":
+        results["two_step"]["seeds"][0]["stay"] = []
+        return "key results.two_step.seeds[0].stay must be an object, got an empty list"
+    if damage == "pair of the wrong length":
+        results["facts"]["stages"][0] = ["train agents"]
+        return "key results.facts.stages[0] must be a list of 2 items"
+    raise KeyError(damage)
+
+
+RESULTS_DAMAGE = ["section a list", "empty section", "nan wall time", "infinite curve point",
+                  "empty seeds", "string for a number", "bool for an integer",
+                  "missing deep key", "list for an object", "pair of the wrong length"]
+
+
+@pytest.fixture
+def run_folder(tmp_path):
+    """A run's folder: the committed results.json and an earlier report to keep whole."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_bytes((REPO / "docs" / "results.json").read_bytes())
+    (folder / "REPORT.md").write_text("the earlier report\n")
+    (folder / "fig1_near_optimal.png").write_bytes(b"an earlier figure")
+    return folder
+
+
+@pytest.mark.parametrize("damage", RESULTS_DAMAGE)
+def test_report_refuses_a_damaged_results_file_naming_the_file_and_the_key(run_folder, damage):
+    results = json.loads((run_folder / "results.json").read_text())
+    message = damage_results(results, damage)
+    (run_folder / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError, match=re.escape(message)) as err:   # the Python API
+        report.load_results(str(run_folder))
+    assert str(run_folder / "results.json") in str(err.value)
+    before = snapshot(run_folder.parent)
+    done = run("experiments.py", "report", run_folder, cwd=run_folder.parent)   # the CLI
+    assert_refused(done, message, before, run_folder.parent)
+
+
+@pytest.mark.parametrize("where", ["top", "inside a section"])
+def test_deeply_nested_results_are_refused_by_a_depth_limit_not_a_recursion_error(run_folder,
+                                                                                   where):
+    text = deep(100_000)
+    if where == "inside a section":
+        results = json.loads((run_folder / "results.json").read_text())
+        results["facts"]["machine"]["cpu_count"] = "PLACEHOLDER"
+        text = json.dumps(results).replace('"PLACEHOLDER"', deep(5000))
+    (run_folder / "results.json").write_text(text)
+    with pytest.raises(ValueError, match="nesting is deeper than 64 levels"):
+        report.load_results(str(run_folder))
+    before = snapshot(run_folder.parent)
+    done = run("experiments.py", "report", run_folder, cwd=run_folder.parent)
+    assert_refused(done, "nesting is deeper than 64 levels", before, run_folder.parent)
+
+
+def test_the_committed_results_file_passes_the_check():
+    """The check is not stricter than what experiments.py writes."""
+    assert report.load_results(str(REPO / "docs"))["facts"]["seeds"] == 5
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train --resume"])
+def test_a_deeply_nested_checkpoint_config_is_refused_in_one_line(tmp_path, checkpoint,
+                                                                  command):
+    with np.load(checkpoint, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["config"] = np.array(deep(50_000))
+    np.savez(tmp_path / "deep.npz", **arrays)
+    before = snapshot(tmp_path)
+    args = (["evaluate", "deep.npz"] if command == "evaluate" else
+            ["train", "--resume", "--horizon", "6", "--out", "deep.npz"])
+    done = run("metarl.py", *args, cwd=tmp_path)
+    assert_refused(done, "deep.npz: key 'config' is not a JSON object of settings: its nesting "
+                         "is deeper than 64 levels", before, tmp_path)
+
+
+# --- commands that write several files: all or nothing ---------------------------------------
+
+def test_a_report_whose_figure_cannot_be_written_leaves_the_earlier_report_whole(run_folder):
+    """fig3_shift.png is a folder: the figures drawn before it and REPORT.md used to be
+    replaced already."""
+    (run_folder / "fig3_shift.png").mkdir()
+    before, listing = snapshot(run_folder.parent), sorted(p.name for p in run_folder.iterdir())
+    done = run("experiments.py", "report", run_folder, cwd=run_folder.parent)
+    assert_refused(done, "fig3_shift.png: it is a folder; nothing was written", before,
+                   run_folder.parent)
+    assert sorted(p.name for p in run_folder.iterdir()) == listing   # no staging left behind
+    (run_folder / "fig3_shift.png").rmdir()
+    done = run("experiments.py", "report", run_folder, cwd=run_folder.parent)
+    assert done.returncode == 0, done.stderr
+    assert (run_folder / "REPORT.md").read_bytes() == (REPO / "docs" / "REPORT.md").read_bytes()
+
+
+def test_report_on_a_missing_folder_creates_nothing(tmp_path):
+    before = snapshot(tmp_path)
+    done = run("experiments.py", "report", tmp_path / "no-run" / "sub", cwd=tmp_path)
+    assert_refused(done, "results.json does not exist", before, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_probe_plots_are_written_all_or_none(tmp_path, checkpoint, existing, monkeypatch,
+                                             capsys):
+    """One figure cannot be written: the other figures used to be left behind, after the
+    whole analysis. Into an existing folder whose bandit_splice.png is a folder (the CLI),
+    and into a missing folder with a disk that fills at the splice figure (in process): the
+    folders are as they were, the missing one still missing, no staging folder left."""
+    plots = tmp_path / "plots"
+    if existing:
+        plots.mkdir()
+        (plots / "bandit_splice.png").mkdir()
+        (plots / "notes.txt").write_text("kept")
+    before, listing = snapshot(tmp_path), sorted(str(p) for p in tmp_path.rglob("*"))
+    if existing:
+        done = run("probe.py", checkpoint, "--episodes", "10", "--plot", plots, cwd=tmp_path)
+        assert_refused(done, "bandit_splice.png: it is a folder; nothing was written", before,
+                       tmp_path)
+    else:
+        def disk_full(*args):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(machines, "plot_splice", disk_full)
+        code = probe.main([str(checkpoint), "--episodes", "10", "--plot",
+                           str(plots / "a" / "b")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "No space left on device" in err[0], err
+        assert snapshot(tmp_path) == before
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == listing
+
+
+# --- refusals before the work -------------------------------------------------------------
+
+def test_evaluate_refuses_a_bayes_dp_too_large_before_evaluating(tmp_path):
+    """A 3-arm bandit at T = 100 trains, but its DP is too large: evaluate used to run its
+    whole evaluation first."""
+    hp = metarl.Config(arms=3, horizon=100, hidden=3, batch=2, updates=1, log_every=1)
+    metarl.train(hp, str(tmp_path / "b3.npz"), log=lambda line: None)
+    before = snapshot(tmp_path)
+    start = time.perf_counter()
+    done = run("metarl.py", "evaluate", "b3.npz", "--episodes", "2000000", cwd=tmp_path)
+    assert time.perf_counter() - start < 15   # the evaluation itself takes minutes
+    assert_refused(done, "the Bayes-optimal DP for bandit with 3 arms and horizon 100 needs",
+                   before, tmp_path)
+
+
+@pytest.mark.parametrize("folds, episodes, fewest", [(2, 4, 6), (2, 5, 6), (4, 7, 8),
+                                                     (5, 9, 10)])
+def test_probe_refuses_episodes_and_folds_that_a_later_step_refuses(tmp_path, checkpoint,
+                                                                    folds, episodes, fewest):
+    before = snapshot(tmp_path)
+    done = run("probe.py", checkpoint, "--episodes", episodes, "--folds", folds, "--plot",
+               "figures", cwd=tmp_path)
+    assert_refused(done, f"--episodes must be at least {fewest} with --folds {folds}", before,
+                   tmp_path)
+
+
+@pytest.mark.parametrize("env, horizon, shortest", [("bandit", 5, 6), ("dependent-bandit", 2, 6),
+                                                    ("tiger", 2, 3), ("two-step", 3, 4)])
+def test_probe_refuses_a_horizon_too_short_for_its_analyses(tmp_path, env, horizon, shortest):
+    """These used to fail after the decoding, in NumPy's words ("cannot reshape array of size
+    0") or the inner folds'."""
+    hp = metarl.recipe(env, horizon=horizon, hidden=3, batch=2, updates=1, log_every=1)
+    metarl.train(hp, str(tmp_path / "short.npz"), log=lambda line: None)
+    before = snapshot(tmp_path)
+    done = run("probe.py", "short.npz", "--episodes", "20", "--json", cwd=tmp_path)
+    assert_refused(done, f"the analyses need episodes of at least {shortest} steps on {env}",
+                   before, tmp_path)
+    with pytest.raises(ValueError, match=f"at least {shortest} steps"):
+        probe.probe_agent(metarl.load_checkpoint(str(tmp_path / "short.npz"))["params"], hp, 20, 0)
+
+
+# --- internal wording no longer leaks ---------------------------------------------------------
+
+def test_curve_of_a_run_with_no_update_says_so(tmp_path, checkpoint):
+    """It used to fail in np.convolve's words: "a cannot be empty"."""
+    with np.load(checkpoint, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["update"], arrays["adam_k"] = np.array(0), np.array(0)
+    arrays.update({f"history/{k}": np.zeros(0) for k in metarl.HISTORY})
+    np.savez(tmp_path / "fresh.npz", **arrays)
+    before = snapshot(tmp_path)
+    done = run("metarl.py", "curve", "fresh.npz", "--out", "out/c.png", cwd=tmp_path)
+    assert_refused(done, "fresh.npz holds no update yet (saved at update 0)", before, tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_infinite_loss_term_is_reported_as_infinite_not_as_nan(tmp_path, monkeypatch,
+                                                                  capsys):
+    """value_weight × L_V = 0 × inf makes the loss NaN: the message names the infinite term."""
+    real = metarl.loss_and_gradients
+
+    def infinite_value_loss(*args, **kwargs):
+        stats, grads = real(*args, **kwargs)
+        stats["value"], stats["loss"] = np.inf, 0.0 * np.inf
+        return stats, grads
+
+    monkeypatch.setattr(metarl, "loss_and_gradients", infinite_value_loss)
+    code = metarl.main(["train", "--horizon", "4", "--hidden", "3", "--batch", "2",
+                        "--updates", "3", "--out", str(tmp_path / "x.npz")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "update 1: the value loss is inf, the loss is nan;" in err[0]
+    assert not (tmp_path / "x.npz").exists()
+
+
+# --- the analyses' Python API: checked before a kernel indexes (run again under
+# NUMBA_BOUNDSCHECK=1 by test_bad_inputs_stay_refused_with_numba_bounds_checking) ------------
+
+@pytest.fixture(scope="module")
+def bandit_run():
+    """A short bandit rollout and its parameters, for the machines' functions."""
+    cfg = envs.make_config("bandit", horizon=6)
+    params = metarl.init_params(envs.n_inputs(cfg), 4, 2, metarl.stream(0))
+    return cfg, params, metarl.rollout(params, cfg, 5, metarl.stream(1))
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("short bias", "params['b'] must have shape (16,), got (15,)"),
+    ("long policy bias", "params['b_pi'] must have shape (2,), got (3,)"),
+    ("nan weight", "params['U'] has 1 NaN or infinite entries"),
+    ("missing array", "params must be a dict of the arrays W, U, b, W_pi, b_pi, w_V, b_V"),
+    ("wide inputs", "params['W'] must have shape (5, 16), got (4, 16)"),
+])
+def test_kernel_inputs_agent_machine_checks_its_parameters(bandit_run, damage, message):
+    """A bias of the wrong length reached the LSTM kernel, which read past its end."""
+    cfg, params, tr = bandit_run
+    params = {k: v.copy() for k, v in params.items()}
+    x = tr.x
+    if damage == "short bias":
+        params["b"] = params["b"][:-1]
+    elif damage == "long policy bias":
+        params["b_pi"] = np.zeros(3)
+    elif damage == "nan weight":
+        params["U"][0, 0] = np.nan
+    elif damage == "missing array":
+        del params["w_V"]
+    else:
+        x = np.concatenate([x, x[..., :1]], axis=-1)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        machines.agent_machine(params, SimpleNamespace(x=x))
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("bandit", "negative action", "actions must lie in [0, 2), got values from -1"),
+    ("bandit", "action too large", "actions must lie in [0, 2), got values from 0 to 2"),
+    ("bandit", "reward 0.5", "bandit rewards must be 0 or 1"),
+    ("bandit", "nan state", "S has 1 NaN or infinite entries"),
+    ("bandit", "state width", "S must have shape (any, 4), got (4, 3)"),
+    ("tiger", "negative action", "actions must lie in [0, 3), got values from -1"),
+    ("two-step", "obs width", "obs must have shape (1, 4, 2), got (1, 4, 3)"),
+    ("two-step", "obs rows", "obs must have shape (1, 4, 2), got (1, 3, 2)"),
+    ("two-step", "nan reward", "rewards has 1 NaN or infinite entries"),
+    ("two-step", "float actions", "actions must be an array of integers"),
+])
+def test_kernel_inputs_machine_steps_check_states_and_events(name, change, message):
+    cfg = envs.make_config(name, horizon=6)
+    fam = machines.family(cfg)
+    a, r, obs = history(cfg, T=1, B=4)
+    a, r, obs = a[0].copy(), r[0].copy(), obs[0].copy()
+    S = fam.prior(cfg, 4)
+    if change == "negative action":
+        a[1] = -1
+    elif change == "action too large":
+        a[1] = 2
+    elif change == "reward 0.5":
+        r[0] = 0.5
+    elif change == "nan state":
+        S[2, 0] = np.nan
+    elif change == "state width":
+        S = S[:, :3]
+    elif change == "obs width":
+        obs = np.concatenate([obs, obs[:, :1]], axis=1)
+    elif change == "obs rows":
+        obs = obs[:3]
+    elif change == "nan reward":
+        r[3] = np.nan
+    elif change == "float actions":
+        a = a.astype(float)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        fam.step(cfg, S, a, r, obs)
+
+
+@pytest.mark.parametrize("name", ["bandit", "tiger", "two-step"])
+@pytest.mark.parametrize("t, S, message", [
+    (-1, None, "t must be an integer in [0, 5], got -1"),
+    (6, None, "t must be an integer in [0, 5], got 6"),
+    (float("nan"), None, "t must be an integer in [0, 5], got nan"),
+    (2.0, None, "t must be an integer in [0, 5], got 2.0"),
+    (2, "nan", "S has 1 NaN or infinite entries"),
+    (2, "-inf", "S has 1 NaN or infinite entries"),
+])
+def test_kernel_inputs_q_lookups_refuse_times_and_states_that_would_wrap(name, t, S, message):
+    """A negative or NaN t and NaN states used to wrap around the tables (a count of −2⁶³)."""
+    cfg = envs.make_config(name, horizon=6)
+    fam = machines.family(cfg)
+    states = fam.prior(cfg, 3)
+    if S is not None:
+        states[1, 0] = float(S)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        fam.q(cfg, machines.reference(cfg), states, t)
+
+
+@pytest.mark.parametrize("S, t, message", [
+    (np.array([[np.nan, 1.0]]), 1, "S has 1 NaN or infinite entries"),
+    (np.array([1.0, 1.0]), 2, "S must have shape (any, any), got (2,)"),
+    (np.zeros((1, 2)), -3, "t must be an integer >= 0, got -3"),
+    (np.zeros((1, 2)), 1.5, "t must be an integer >= 0, got 1.5"),
+])
+def test_kernel_inputs_nearest_counts_checks_its_state_and_step(S, t, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        machines.nearest_counts(S, t)
+
+
+@pytest.mark.parametrize("function, args, message", [
+    (probe.tie_split_policy, (np.array([[0.5, np.nan], [0.2, 0.1]]),),
+     "q has 1 NaN or infinite entries"),
+    (probe.tie_split_policy, (np.array([0.5, 0.2]),), "q must have shape (any, any), got (2,)"),
+    (probe.agreement_rate, (np.array([[np.nan, 0.0]]), np.array([[0.5, 0.5]])),
+     "q has 1 NaN or infinite entries"),
+    (probe.agreement_rate, (np.zeros((2, 2)), np.ones((2, 3)) / 3),
+     "p_agent must have shape (2, 2), got (2, 3)"),
+    (probe.policy_kl, (np.array([[1.0, 0.0]]), np.array([[np.nan, 1.0]])),
+     "p_agent has 1 NaN or infinite entries"),
+    (probe.policy_kl, (np.array([[1.5, -0.5]]), np.array([[0.5, 0.5]])),
+     "p_ref must hold probabilities in [0, 1], got values from -0.5 to 1.5"),
+    (probe.cross_validated_r2, (np.zeros((20, 2)), np.zeros((20, 1)), np.arange(20) % 10),
+     "k must be an integer >= 2, got 1.5"),
+])
+def test_kernel_inputs_probe_behaviour_functions_check_their_arrays(function, args, message):
+    """NaN action values used to give the tie-split policy a row of 0/0."""
+    kwargs = {"rng": np.random.default_rng(0), "k": 1.5} if function is probe.cross_validated_r2 else {}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        function(*args, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(episodes=9, k=5), "episodes must be at least 10 with k 5"),
+    (dict(episodes=20, k=1), "k must be an integer in [2, 100], got 1"),
+    (dict(episodes=20, k=5, simulation_episodes=6), "simulation_episodes must be at least 10"),
+    (dict(episodes=20, k=5, splice_episodes=1), "splice_episodes must be an integer >= 2"),
+    (dict(episodes=20, k=5, seed=-1), "seed must be an integer >= 0, got -1"),
+])
+def test_kernel_inputs_probe_agent_refuses_sizes_before_any_rollout(bandit_run, monkeypatch,
+                                                                    kwargs, message):
+    cfg, params, _ = bandit_run
+    monkeypatch.setattr(metarl, "rollout", None)   # reached only if a check let the input by
+    hp = metarl.Config(horizon=6, hidden=4)
+    kwargs.setdefault("seed", 0)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        probe.probe_agent(params, hp, **kwargs)
+
+
+def test_kernel_inputs_that_are_valid_still_run(bandit_run):
+    """Under NUMBA_BOUNDSCHECK=1 too: the checks refuse the bad inputs above, not good ones."""
+    cfg, params, tr = bandit_run
+    agent = machines.agent_machine(params, tr)
+    assert np.allclose(agent.step(agent.states[2], 2), agent.states[3])
+    bayes = machines.bayes_machine(cfg, tr, machines.reference(cfg))
+    assert np.allclose(bayes.step(bayes.states[2], 2), bayes.states[3])
+    q = machines.family(cfg).q(cfg, machines.reference(cfg), bayes.states[3], 3)
+    assert q.shape == (5, 2) and np.isfinite(q).all()
+    cfg2 = envs.make_config("two-step", horizon=6)
+    a, r, obs = history(cfg2, T=6, B=4)
+    two = machines.bayes_machine(cfg2, SimpleNamespace(a=a, r=r, obs=obs), None)
+    assert np.allclose(two.step(two.states[1], 1), two.states[2])
+
+
+def test_bad_inputs_stay_refused_with_numba_bounds_checking(tmp_path):
+    """The kernel-facing bad-input tests, and the env and belief ones, again with Numba's
+    bounds checks on (set before Numba is imported, in a fresh interpreter; its own cache
+    folder, so that the project's cached kernels are not recompiled): an input that reached
+    a kernel and read out of bounds would fail there with an IndexError."""
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__)),
+         "-k", "kernel_inputs or env_step_refuses or recorded_histories or bayes_q_refuses "
+               "or public_belief_update or rollout_refuses"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert re.search(r"\d+ passed", done.stdout) and "failed" not in done.stdout

@@ -184,7 +184,7 @@ def test_encode_drops_constant_units_and_decode_scores_each_feature():
     (np.zeros((10, 2)), np.zeros((10, 1)), np.arange(9), {}, r"groups has shape \(9,\) but X has 10 rows"),
     (np.zeros((10, 2)), np.zeros((10, 1)), np.arange(10) % 3, {"lambdas": [1.0]}, "k=5 outer folds need at least 5 episodes, got 3"),
     (np.zeros((10, 2)), np.zeros((10, 1)), np.arange(10) % 6, {}, "k=5 outer × 5 inner folds need at least 7 episodes, got 6"),
-    (np.zeros((10, 2)), np.zeros((10, 1)), np.arange(10), {"k": 1}, "k must be ≥ 2, got 1"),
+    (np.zeros((10, 2)), np.zeros((10, 1)), np.arange(10), {"k": 1}, "k must be an integer >= 2, got 1"),
     (np.zeros((10, 2)), np.zeros((10, 1)), np.arange(10), {"lambdas": [0.0, 1.0]}, "λ must be finite and > 0"),
 ])
 def test_bad_inputs_raise_clear_errors(X, Y, groups, kwargs, match):
