@@ -46,7 +46,8 @@ import numpy as np
 from numba import njit
 
 import envs
-from boundary import (OneLineErrorParser, check_int, check_memory, check_shape, run_cli)
+from boundary import (OneLineErrorParser, check_int, check_memory, check_real_array,
+                      check_shape, run_cli)
 from envs import (UNIFORMS_PER_STEP, arm_means, bandit_step, make_config, make_env, n_actions,
                   n_observations, task_dim)
 
@@ -860,6 +861,45 @@ def belief_features(cfg, actions, rewards, obs):
     actions (T, B) ints, rewards (T, B), obs (T, B, n_obs) with obs[t] the observation that
     followed action t. Row t is the belief after steps 0..t−1; row 0 is the prior."""
     return belief_family(cfg).features(cfg, belief_trajectory(cfg, actions, rewards, obs))
+
+
+# --- a policy against the reference: the tie-split policy of its Q, KL, agreement ---
+
+def tie_split_policy(q, atol=TIE_TOL):
+    """Bayes-optimal policy from action values Q (N, A): uniform over actions within atol of max_a Q.
+    A NaN value would tie with nothing and leave a row of zeros (0/0): Q must be finite."""
+    q = check_real_array("q", q, (None, None))
+    best = q >= q.max(1, keepdims=True) - atol  # (N, A)
+    return best / best.sum(1, keepdims=True)
+
+
+def policy_kl(p_ref, p_agent, eps=1e-12):
+    """Mean over steps of KL(p_ref ‖ p_agent) = Σ_a p_ref log(p_ref / max(p_agent, eps)).
+
+    Terms with p_ref = 0 contribute 0 (0 log 0 = 0); eps keeps an agent probability of exactly
+    0 on a Bayes-optimal action from giving inf.
+    """
+    p_ref = check_probabilities("p_ref", p_ref, (None, None))
+    p_agent = check_probabilities("p_agent", p_agent, p_ref.shape)
+    log_ratio = np.log(np.where(p_ref > 0, p_ref, 1.0)) - np.log(np.maximum(p_agent, eps))
+    return float(np.where(p_ref > 0, p_ref * log_ratio, 0.0).sum(1).mean())
+
+
+def agreement_rate(q, p_agent, atol=TIE_TOL):
+    """Fraction of steps where argmax_a p_agent is one of the tied-maximal actions of Q."""
+    q = check_real_array("q", q, (None, None))
+    p_agent = check_probabilities("p_agent", p_agent, q.shape)
+    best = q >= q.max(1, keepdims=True) - atol  # (N, A)
+    return float(best[np.arange(len(q)), p_agent.argmax(1)].mean())
+
+
+def check_probabilities(name, p, shape):
+    """p as a float64 array of `shape` of finite probabilities (entries in [0, 1])."""
+    p = check_real_array(name, p, shape)
+    if p.size and not (p.min() >= 0 and p.max() <= 1):
+        raise ValueError(f"{name} must hold probabilities in [0, 1], got values from "
+                         f"{p.min():g} to {p.max():g}")
+    return p
 
 
 def reference_q(cfg, actions, rewards, obs, ref=None):

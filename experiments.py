@@ -346,8 +346,8 @@ def shift_test(agent, train_cfg, test_cfg, scale):
     for model, cfg in (("train", train_cfg), ("test", test_cfg)):
         q = belief.reference_q(cfg, tr.a, tr.r, tr.obs).reshape(-1, tr.pi.shape[-1])
         pi = tr.pi.reshape(-1, tr.pi.shape[-1])
-        behaviour[model] = {"kl": probe.policy_kl(probe.tie_split_policy(q), pi),
-                            "agreement": probe.agreement_rate(q, pi)}
+        behaviour[model] = {"kl": belief.policy_kl(belief.tie_split_policy(q), pi),
+                            "agreement": belief.agreement_rate(q, pi)}
     return {"own": metarl.evaluate(agent.params, train_cfg, episodes(scale.eval_steps, train_cfg),
                                    seed),
             "test": metarl.evaluate(agent.params, test_cfg, episodes(scale.eval_steps, test_cfg),

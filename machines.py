@@ -140,7 +140,7 @@ def bayes_machine(cfg, tr, ref, name="Bayes"):
     return Machine(
         name=name, states=states,
         step=lambda S, t: fam.step(cfg, S, a[t], r[t], obs[t]),
-        policy=lambda S, t: probe.tie_split_policy(fam.q(cfg, ref, S, t), atol=TIE_TOL),
+        policy=lambda S, t: belief.tie_split_policy(fam.q(cfg, ref, S, t), atol=TIE_TOL),
         features=lambda S, t: fam.features(cfg, S, t))
 
 
@@ -323,7 +323,7 @@ def agent_to_bayes(agent, bayes, fold, kind, rng, shuffled=False, **mlp_options)
     result = _direction_result(bayes, mapped, pi_bayes, pi_agent, pi_agent)
     A = pi_agent.shape[-1]
     pi_exact = bayes.policies()
-    result["output_kl_exact"] = probe.policy_kl(pi_exact.reshape(-1, A), pi_agent.reshape(-1, A))
+    result["output_kl_exact"] = belief.policy_kl(pi_exact.reshape(-1, A), pi_agent.reshape(-1, A))
     result["action_agreement_exact"] = _agreement(pi_exact, pi_agent)
     return result
 
@@ -349,8 +349,8 @@ def _direction_result(target, mapped, p_ref, p_model, pi_agent):
     (mean over target coordinates with sd ≥ MIN_SD): how well the map fits, before stepping."""
     mean_policy = pi_agent.reshape(-1, pi_agent.shape[-1]).mean(0)
     A = p_ref.shape[-1]
-    kl = probe.policy_kl(p_ref.reshape(-1, A), p_model.reshape(-1, A))
-    kl0 = probe.policy_kl(p_ref.reshape(-1, A), np.broadcast_to(mean_policy, p_ref.shape).reshape(-1, A))
+    kl = belief.policy_kl(p_ref.reshape(-1, A), p_model.reshape(-1, A))
+    kl0 = belief.policy_kl(p_ref.reshape(-1, A), np.broadcast_to(mean_policy, p_ref.shape).reshape(-1, A))
     dis, pooled, kept = step_dissimilarity(target, mapped)
     Y, Yhat = (probe.flatten_episodes(v)[0] for v in (target.states, mapped))
     varying = Y.std(0) >= MIN_SD
@@ -564,7 +564,7 @@ def control_run(cfg, ref, episodes, seed, window=CONTROL_WINDOW, implant=None):
         S = fam.prior(cfg, B)
         for v in range(max(0, t - window), t):
             S = fam.step(cfg, S, read[0][v], read[1][v], read[2][v])
-        pi[t] = probe.tie_split_policy(fam.control_q(cfg, ref, S, t), atol=TIE_TOL)
+        pi[t] = belief.tie_split_policy(fam.control_q(cfg, ref, S, t), atol=TIE_TOL)
         metarl.sample_categorical(pi[t], u[t], a[t])  # uniform among the tied actions
         _, r[t], _ = env.step(a[t])
         obs[t] = env.obs

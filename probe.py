@@ -33,7 +33,7 @@ import numpy as np
 import belief
 import metarl
 from boundary import (OneLineErrorParser, check_int, check_memory, check_output_folder,
-                      check_real_array, new_figure, run_cli, save_png, write_files_together)
+                      new_figure, run_cli, save_png, write_files_together)
 
 LAMBDAS = np.logspace(-4, 4, 17)  # N-scaled λ grid, half a decade apart
 CONSTANT_SD = 1e-12  # sd below this (relative to 1 + |mu|) marks a column constant: rounding noise
@@ -342,46 +342,6 @@ def posterior_mean_columns(names):
     return [j for j, f in enumerate(names) if f.startswith(("mean_", "p_"))]
 
 
-# ----------------------------------------------------------------------------- behaviour
-
-
-def tie_split_policy(q, atol=1e-9):
-    """Bayes-optimal policy from action values Q (N, A): uniform over actions within atol of max_a Q.
-    A NaN value would tie with nothing and leave a row of zeros (0/0): Q must be finite."""
-    q = check_real_array("q", q, (None, None))
-    best = q >= q.max(1, keepdims=True) - atol  # (N, A)
-    return best / best.sum(1, keepdims=True)
-
-
-def policy_kl(p_ref, p_agent, eps=1e-12):
-    """Mean over steps of KL(p_ref ‖ p_agent) = Σ_a p_ref log(p_ref / max(p_agent, eps)).
-
-    Terms with p_ref = 0 contribute 0 (0 log 0 = 0); eps keeps an agent probability of exactly
-    0 on a Bayes-optimal action from giving inf.
-    """
-    p_ref = check_probabilities("p_ref", p_ref, (None, None))
-    p_agent = check_probabilities("p_agent", p_agent, p_ref.shape)
-    log_ratio = np.log(np.where(p_ref > 0, p_ref, 1.0)) - np.log(np.maximum(p_agent, eps))
-    return float(np.where(p_ref > 0, p_ref * log_ratio, 0.0).sum(1).mean())
-
-
-def agreement_rate(q, p_agent, atol=1e-9):
-    """Fraction of steps where argmax_a p_agent is one of the tied-maximal actions of Q."""
-    q = check_real_array("q", q, (None, None))
-    p_agent = check_probabilities("p_agent", p_agent, q.shape)
-    best = q >= q.max(1, keepdims=True) - atol  # (N, A)
-    return float(best[np.arange(len(q)), p_agent.argmax(1)].mean())
-
-
-def check_probabilities(name, p, shape):
-    """p as a float64 array of `shape` of finite probabilities (entries in [0, 1])."""
-    p = check_real_array(name, p, shape)
-    if p.size and not (p.min() >= 0 and p.max() <= 1):
-        raise ValueError(f"{name} must hold probabilities in [0, 1], got values from "
-                         f"{p.min():g} to {p.max():g}")
-    return p
-
-
 # ----------------------------------------------------------------------------- PCA
 
 
@@ -537,8 +497,8 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULAT
         "controls_sd": {c: dict(zip(names, map(float, d.r2_sd))) for c, d in controls.items()},
         "untrained_gap": dict(zip(names, map(float, main.r2 - controls["untrained"].r2))),
         "untrained_gap_se": dict(zip(names, map(float, gap_fold.std(0, ddof=1) / np.sqrt(k)))),
-        "policy_kl": policy_kl(tie_split_policy(q), pi),
-        "agreement": agreement_rate(q, pi),
+        "policy_kl": belief.policy_kl(belief.tie_split_policy(q), pi),
+        "agreement": belief.agreement_rate(q, pi),
     }
     tests = machines.analyse(params, hp, tr, seed, k, simulation_episodes, splice_episodes)
     summary.update(tests, value_loss_per_step=tests["value_loss"]["value_loss_per_step"],

@@ -951,16 +951,16 @@ def test_kernel_inputs_nearest_counts_checks_its_state_and_step(S, t, message):
 
 
 @pytest.mark.parametrize("function, args, message", [
-    (probe.tie_split_policy, (np.array([[0.5, np.nan], [0.2, 0.1]]),),
+    (belief.tie_split_policy, (np.array([[0.5, np.nan], [0.2, 0.1]]),),
      "q has 1 NaN or infinite entries"),
-    (probe.tie_split_policy, (np.array([0.5, 0.2]),), "q must have shape (any, any), got (2,)"),
-    (probe.agreement_rate, (np.array([[np.nan, 0.0]]), np.array([[0.5, 0.5]])),
+    (belief.tie_split_policy, (np.array([0.5, 0.2]),), "q must have shape (any, any), got (2,)"),
+    (belief.agreement_rate, (np.array([[np.nan, 0.0]]), np.array([[0.5, 0.5]])),
      "q has 1 NaN or infinite entries"),
-    (probe.agreement_rate, (np.zeros((2, 2)), np.ones((2, 3)) / 3),
+    (belief.agreement_rate, (np.zeros((2, 2)), np.ones((2, 3)) / 3),
      "p_agent must have shape (2, 2), got (2, 3)"),
-    (probe.policy_kl, (np.array([[1.0, 0.0]]), np.array([[np.nan, 1.0]])),
+    (belief.policy_kl, (np.array([[1.0, 0.0]]), np.array([[np.nan, 1.0]])),
      "p_agent has 1 NaN or infinite entries"),
-    (probe.policy_kl, (np.array([[1.5, -0.5]]), np.array([[0.5, 0.5]])),
+    (belief.policy_kl, (np.array([[1.5, -0.5]]), np.array([[0.5, 0.5]])),
      "p_ref must hold probabilities in [0, 1], got values from -0.5 to 1.5"),
     (probe.cross_validated_r2, (np.zeros((20, 2)), np.zeros((20, 1)), np.arange(20) % 10),
      "k must be an integer >= 2, got 1.5"),

@@ -75,7 +75,7 @@ def run_belief_agent(cfg, ref, B, seed, implant=None):
             carried = implant[1]
         log.append(carried)
         S = carried if t == 0 else fam.step(cfg, carried, a[t - 1], r[t - 1], obs[t - 1])
-        pi[t] = probe.tie_split_policy(fam.q(cfg, ref, S, t))
+        pi[t] = belief.tie_split_policy(fam.q(cfg, ref, S, t))
         a[t] = pi[t].argmax(1)
         _, r[t], _ = env.step(a[t])
         obs[t] = env.obs

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import belief
 import probe
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -129,16 +130,16 @@ def test_tie_split_policy_and_policy_kl_on_hand_cases():
     q = np.array([[1.0, 1.0, 0.0],
                   [0.0, 2.0, 2.0 - 1e-12],  # a tie within atol
                   [3.0, 1.0, 2.0]])
-    p_ref = probe.tie_split_policy(q, atol=1e-9)
+    p_ref = belief.tie_split_policy(q, atol=1e-9)
     np.testing.assert_allclose(p_ref, [[0.5, 0.5, 0], [0, 0.5, 0.5], [1, 0, 0]])
     p_agent = np.array([[0.25, 0.25, 0.5],
                         [0.0, 0.5, 0.5],
                         [0.5, 0.5, 0.0]])
     # row 0: 2 · 0.5 log(0.5 / 0.25) = log 2; row 1: 0; row 2: log(1 / 0.5) = log 2
-    assert probe.policy_kl(p_ref, p_agent) == pytest.approx(2 * np.log(2) / 3, abs=1e-12)
-    assert probe.policy_kl(p_ref, p_ref) == 0.0
+    assert belief.policy_kl(p_ref, p_agent) == pytest.approx(2 * np.log(2) / 3, abs=1e-12)
+    assert belief.policy_kl(p_ref, p_ref) == 0.0
     # zero agent probability on an optimal action: finite, = log(1 / eps)
-    assert probe.policy_kl([[1.0, 0.0]], [[0.0, 1.0]], eps=1e-8) == pytest.approx(np.log(1e8))
+    assert belief.policy_kl([[1.0, 0.0]], [[0.0, 1.0]], eps=1e-8) == pytest.approx(np.log(1e8))
 
 
 def test_agreement_rate_counts_argmax_among_tied_best_actions():
@@ -150,7 +151,7 @@ def test_agreement_rate_counts_argmax_among_tied_best_actions():
                         [0.2, 0.5, 0.3],   # action 1: not best
                         [0.9, 0.05, 0.05],  # action 0: best
                         [0.2, 0.2, 0.6]])  # all tied → agrees
-    assert probe.agreement_rate(q, p_agent) == 0.75
+    assert belief.agreement_rate(q, p_agent) == 0.75
 
 
 def test_principal_components_find_the_dominant_direction():
