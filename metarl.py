@@ -82,6 +82,11 @@ class Config:
                        choices=("float64", "float32"))
     log_every: int = param(500, "updates between progress lines", 1)
     save_every: int = param(2000, "updates between checkpoints", 1)
+    objective: str = param("rl2", "rl2: the policy gradient on the return; distill: cross-entropy "
+                                  "to the Bayes-optimal policy plus belief regression (a "
+                                  "known belief-state LSTM)", choices=("rl2", "distill"))
+    belief_weight: float = param(1.0, "distill: weight w_B of the belief-feature regression", 0.0,
+                                 1e3)
 
 
 # The recommended recipe of each task family: the Config fields where it differs from the
@@ -113,6 +118,19 @@ RECIPES = {
 def recipe(env="bandit", **given):
     """The Config of env's recommended recipe (RECIPES), with the `given` fields over it."""
     return Config(**{**RECIPES.get(env, {}), "env": env, **given})
+
+
+# Distillation (objective "distill"): the agent's inputs, width and heads, trained on its own
+# rollouts to act as the exact reference does (belief.reference_q: Bayes-optimal for the
+# bandits and Tiger, belief-greedy for two-step) and to carry the exact belief features
+# linearly in h. It is the calibration panel's trained *belief* machine, and the ceiling of
+# what a 48-unit LSTM can represent. The RL-only fields (γ, λ, β, c_V) are not read.
+DISTILL_RECIPE = dict(objective="distill", lr=3e-3, updates=4000, dtype="float32")
+
+
+def distill_recipe(env="bandit", **given):
+    """The Config of env's distillation recipe (DISTILL_RECIPE), `given` fields over it."""
+    return Config(**{**DISTILL_RECIPE, "env": env, **given})
 
 
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8  # Kingma & Ba (2015) defaults
@@ -629,13 +647,26 @@ def loss_and_gradients(params, tr, adv, R, value_weight, entropy_weight):
 
     The heads are differentiated for all steps at once; the only loop is the recurrence,
     dL/dh_{t+1} = (from the heads at step t) + (from step t+1 through h_{t+1} U)."""
-    h_out = tr.h[1:]                                                      # (T, B, H)
-    V = value_head(h_out, params["w_V"], params["b_V"])
+    V = value_head(tr.h[1:], params["w_V"], params["b_V"])
     L_pi, dlogits = policy_gradient_loss(tr.log_pi, tr.pi, tr.a, adv)
     ent, dent = entropy_bonus(tr.log_pi, tr.pi)
     L_V, dV = value_loss(V, R)
     dlogits -= entropy_weight * dent
-    dh, grads = heads_backward(dlogits, value_weight * dV, h_out, params["W_pi"], params["w_V"])
+    grads = backprop_through_time(params, tr, dlogits, value_weight * dV)
+    loss = L_pi + value_weight * L_V - entropy_weight * ent
+    return {"loss": loss, "policy": L_pi, "value": L_V, "entropy": ent}, grads
+
+
+def backprop_through_time(params, tr, dlogits, dV, dh_extra=None):
+    """dL/dθ for every parameter array θ, given dL/dlogits and dL/dV at every step (T, B, ·)
+    and, if given, a further dL/dh' (T, B, H) from a loss that reads h' directly.
+
+    The heads are differentiated for all steps at once (heads_backward); the only loop is
+    the recurrence, dL/dh_{t+1} = (from the heads at step t) + (from step t+1 through
+    h_{t+1} U)."""
+    dh, grads = heads_backward(dlogits, dV, tr.h[1:], params["W_pi"], params["w_V"])
+    if dh_extra is not None:
+        dh += dh_extra
     if tr.dz is None:
         tr.dz = np.empty_like(tr.gates)                                   # (T, B, 4H)
     dz = tr.dz
@@ -647,8 +678,7 @@ def loss_and_gradients(params, tr, adv, R, value_weight, entropy_weight):
         np.matmul(dz[t], U_T, out=dh_next)
         dc_next, dc_prev = dc_prev, dc_next
     grads["W"], grads["U"], grads["b"] = lstm_param_grads(tr.x, tr.h[:-1], dz)
-    loss = L_pi + value_weight * L_V - entropy_weight * ent
-    return {"loss": loss, "policy": L_pi, "value": L_V, "entropy": ent}, grads
+    return grads
 
 
 def total_loss(params, tr, adv, R, value_weight, entropy_weight):
@@ -658,6 +688,67 @@ def total_loss(params, tr, adv, R, value_weight, entropy_weight):
     ent, _ = entropy_bonus(tr.log_pi, tr.pi)
     L_V, _ = value_loss(V, R)
     return L_pi + value_weight * L_V - entropy_weight * ent
+
+
+# ------------------------------------------------------------------------------------------
+# Distillation loss: act as the reference does, and carry the belief linearly in h
+# ------------------------------------------------------------------------------------------
+BELIEF_RIDGE = 1e-4   # keeps the belief readout's normal equations well posed (h may be collinear)
+
+
+def cross_entropy_loss(log_pi, pi, target):
+    """L_CE = −(1/N) Σ_{t,e} Σ_a π*_t(a) log π_t(a), N = T·B, and dL_CE/dlogits = (π − π*)/N
+    (d log π(a)/dlogits = onehot(a) − π, and Σ_a π*(a) = 1). π* is the tie-split policy of
+    the reference's Q (belief.tie_split_policy): uniform over its best actions."""
+    N = pi.shape[0] * pi.shape[1]
+    return -float((target * log_pi).sum()) / N, (pi - target) / N
+
+
+def belief_regression_loss(h, F, ridge=BELIEF_RIDGE):
+    """L_B = min over M, m of (1/2N) Σ_{t,e} ‖h_{t+1} M + m − F̃_t‖² + (ridge/2) ‖M‖², and dL_B/dh.
+
+    F (T, B, n_f) are the exact belief features before each action, standardised over the
+    batch (F̃; a column that does not vary is left at 0); h (T, B, H) the states the policy
+    acts from. The minimiser is the ridge regression M* = (h_cᵀh_c/N + ridge I)⁻¹ h_cᵀF̃_c/N
+    (centred columns), m* = mean F̃ − (mean h) M*. At the minimum ∂L/∂M = ∂L/∂m = 0, so the
+    total derivative through (M*, m*) is the partial one (envelope theorem):
+        dL_B/dh = (h M* + m* − F̃) M*ᵀ / N.
+    The readout is refitted on every batch, so it adds no parameter: a distilled checkpoint
+    is one like any other. Solved in float64 whatever h's dtype."""
+    T, B, H = h.shape
+    N = T * B
+    X, Y = h.reshape(N, H).astype(np.float64), F.reshape(N, -1).astype(np.float64)
+    Y = (Y - Y.mean(axis=0)) / np.maximum(Y.std(axis=0), 1e-12)   # F̃ (mean 0 already)
+    mean_X = X.mean(axis=0)
+    Xc = X - mean_X
+    M = np.linalg.solve(Xc.T @ Xc / N + ridge * np.eye(H), Xc.T @ Y / N)   # (H, n_f)
+    residual = Xc @ M - Y                   # h M* + m* − F̃, with m* = −(mean h) M*
+    loss = 0.5 * float((residual * residual).sum()) / N + 0.5 * ridge * float((M * M).sum())
+    return loss, (residual @ M.T / N).reshape(T, B, H).astype(h.dtype)
+
+
+def distillation_targets(cfg, tr, ref):
+    """π* (T, B, A), the tie-split policy of the reference's Q at every step of tr, and the
+    exact belief features F (T, B, n_f), in tr's dtype."""
+    fam = belief.belief_family(cfg)
+    beliefs = belief.belief_trajectory(cfg, tr.a, tr.r, tr.obs)
+    q = fam.reference_q(cfg, ref, beliefs)
+    target = belief.tie_split_policy(q.reshape(-1, q.shape[-1])).reshape(q.shape)
+    F, _ = fam.features(cfg, beliefs)
+    return target.astype(tr.pi.dtype), F
+
+
+def distillation_loss_and_gradients(params, tr, target, F, belief_weight):
+    """L = L_CE + w_B L_B of a trajectory (cross_entropy_loss, belief_regression_loss) and
+    dL/dθ by backprop-through-time; the value head is not trained (dL/dV = 0). Statistics:
+    "policy" is L_CE, "value" is L_B, "entropy" the mean policy entropy."""
+    L_CE, dlogits = cross_entropy_loss(tr.log_pi, tr.pi, target)
+    L_B, dh = belief_regression_loss(tr.h[1:], F)
+    ent, _ = entropy_bonus(tr.log_pi, tr.pi)
+    grads = backprop_through_time(params, tr, dlogits, np.zeros(tr.a.shape, tr.pi.dtype),
+                                  belief_weight * dh)
+    return {"loss": L_CE + belief_weight * L_B, "policy": L_CE, "value": L_B,
+            "entropy": ent}, grads
 
 
 # ------------------------------------------------------------------------------------------
@@ -713,6 +804,28 @@ def update(params, opt, hp, cfg, rng, entropy_weight, lr, buffers=None):
     adam_step(params, grads, opt, lr)
     stats["return"] = float(tr.r.sum(axis=0).mean())
     return tr, stats
+
+
+def distill_update(params, opt, hp, cfg, rng, lr, ref, buffers=None):
+    """One distillation update: B fresh tasks → rollout of the student's own policy → the
+    reference's tie-split policy and the exact belief features on its histories → BPTT of
+    L_CE + w_B L_B → clip → Adam. ref = belief.reference(cfg), built once per run."""
+    tr = rollout(params, cfg, hp.batch, rng, out=buffers)
+    target, F = distillation_targets(cfg, tr, ref)
+    stats, grads = distillation_loss_and_gradients(params, tr, target, F, hp.belief_weight)
+    stats["grad_norm"] = clip_by_global_norm(grads, hp.max_grad_norm)
+    check_finite_statistics(stats)
+    adam_step(params, grads, opt, lr)
+    stats["return"] = float(tr.r.sum(axis=0).mean())
+    return tr, stats
+
+
+def agreement_with_reference(params, cfg, episodes, seed):
+    """Fraction of steps of `episodes` fresh sampled episodes at which the most likely action
+    of π is one of the reference's best actions (belief.agreement_rate: ties agree)."""
+    tr = rollout(params, cfg, episodes, stream(seed, EVAL_STREAM))
+    q = belief.reference_q(cfg, tr.a, tr.r, tr.obs)
+    return belief.agreement_rate(q.reshape(-1, q.shape[-1]), tr.pi.reshape(-1, q.shape[-1]))
 
 
 class NonFiniteUpdate(ValueError):
@@ -793,7 +906,9 @@ def train(hp, out, resume=False, log=print_now, on_update=None):
     """Meta-train an LSTM on hp's task distribution; checkpoint to `out` (.npz; None: don't).
 
     Each update samples B fresh tasks, runs B whole episodes with the LSTM state reset to
-    zero at their start, and takes one Adam step on the loss of all B·T steps. With
+    zero at their start, and takes one Adam step on the loss of all B·T steps: the
+    policy-gradient loss (update) for objective rl2, the distillation loss (distill_update)
+    for distill. With
     resume=True and an existing `out`, training continues from it bit-identically.
     on_update(u, params, stats), if given, is called after update u (e.g. to keep snapshots).
     Returns the trained parameters."""
@@ -813,11 +928,19 @@ def train(hp, out, resume=False, log=print_now, on_update=None):
         params = initial_params(hp, cfg)
         opt, start, history = adam_init(params), 0, {k: np.zeros(0) for k in HISTORY}
     history = {k: np.concatenate([v, np.full(hp.updates - start, np.nan)]) for k, v in history.items()}
+    if hp.objective == "distill":
+        ref = belief.reference(cfg)   # once per run: the bandit DP takes seconds
+        step = lambda u, tr: distill_update(params, opt, hp, cfg, stream(hp.seed, u),
+                                            learning_rate_at(hp, u), ref, buffers=tr)
+        labels = ("CE", "B")
+    else:
+        step = lambda u, tr: update(params, opt, hp, cfg, stream(hp.seed, u),
+                                    entropy_weight_at(hp, u), learning_rate_at(hp, u), buffers=tr)
+        labels = ("pi", "V")
     t0, steps, tr, saved = time.perf_counter(), 0, None, start
     for u in range(start, hp.updates):
         try:
-            tr, stats = update(params, opt, hp, cfg, stream(hp.seed, u),
-                               entropy_weight_at(hp, u), learning_rate_at(hp, u), buffers=tr)
+            tr, stats = step(u, tr)
         except NonFiniteUpdate as e:
             kept = (f"{out} still holds update {saved}" if out is not None and saved > 0
                     else "nothing was saved")
@@ -834,7 +957,8 @@ def train(hp, out, resume=False, log=print_now, on_update=None):
             elapsed = time.perf_counter() - t0
             recent = history["return"][max(start, done - hp.log_every):done].mean()
             log(f"update {done:6d}/{hp.updates} | return {recent:7.2f} | loss {stats['loss']:+.4f} "
-                f"(pi {stats['policy']:+.4f} V {stats['value']:.4f} H {stats['entropy']:.3f}) | "
+                f"({labels[0]} {stats['policy']:+.4f} {labels[1]} {stats['value']:.4f} "
+                f"H {stats['entropy']:.3f}) | "
                 f"{steps / elapsed:9.0f} steps/s | {elapsed:6.1f} s")
         if out is not None and (done % hp.save_every == 0 or done == hp.updates):
             save_checkpoint(out, hp, params, opt, done, {k: v[:done] for k, v in history.items()})
@@ -1123,13 +1247,16 @@ def build_parser():
     parser = OneLineErrorParser(prog="metarl.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train_p = sub.add_parser("train", help="meta-train an LSTM agent, checkpointing to --out")
-    for f in dataclasses.fields(Config):
-        train_p.add_argument(envs.flag(f.name), default=argparse.SUPPRESS,
-                             type=parse_bool if f.type is bool else f.type,
-                             help=f"{f.metadata['help']} ({recipe_defaults(f.name)})")
-    train_p.add_argument("--out", required=True, help="checkpoint path (.npz)")
-    train_p.add_argument("--resume", action="store_true", help="continue the run stored in --out")
-    train_p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    distill_p = sub.add_parser("distill", help="train an LSTM of the agent's architecture to act "
+                                               "as the exact reference and carry the belief")
+    for p, make in ((train_p, recipe), (distill_p, distill_recipe)):
+        for f in dataclasses.fields(Config):
+            p.add_argument(envs.flag(f.name), default=argparse.SUPPRESS,
+                           type=parse_bool if f.type is bool else f.type,
+                           help=f"{f.metadata['help']} ({recipe_defaults(f.name, make)})")
+        p.add_argument("--out", required=True, help="checkpoint path (.npz)")
+        p.add_argument("--resume", action="store_true", help="continue the run stored in --out")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     eval_p = sub.add_parser("evaluate", help="mean total reward of a checkpoint on fresh tasks")
     eval_p.add_argument("checkpoint")
     eval_p.add_argument("--episodes", type=int, default=10000)
@@ -1148,11 +1275,11 @@ def build_parser():
     return parser
 
 
-def recipe_defaults(name):
+def recipe_defaults(name, make=recipe):
     """The default of a field as --help shows it: one value, or one per family's recipe."""
-    values = {env: getattr(recipe(env), name) for env in envs.FAMILIES}
+    values = {env: getattr(make(env), name) for env in envs.FAMILIES}
     if name == "env" or len(set(values.values())) == 1:
-        return f"default {getattr(Config(), name)}"
+        return f"default {getattr(make(), name)}"
     return "default: " + ", ".join(f"{env} {value}" for env, value in values.items())
 
 
@@ -1165,7 +1292,7 @@ def parse_bool(text):
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def command_train(args):
+def command_train(args, make=recipe):
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if hasattr(args, f.name)}
     if os.path.isdir(args.out):
         raise ValueError(f"--out {args.out} is a folder; give a checkpoint file path (.npz)")
@@ -1179,8 +1306,20 @@ def command_train(args):
     elif os.path.exists(args.out) and not args.overwrite:
         raise ValueError(f"{args.out} exists; pass --resume to continue it or --overwrite to replace it")
     else:
-        hp = recipe(**given)
+        hp = make(**given)
     train(hp, args.out, resume=args.resume)
+
+
+def command_distill(args):
+    """train with the distillation recipe, then the agreement with the reference's actions
+    on 2,000 fresh episodes (evaluation seed 1, as `evaluate`'s default)."""
+    if getattr(args, "objective", "distill") != "distill":
+        raise ValueError("metarl.py distill trains with --objective distill; use train for rl2")
+    command_train(args, make=distill_recipe)
+    ckpt = load_checkpoint(args.out)
+    agreement = agreement_with_reference(ckpt["params"], env_config(ckpt["hp"]), 2000, seed=1)
+    print_now(f"agreement with the reference's best actions on 2000 fresh episodes: "
+              f"{agreement:.4f}")
 
 
 def command_evaluate(args):
@@ -1237,7 +1376,8 @@ def command_curve(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    commands = {"train": command_train, "evaluate": command_evaluate, "bench": command_bench,
+    commands = {"train": command_train, "distill": command_distill, "evaluate": command_evaluate,
+                "bench": command_bench,
                 "curve": command_curve}
     return run_cli(f"metarl.py {args.command}", lambda: commands[args.command](args))
 
