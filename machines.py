@@ -1105,10 +1105,15 @@ def history_features(cfg, a, r, obs):
 # ==========================================================================================
 # All four analyses of one agent
 # ==========================================================================================
-def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episodes=500):
+def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episodes=500,
+            controls=None):
     """Simulation, minimality, splicing and value loss of the agent (params, hp). Simulation
     and minimality compare it with its untrained network (initial weights driven by the same
     inputs) on the same episodes and folds; splicing and value loss are of the trained agent.
+    `controls` {name: (params, own)}: further networks of the same inputs and actions (for
+    example a Bayes-distilled LSTM, metarl.py distill), measured beside the untrained one in
+    simulation and minimality (driven by the agent's inputs), and on their own in splicing
+    and value loss (`own`: the network's own rollout, as `tr` is the agent's).
 
     tr: the agent's recorded episodes (metarl.rollout); simulation and minimality use its first
     `simulation_episodes` (the MLP maps are the cost), value loss all of them; splicing runs
@@ -1118,7 +1123,7 @@ def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episo
     "bayes_features": what the Bayes machine's state and the maps' belief features are,
     "minimality": {"partial_r2": {network: {feature: value}}, "within_between_ratio":
     {network: value}, ...}, "splice": splice_test's result, "value_loss": value_loss's
-    result}."""
+    result, and for controls "splice_by_network" and "value_loss_by_network" {name: ...}}."""
     cfg = metarl.env_config(hp)
     metarl.check_param_shapes(params, cfg)   # agent_machine's kernels index them unchecked
     n = min(simulation_episodes, tr.a.shape[1])
@@ -1128,14 +1133,25 @@ def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episo
     sub = SimpleNamespace(**{key: getattr(tr, key)[:, :n] for key in ("x", "a", "r", "obs")})
     fold = episode_folds(n, k, np.random.default_rng(seed))
     bayes = bayes_machine(cfg, sub, ref)
+    controls = {} if controls is None else controls
+    for name, (control, _) in controls.items():
+        check_lstm_params(control, envs.n_inputs(cfg))   # before any work
     agents = {"trained": agent_machine(params, sub, "trained"),
-              "untrained": agent_machine(metarl.initial_params(hp, cfg, np.float64), sub, "untrained")}
+              "untrained": agent_machine(metarl.initial_params(hp, cfg, np.float64), sub, "untrained"),
+              **{name: agent_machine(control, sub, name) for name, (control, _) in controls.items()}}
     sim = simulation(agents, bayes, fold, seed)
     sim["shuffled"] = simulation(agents, bayes, fold, seed, kinds=("linear",), shuffled=True)
     history, names = history_features(cfg, sub.a, sub.r, sub.obs)
     mini = {net: minimality(m, bayes, history, names, fold, seed) for net, m in agents.items()}
     fam = family(cfg)
-    return {"simulation": sim, "simulation_episodes": n,
+    by_network = {}
+    if controls:
+        by_network = {
+            "splice_by_network": {name: splice_test(control, cfg, ref, splice_episodes, seed)
+                                  for name, (control, _) in controls.items()},
+            "value_loss_by_network": {name: value_loss(cfg, ref, own)
+                                      for name, (_, own) in controls.items()}}
+    return {"simulation": sim, "simulation_episodes": n, **by_network,
             "bayes_coordinates": fam.coordinate_names(cfg),
             "bayes_features": fam.feature_names(cfg),
             "minimality": {"partial_r2": {net: m["partial_r2"] for net, m in mini.items()},

@@ -125,7 +125,7 @@ def recipe(env="bandit", **given):
 # bandits and Tiger, belief-greedy for two-step) and to carry the exact belief features
 # linearly in h. It is the calibration panel's trained *belief* machine, and the ceiling of
 # what a 48-unit LSTM can represent. The RL-only fields (γ, λ, β, c_V) are not read.
-DISTILL_RECIPE = dict(objective="distill", lr=3e-3, updates=4000, dtype="float32")
+DISTILL_RECIPE = dict(objective="distill", lr=3e-3, updates=6000, dtype="float32")
 
 
 def distill_recipe(env="bandit", **given):

@@ -430,7 +430,7 @@ SPLICE_EPISODES = 500       # fresh episodes of the splicing test
 
 
 def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULATION_EPISODES,
-                splice_episodes=SPLICE_EPISODES):
+                splice_episodes=SPLICE_EPISODES, controls=None):
     """The paper's measurement on a trained agent, on `episodes` fresh episodes.
 
     Decode the exact belief (belief.belief_features, the belief before each action) from the
@@ -439,7 +439,11 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULAT
       untrained   the same architecture with its initial (untrained) weights, driven by the
                   trained agent's own input histories (its actions replayed);
       memoryless  a probe from the current input x_t alone;
-      shuffled    [h, c] against targets shuffled across episodes.
+      shuffled    [h, c] against targets shuffled across episodes;
+      and each network of `controls` {name: params} (same inputs and actions, e.g. the
+      Bayes-distilled LSTM of metarl.py distill, a known belief state), driven like the
+      untrained one by the agent's input histories, and measured in every test beside it:
+      behaviour on its own episodes (same tasks and noise), splicing and value loss too.
     Every probe uses the same outer folds and the same inner splits (a fresh generator of
     `seed` each), so trained and untrained are compared fold by fold: their gap per feature
     comes with the fold-paired SE, sd over folds of the per-fold gap / √k.
@@ -472,16 +476,22 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULAT
     untrained = metarl.rollout(initial, cfg, episodes, metarl.stream(seed, PROBE_STREAM),
                                actions=tr.a)
     shuffled = shuffle_targets_across_episodes(Y, groups, np.random.default_rng(seed))
+    networks = {} if controls is None else controls
+    driven = {name: metarl.rollout(net, cfg, episodes, metarl.stream(seed, PROBE_STREAM),
+                                   actions=tr.a) for name, net in networks.items()}
+    own = {name: metarl.rollout(net, cfg, episodes, metarl.stream(seed, PROBE_STREAM))
+           for name, net in networks.items()}   # the same tasks and noise, its own actions
     controls = {
         "untrained": paired_decode(
             flatten_episodes(np.concatenate([untrained.h[1:], untrained.c[1:]], -1))[0]),
         "memoryless": paired_decode(flatten_episodes(tr.x)[0]),
         "shuffled": paired_decode(hc, shuffled),
+        **{name: paired_decode(flatten_episodes(np.concatenate([d.h[1:], d.c[1:]], -1))[0])
+           for name, d in driven.items()},
     }
     gap_fold = decoded["[h, c]"].r2_fold - controls["untrained"].r2_fold   # (k, n_f)
     enc = encode(Y, hc, groups, rng=np.random.default_rng(seed), k=k)
-    q = belief.reference_q(cfg, tr.a, tr.r, tr.obs).reshape(-1, tr.pi.shape[-1])
-    pi = tr.pi.reshape(-1, tr.pi.shape[-1])
+    acts = behaviour(cfg, tr)
     main = decoded["[h, c]"]
     summary = {
         "env": cfg.name, "horizon": cfg.horizon, "episodes": episodes, "seed": seed, "folds": k,
@@ -497,15 +507,27 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULAT
         "controls_sd": {c: dict(zip(names, map(float, d.r2_sd))) for c, d in controls.items()},
         "untrained_gap": dict(zip(names, map(float, main.r2 - controls["untrained"].r2))),
         "untrained_gap_se": dict(zip(names, map(float, gap_fold.std(0, ddof=1) / np.sqrt(k)))),
-        "policy_kl": belief.policy_kl(belief.tie_split_policy(q), pi),
-        "agreement": belief.agreement_rate(q, pi),
+        "policy_kl": acts["policy_kl"], "agreement": acts["agreement"],
     }
-    tests = machines.analyse(params, hp, tr, seed, k, simulation_episodes, splice_episodes)
+    if networks:
+        summary["behaviour_by_network"] = {name: behaviour(cfg, run) for name, run in own.items()}
+    tests = machines.analyse(params, hp, tr, seed, k, simulation_episodes, splice_episodes,
+                             {name: (net, own[name]) for name, net in networks.items()})
     summary.update(tests, value_loss_per_step=tests["value_loss"]["value_loss_per_step"],
                    value_loss_per_step_se=tests["value_loss"]["value_loss_per_step_se"])
     arrays = {"Y": Y, "names": names, "main": main, "controls": controls, "h": tr.h[1:],
               "T": cfg.horizon, "B": episodes}
     return summary, arrays
+
+
+def behaviour(cfg, tr):
+    """{"policy_kl", "agreement", "mean_return"} of a network on its own episodes tr: KL(the
+    reference's tie-split policy ‖ π) and the agreement of π's most likely action with the
+    reference's best actions, per step."""
+    q = belief.reference_q(cfg, tr.a, tr.r, tr.obs).reshape(-1, tr.pi.shape[-1])
+    pi = tr.pi.reshape(-1, tr.pi.shape[-1])
+    return {"policy_kl": belief.policy_kl(belief.tie_split_policy(q), pi),
+            "agreement": belief.agreement_rate(q, pi), "mean_return": float(tr.r.sum(0).mean())}
 
 
 def write_plots(summary, arrays, folder, shown=None):
@@ -550,6 +572,9 @@ def main(argv=None):
     parser.add_argument("--folds", type=int, default=FOLDS, help="cross-validation folds K >= 2")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", metavar="DIR", help="write the PNG figures into DIR")
+    parser.add_argument("--control", metavar="CKPT", help="a checkpoint of the same task "
+                        "distribution measured beside the agent in every test, under key "
+                        "'distilled' if it was trained by metarl.py distill, else 'control'")
     args = parser.parse_args(argv)
 
     def command():
@@ -559,12 +584,21 @@ def main(argv=None):
         check_int("--seed", args.seed, 0)
         ckpt = metarl.load_checkpoint(args.checkpoint)
         cfg = metarl.env_config(ckpt["hp"])
+        controls = {}
+        if args.control:
+            other = metarl.load_checkpoint(args.control)
+            if metarl.env_config(other["hp"]) != cfg:
+                raise ValueError(f"--control {args.control} was trained on other tasks than "
+                                 f"{args.checkpoint}")
+            name = "distilled" if other["hp"].objective == "distill" else "control"
+            controls[name] = other["params"]
         machines.check_sizes(cfg, args.episodes, args.folds, ("--episodes", "--folds"))
-        check_memory(probe_bytes(cfg, ckpt["hp"].hidden, args.episodes),
+        check_memory(probe_bytes(cfg, ckpt["hp"].hidden, args.episodes) * (1 + len(controls)),
                      f"probing {args.episodes} episodes")
         if args.plot:   # checked now, created only when every figure is drawn
             check_output_folder(args.plot, "--plot")
-        summary, arrays = probe_agent(ckpt["params"], ckpt["hp"], args.episodes, args.seed, args.folds)
+        summary, arrays = probe_agent(ckpt["params"], ckpt["hp"], args.episodes, args.seed,
+                                      args.folds, controls=controls)
         if args.plot:
             summary["plots"] = write_files_together(
                 args.plot, lambda stage: write_plots(summary, arrays, stage, args.plot))
@@ -596,11 +630,15 @@ def print_summary(s):
     print(f"decode mean R² ([h, c]) {s['decode_mean_r2']:.3f}; encode R² (belief → [h, c]) "
           f"{s['encode_r2']:.3f} ± {s['encode_r2_sd']:.3f}")
     print(f"policy KL(Bayes ‖ agent) {s['policy_kl']:.4f} nats/step; agreement {s['agreement']:.3f}")
+    for name, b in s.get("behaviour_by_network", {}).items():
+        print(f"{name} on its own episodes: policy KL {b['policy_kl']:.4f} nats/step; agreement "
+              f"{b['agreement']:.3f}; return {b['mean_return']:.3f}")
     print(f"\nState-machine simulation ({s['simulation_episodes']} episodes, same folds; state "
           "dissimilarity 0 = perfect, 1 = no better than the mean one-step change; output KL in "
           "nats/step and relative to the agent's mean policy)")
-    sim, columns = s["simulation"], [("trained", "linear"), ("trained", "mlp"),
-                                     ("untrained", "linear"), ("untrained", "mlp")]
+    sim = s["simulation"]
+    nets = list(sim["agent_to_bayes"]["state_dissimilarity"])   # trained, untrained, controls
+    columns = [(n, k) for n in nets for k in ("linear", "mlp")]
     print(f"{'direction':16s}{'measure':22s}" + "".join(f"{n + ' ' + k:>17s}" for n, k in columns)
           + f"{'shuffled (lin.)':>17s}")
     for d in ("agent_to_bayes", "bayes_to_agent"):
@@ -609,18 +647,18 @@ def print_summary(s):
                   + f"{sim['shuffled'][d][m]['trained']['linear']:>17.4f}")
     mini = s["minimality"]
     print("\nMinimality: held-out partial R² of history features beyond the belief")
-    print(f"{'feature':24s}{'trained':>10s}{'untrained':>10s}")
+    print(f"{'feature':24s}" + "".join(f"{n:>11s}" for n in nets))
     for f in mini["partial_r2"]["trained"]:
-        print(f"{f:24s}{mini['partial_r2']['trained'][f]:>10.3f}"
-              f"{mini['partial_r2']['untrained'][f]:>10.3f}")
-    print(f"{'within/between ratio':24s}{mini['within_between_ratio']['trained']:>10.4f}"
-          f"{mini['within_between_ratio']['untrained']:>10.4f}")
+        print(f"{f:24s}" + "".join(f"{mini['partial_r2'][n][f]:>11.3f}" for n in nets))
+    print(f"{'within/between ratio':24s}"
+          + "".join(f"{mini['within_between_ratio'][n]:>11.4f}" for n in nets))
     print("\nSplicing: agreement of the most likely action with the Bayes action, over the "
           "steps where the two histories' Bayes actions differ")
     print(f"{'machine':26s}{'spliced (i)':>12s}{'recipient (ii)':>15s}{'own (ceiling)':>14s}"
           f"{'steps':>9s}")
     for name, r in (("agent", s["splice"]), (f"control (last {s['splice']['control']['window']})",
-                                              s["splice"]["control"])):
+                                              s["splice"]["control"]),
+                    *s.get("splice_by_network", {}).items()):
         print(f"{name:26s}{fmt(r['agreement_spliced']):>12s}{fmt(r['agreement_recipient']):>15s}"
               f"{fmt(r['agreement_own']):>14s}{r['steps']:>9d}")
     v = s["value_loss"]
@@ -628,6 +666,9 @@ def print_summary(s):
            f"; Σ loss − (V*_0 − return) = {v['identity_gap']:.3f} ± {v['identity_gap_se']:.3f}")
     print(f"\nValue loss {s['value_loss_per_step']:.4f} ± {s['value_loss_per_step_se']:.4f} "
           f"per step ({v['episodes']} episodes){gap}")
+    for name, v in s.get("value_loss_by_network", {}).items():
+        print(f"value loss of {name}: {v['value_loss_per_step']:.4f} ± "
+              f"{v['value_loss_per_step_se']:.4f} per step")
 
 
 def fmt(x):

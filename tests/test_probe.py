@@ -270,6 +270,46 @@ def test_probe_cli_json_has_the_documented_keys_and_sane_values(small_agent, tmp
         assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture(scope="module")
+def small_distilled(tmp_path_factory):
+    """A Bayes-distilled LSTM of small_agent's task distribution and width (metarl.py distill)."""
+    path = tmp_path_factory.mktemp("distilled") / "bandit.npz"
+    hp = metarl.distill_recipe("bandit", horizon=20, hidden=16, updates=300, log_every=300,
+                               seed=2)
+    metarl.train(hp, str(path), log=lambda line: None)
+    return path
+
+
+def test_probe_cli_measures_a_distilled_control_beside_the_agent_in_every_test(
+        small_agent, small_distilled):
+    done = subprocess.run([sys.executable, "probe.py", str(small_agent), "--episodes", "200",
+                           "--json", "--control", str(small_distilled)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    s = json.loads(done.stdout)
+    assert set(s["controls"]) == {"untrained", "memoryless", "shuffled", "distilled"}
+    for direction in ("agent_to_bayes", "bayes_to_agent"):
+        assert set(s["simulation"][direction]["state_dissimilarity"]) == {
+            "trained", "untrained", "distilled"}
+    assert set(s["minimality"]["within_between_ratio"]) == {"trained", "untrained", "distilled"}
+    assert set(s["splice_by_network"]) == set(s["value_loss_by_network"]) == {"distilled"}
+    assert s["splice_by_network"]["distilled"]["steps"] > 0
+    # trained to act as the Bayes-optimal policy: it agrees with it on its own episodes
+    assert s["behaviour_by_network"]["distilled"]["agreement"] > 0.9
+    # and the posterior means are decodable from its state driven by the agent's inputs
+    assert min(s["controls_by_feature"]["distilled"][f] for f in ("mean_0", "mean_1")) > 0.8
+
+
+def test_probe_cli_refuses_a_control_of_other_tasks(small_agent, tmp_path):
+    other = tmp_path / "tiger.npz"
+    metarl.train(metarl.distill_recipe("tiger", hidden=4, updates=1, log_every=1), str(other),
+                 log=lambda line: None)
+    done = subprocess.run([sys.executable, "probe.py", str(small_agent), "--control", str(other)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "was trained on other tasks" in done.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--episodes", "5"], "--episodes must be"),
     (["--folds", "1"], "--folds must be an integer in [2, 100], got 1"),
