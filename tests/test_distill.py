@@ -6,7 +6,7 @@ import pytest
 import belief
 import envs
 import metarl
-from test_metarl import assert_gradients_close, numeric_gradient
+from test_metarl import assert_gradients_close, generic_rollout, numeric_gradient
 
 
 def log_softmax(logits):
@@ -49,12 +49,7 @@ def test_belief_regression_is_zero_when_the_features_are_linear_in_h():
 def test_whole_distillation_gradient_matches_finite_differences(env_name):
     """L_CE + w_B L_B over T = 5 steps, B = 3, for every parameter. Actions are replayed, so
     the targets (functions of the history alone) are held fixed, as the update treats them."""
-    rng = np.random.default_rng(4)
-    cfg = envs.make_config(env_name, horizon=5)
-    params = metarl.init_params(envs.n_inputs(cfg), 4, envs.n_actions(cfg), rng)
-    for p in params.values():
-        p += 0.3 * rng.standard_normal(p.shape)  # a generic point, not the init's symmetries
-    tr = metarl.rollout(params, cfg, 3, np.random.default_rng(5))
+    cfg, params, tr = generic_rollout(env_name)
     target, F = metarl.distillation_targets(cfg, tr, belief.reference(cfg))
     _, grads = metarl.distillation_loss_and_gradients(params, tr, target, F, 0.7)
 

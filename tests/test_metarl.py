@@ -113,17 +113,23 @@ def test_loss_terms_match_finite_differences_in_logits_and_values():
     assert_gradients_close(dV, numeric_gradient(lambda: metarl.value_loss(V, R)[0], V))
 
 
+def generic_rollout(env_name):
+    """cfg (T = 5), parameters (H = 4) at a generic point (not the init's symmetries) and a
+    rollout of B = 3 episodes with them (generator 5): the whole-update gradient checks."""
+    rng = np.random.default_rng(4)
+    cfg = envs.make_config(env_name, horizon=5)
+    params = metarl.init_params(envs.n_inputs(cfg), 4, envs.n_actions(cfg), rng)
+    for p in params.values():
+        p += 0.3 * rng.standard_normal(p.shape)
+    return cfg, params, metarl.rollout(params, cfg, 3, np.random.default_rng(5))
+
+
 @pytest.mark.parametrize("env_name", list(envs.FAMILIES))
 def test_whole_loss_gradient_matches_finite_differences(env_name):
     """The full update's gradient (heads + BPTT over T=5 steps, B=3) for every parameter.
 
     Actions are replayed and the advantages held fixed, exactly as the update treats them."""
-    rng = np.random.default_rng(4)
-    cfg = envs.make_config(env_name, horizon=5)
-    params = metarl.init_params(envs.n_inputs(cfg), 4, envs.n_actions(cfg), rng)
-    for p in params.values():
-        p += 0.3 * rng.standard_normal(p.shape)  # a generic point, not the init's symmetries
-    tr = metarl.rollout(params, cfg, 3, np.random.default_rng(5))
+    cfg, params, tr = generic_rollout(env_name)
     V = metarl.value_head(tr.h[1:], params["w_V"], params["b_V"])
     adv, R = metarl.gae_advantages(tr.r / envs.reward_scale(cfg), V, 0.9, 0.8)
     coefs = dict(value_weight=0.5, entropy_weight=0.05)
