@@ -29,7 +29,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numba
 import numpy as np
@@ -37,6 +37,7 @@ import numpy as np
 import belief
 import envs
 import metarl
+import panel
 import probe
 import report
 import twostep
@@ -77,15 +78,16 @@ class Scale:
     snapshots: int           # log-spaced snapshots along training (§2)
     stay_episodes: int       # two-step stays and hybrid fit, per agent and reference policy (§4)
     grid_episodes: int       # each model-free learner of twostep.MF_GRID (§4)
+    panel_seeds: int         # seeds of the calibration panel per family (§2c), ≥ 2
     folds: int = probe.FOLDS  # cross-validation folds of every probe
 
 
 FULL_SCALE = Scale(eval_steps=2_000_000, baseline_steps=2_000_000, probe_episodes=500,
                    simulation_episodes=250, splice_episodes=300, snapshot_episodes=300,
-                   snapshots=6, stay_episodes=1000, grid_episodes=500)
+                   snapshots=6, stay_episodes=1000, grid_episodes=500, panel_seeds=3)
 QUICK_SCALE = Scale(eval_steps=20_000, baseline_steps=20_000, probe_episodes=60,
                     simulation_episodes=40, splice_episodes=40, snapshot_episodes=40,
-                    snapshots=4, stay_episodes=60, grid_episodes=40)
+                    snapshots=4, stay_episodes=60, grid_episodes=40, panel_seeds=2)
 
 # Fresh-episode streams metarl.stream(seed, key), clear of training (keys < 2³²),
 # metarl.EVAL_STREAM (2³²) and probe.PROBE_STREAM (2³³).
@@ -292,6 +294,53 @@ def probe_over_training(agent, scale):
         own = metarl.evaluate(params, cfg, scale.snapshot_episodes, agent.hp.seed)
         points.append({"updates": updates, "r2": float(fit.r2.mean()), "return": own["mean"]})
     return points
+
+
+# ------------------------------------------------------------------------------------------
+# §2c Calibration: the tests on machines whose answer is known
+# ------------------------------------------------------------------------------------------
+def calibrate_the_tests(run, agents):
+    """§2c's raw numbers: per probed env, a Bayes-distilled LSTM of the seed-0 agent's
+    architecture and budget scale (metarl.distill_recipe), its evaluation on the agent's
+    evaluation budget (the capacity row of §1), and the panel (panel.calibrate) on
+    scale.panel_seeds seeds. Returns (the section, the distillations' training seconds)."""
+    jobs = [(f"{name} distilled", train_distilled, agents[name][0].hp, run.scale.eval_steps)
+            for name in PROBED]
+    distilled = dict(zip(PROBED, run_jobs(run, "2c train the panel's LSTMs", jobs)))
+    jobs = [(f"{name} panel seed {seed}", panel.calibrate, agents[name][0].hp, seed,
+             run.scale.simulation_episodes, run.scale.splice_episodes, run.scale.folds,
+             distilled[name]["params"], distilled[name]["recent"])
+            for name in PROBED for seed in range(run.scale.panel_seeds)]
+    results = iter(run_jobs(run, "2c calibrate the tests", jobs))
+    return ({name: {"seeds": [next(results) for _ in range(run.scale.panel_seeds)],
+                    "distilled": {"updates": distilled[name]["updates"],
+                                  "evaluation": distilled[name]["evaluation"]}}
+             for name in PROBED},
+            {name: distilled[name]["seconds"] for name in PROBED})
+
+
+def train_distilled(agent_hp, eval_steps):
+    """Worker job: the panel's two trained LSTMs of the agent's env, horizon and width: the
+    distillation recipe (for --quick, the agent's budget if smaller), evaluated on fresh
+    episodes, and the recent-events LSTM (panel.train_recent_events_lstm, RECENT_UPDATES or
+    the distillation's updates if fewer). Returns both parameter sets, the distilled one's
+    evaluation and the training seconds of both."""
+    fields = {k: getattr(agent_hp, k) for k in ("env", "arms", "horizon", "prior_a", "prior_b",
+                                                "hidden", "log_every")}
+    default = metarl.distill_recipe(agent_hp.env)
+    hp = metarl.distill_recipe(**fields, updates=min(default.updates, agent_hp.updates),
+                               batch=min(default.batch, agent_hp.batch))
+    start = time.perf_counter()
+    params = metarl.train(hp, None, log=lambda line: print(f"    {hp.env} distilled: {line}",
+                                                           flush=True))
+    recent_hp = replace(hp, updates=min(panel.RECENT_UPDATES, hp.updates),
+                        log_every=max(1, min(panel.RECENT_UPDATES, hp.updates) // 2))
+    recent = panel.train_recent_events_lstm(
+        recent_hp, log=lambda line: print(f"    {hp.env} recent events: {line}", flush=True))
+    seconds = time.perf_counter() - start
+    cfg = metarl.env_config(hp)
+    return {"params": params, "recent": recent, "seconds": seconds, "updates": hp.updates,
+            "evaluation": metarl.evaluate(params, cfg, episodes(eval_steps, cfg), hp.seed)}
 
 
 # ------------------------------------------------------------------------------------------
@@ -505,7 +554,10 @@ def run_experiments(configs, scale, workers, out, command, quick):
             "near_optimal": stage("1 agents act near Bayes-optimally",
                                   agents_act_near_bayes_optimally, agents),
             "belief_states": stage("2 hidden states are belief states",
-                                   hidden_states_are_belief_states, agents),
+                                   hidden_states_are_belief_states, agents)}
+        sections["calibration"], distilled_seconds = stage("2c calibrate the tests",
+                                                           calibrate_the_tests, agents)
+        sections |= {
             "shift": stage("3 failures are belief failures", failures_are_belief_failures, agents),
             "two_step": stage("4 model-based behaviour",
                               model_based_behaviour_from_a_model_free_learner, agents)}
@@ -513,6 +565,7 @@ def run_experiments(configs, scale, workers, out, command, quick):
              "workers": workers, "seeds": len(next(iter(configs.values()))), "stages": stages,
              "training_seconds": {name: [a.seconds for a in trained]
                                   for name, trained in agents.items()},
+             "distilled_seconds": distilled_seconds,
              "learning_curves": {name: {"updates": trained[0].hp.updates,
                                         "seeds": [a.returns for a in trained]}
                                  for name, trained in agents.items()},
@@ -567,6 +620,9 @@ def build_parser():
                         help="worker processes (default: the number of CPUs)")
     parser.add_argument("--out", default="results", help="folder for results.json, REPORT.md "
                                                          "and the figures")
+    parser.add_argument("--readme", default=None,
+                        help="report: also rewrite this README's findings block from the same "
+                             "verdicts (between its findings markers)")
     return parser
 
 
@@ -579,9 +635,13 @@ def main(argv=None):
             if args.folder is None:
                 raise ValueError("report needs the folder of a run: experiments.py report DIR")
             check_output_folder(args.folder, "report")   # creates nothing: a refusal leaves
-            report.rewrite_report(args.folder)            # no folder behind
-            print(f"wrote {os.path.join(args.folder, 'REPORT.md')}", flush=True)
+            report.rewrite_report(args.folder, args.readme)   # no folder behind
+            print(f"wrote {os.path.join(args.folder, 'REPORT.md')}"
+                  + (f" and the findings of {args.readme}" if args.readme else ""), flush=True)
             return
+        if args.readme is not None:
+            raise ValueError("--readme is for the report command: experiments.py report DIR "
+                             "--readme README.md")
         seeds = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else SEEDS)
         check_int("--seeds", seeds, 1, MAX_SEEDS)
         check_int("--workers", args.workers, 1, MAX_WORKERS)

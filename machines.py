@@ -418,8 +418,10 @@ def minimality(machine, bayes, history, names, fold, seed):
     belief = belief_design(bayes) and state = machine.states, both by ridge with λ per column
     from an inner CV. ≈ 0: the state holds nothing of y that the belief lacks. Both fits start
     from default_rng(seed): SSE(belief only) is the same for every machine given one seed.
-    Returns {"partial_r2": {name: value}, "within_between_ratio", "within_between_rows",
-    "steps_used", "belief_design"}."""
+    within_between_whitened: the same ratio on whiten(states), invariant to any invertible
+    linear map of the state (the per-unit standardised ratio is invariant to scale only).
+    Returns {"partial_r2": {name: value}, "within_between_ratio", "within_between_whitened",
+    "within_between_rows", "steps_used", "belief_design"}."""
     Xb = belief_design(bayes)
     usable = np.isfinite(history).all(axis=(1, 2))                      # (T,) steps defined
     t_used = np.flatnonzero(usable)
@@ -428,9 +430,11 @@ def minimality(machine, bayes, history, names, fold, seed):
     sse_b = _held_out_sse(Xb[t_used], Y, fold, np.random.default_rng(seed))
     sse_f = _held_out_sse(full, Y, fold, np.random.default_rng(seed))
     ratio = within_between_ratio(machine.states, bayes.states)
+    whitened = within_between_ratio(whiten(machine.states), bayes.states)
     return {"partial_r2": {n: float(1 - f / b) if b > 0 else float("nan")
                            for n, f, b in zip(names, sse_f, sse_b)},
             "within_between_ratio": ratio["ratio"], "within_between_rows": ratio["rows"],
+            "within_between_whitened": whitened["ratio"],
             "steps_used": [int(t_used[0]), int(t_used[-1])],
             "belief_design": "Bayes features, their squares and pairwise products, t/T, (t/T)²"}
 
@@ -438,6 +442,18 @@ def minimality(machine, bayes, history, names, fold, seed):
 def _held_out_sse(X, Y, fold, rng):
     Yhat = cross_fitted(X, Y, fold, "linear", rng)
     return ((Y - Yhat) ** 2).sum((0, 1))
+
+
+def whiten(states, rel_tol=1e-8):
+    """states (T, B, D) in whitened coordinates: Z = (X − X̄) V Λ^{−1/2} over the principal
+    axes whose variance λ exceeds rel_tol · λ_max (the rest is rounding or dead units).
+    For any invertible A, whiten(states A) = whiten(states) R with R orthogonal (on the kept
+    axes), so sums of squares of Z, and the within/between ratio, do not depend on A."""
+    X = states.reshape(-1, states.shape[-1])
+    Xc = X - X.mean(0)
+    lam, V = np.linalg.eigh(Xc.T @ Xc / len(Xc))
+    keep = lam > rel_tol * max(lam.max(), 0.0)
+    return (Xc @ (V[:, keep] / np.sqrt(lam[keep]))).reshape(states.shape[:-1] + (int(keep.sum()),))
 
 
 def within_between_ratio(states, coordinates, min_sd=MIN_SD, decimals=6):
@@ -548,7 +564,6 @@ def control_run(cfg, ref, episodes, seed, window=CONTROL_WINDOW, implant=None):
     implant = (t_s, events (a, r, obs) of steps < t_s − 1, each (t_s − 1, B, …)): the history
     it carries into step t_s is replaced, as metarl.rollout's implant does for the LSTM.
     Returns a record with a (T, B), r, obs and π (T, B, A) = the tie-split control policy."""
-    fam = family(cfg)
     T, B, A = cfg.horizon, episodes, envs.n_actions(cfg)
     rng = metarl.stream(seed, SPLICE_STREAM)
     env = envs.make_env(cfg, B)
@@ -561,16 +576,24 @@ def control_run(cfg, ref, episodes, seed, window=CONTROL_WINDOW, implant=None):
         if implant is not None and t == implant[0]:
             for past, donor_events in zip(read, implant[1]):
                 past[:t - 1] = donor_events
-        S = fam.prior(cfg, B)
-        for v in range(max(0, t - window), t):
-            S = fam.step(cfg, S, read[0][v], read[1][v], read[2][v])
-        pi[t] = belief.tie_split_policy(fam.control_q(cfg, ref, S, t), atol=TIE_TOL)
+        pi[t] = window_policy(cfg, ref, *read, t, window)
         metarl.sample_categorical(pi[t], u[t], a[t])  # uniform among the tied actions
         _, r[t], _ = env.step(a[t])
         obs[t] = env.obs
         for past, now in zip(read, (a[t], r[t], obs[t])):
             past[t] = now
     return _Run(a=a, r=r, obs=obs, pi=pi)
+
+
+def window_policy(cfg, ref, a, r, obs, t, window=CONTROL_WINDOW):
+    """The splice control's policy at step t from the events it has read, (B, A): the exact
+    filter from the prior over events max(0, t − window) … t − 1 of a (T, B), r, obs, then the
+    tie-split policy of the family's control scores there."""
+    fam = family(cfg)
+    S = fam.prior(cfg, a.shape[1])
+    for v in range(max(0, t - window), t):
+        S = fam.step(cfg, S, a[v], r[v], obs[v])
+    return belief.tie_split_policy(fam.control_q(cfg, ref, S, t), atol=TIE_TOL)
 
 
 def control_splice_runs(cfg, ref, episodes, seed, times=None, window=CONTROL_WINDOW):
@@ -641,6 +664,22 @@ def splice_agreement(cfg, ref, original, splices):
                         "agreement_own": rate(totals[:lags, 4], own_steps),
                         "steps": [int(s) for s in steps]},
             "splice_times": [int(s["t_s"]) for s in splices]}
+
+
+SPLICE_LAG_MIN = CONTROL_WINDOW   # lags judged: from the control's window on it has read
+                                 # nothing of the donor
+
+
+def splice_contrast(splice, lag_min=SPLICE_LAG_MIN):
+    """Agreement with the spliced history minus with the recipient's, over the steps at lags
+    ≥ lag_min (per-lag rates weighted by their steps; 0 if no step was counted there)."""
+    lag = splice["per_lag"]
+    steps = np.array(lag["steps"][lag_min:], dtype=float)
+    if steps.sum() == 0:
+        return 0.0
+    spliced = np.nan_to_num(np.array(lag["agreement_spliced"][lag_min:], dtype=float))
+    recipient = np.nan_to_num(np.array(lag["agreement_recipient"][lag_min:], dtype=float))
+    return float(((spliced - recipient) * steps).sum() / steps.sum())
 
 
 def splice_test(params, cfg, ref, episodes, seed, times=None, window=CONTROL_WINDOW):
@@ -1157,6 +1196,8 @@ def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episo
             "minimality": {"partial_r2": {net: m["partial_r2"] for net, m in mini.items()},
                            "within_between_ratio": {net: m["within_between_ratio"]
                                                     for net, m in mini.items()},
+                           "within_between_whitened": {net: m["within_between_whitened"]
+                                                       for net, m in mini.items()},
                            "within_between_rows": mini["trained"]["within_between_rows"],
                            "steps_used": mini["trained"]["steps_used"],
                            "belief_design": mini["trained"]["belief_design"]},

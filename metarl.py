@@ -806,12 +806,14 @@ def update(params, opt, hp, cfg, rng, entropy_weight, lr, buffers=None):
     return tr, stats
 
 
-def distill_update(params, opt, hp, cfg, rng, lr, ref, buffers=None):
-    """One distillation update: B fresh tasks → rollout of the student's own policy → the
-    reference's tie-split policy and the exact belief features on its histories → BPTT of
-    L_CE + w_B L_B → clip → Adam. ref = belief.reference(cfg), built once per run."""
+def distill_update(params, opt, hp, cfg, rng, lr, targets, buffers=None):
+    """One distillation update: B fresh tasks → rollout of the student's own policy →
+    targets(tr) = (π* (T, B, A), F (T, B, n_f)) on its histories → BPTT of L_CE + w_B L_B →
+    clip → Adam. `metarl.py distill` uses the reference's tie-split policy and the exact
+    belief features (distillation_targets, its reference built once per run); the panel's
+    trained non-belief LSTM uses other targets."""
     tr = rollout(params, cfg, hp.batch, rng, out=buffers)
-    target, F = distillation_targets(cfg, tr, ref)
+    target, F = targets(tr)
     stats, grads = distillation_loss_and_gradients(params, tr, target, F, hp.belief_weight)
     stats["grad_norm"] = clip_by_global_norm(grads, hp.max_grad_norm)
     check_finite_statistics(stats)
@@ -902,7 +904,7 @@ def print_now(line):
     print(line, flush=True)
 
 
-def train(hp, out, resume=False, log=print_now, on_update=None):
+def train(hp, out, resume=False, log=print_now, on_update=None, targets=None):
     """Meta-train an LSTM on hp's task distribution; checkpoint to `out` (.npz; None: don't).
 
     Each update samples B fresh tasks, runs B whole episodes with the LSTM state reset to
@@ -911,6 +913,8 @@ def train(hp, out, resume=False, log=print_now, on_update=None):
     for distill. With
     resume=True and an existing `out`, training continues from it bit-identically.
     on_update(u, params, stats), if given, is called after update u (e.g. to keep snapshots).
+    targets(tr) → (π*, F), for objective distill only: what to distil instead of the exact
+    reference's policy and belief (the calibration panel's trained non-belief LSTM).
     Returns the trained parameters."""
     check_hyperparameters(hp)
     cfg = env_config(hp)
@@ -928,10 +932,14 @@ def train(hp, out, resume=False, log=print_now, on_update=None):
         params = initial_params(hp, cfg)
         opt, start, history = adam_init(params), 0, {k: np.zeros(0) for k in HISTORY}
     history = {k: np.concatenate([v, np.full(hp.updates - start, np.nan)]) for k, v in history.items()}
+    if targets is not None and hp.objective != "distill":
+        raise ValueError("targets are for objective distill")
     if hp.objective == "distill":
-        ref = belief.reference(cfg)   # once per run: the bandit DP takes seconds
+        if targets is None:
+            ref = belief.reference(cfg)   # once per run: the bandit DP takes seconds
+            targets = lambda tr: distillation_targets(cfg, tr, ref)
         step = lambda u, tr: distill_update(params, opt, hp, cfg, stream(hp.seed, u),
-                                            learning_rate_at(hp, u), ref, buffers=tr)
+                                            learning_rate_at(hp, u), targets, buffers=tr)
         labels = ("CE", "B")
     else:
         step = lambda u, tr: update(params, opt, hp, cfg, stream(hp.seed, u),

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import envs
+import machines
+import panel
 import stats
 import twostep
 from boundary import (atomic_write, check_json, focus_on_plateau, new_figure, parse_json,
@@ -87,7 +89,8 @@ PROBE = {"features": ["string"], "decode": {"*": "number"},
                                      for d in ("agent_to_bayes", "bayes_to_agent")}},
          "simulation_episodes": "integer",
          "minimality": {"partial_r2": {"trained": {"*": "number"}, "untrained": {"*": "number"}},
-                        "within_between_ratio": PAIR, "belief_design": "string"},
+                        "within_between_ratio": PAIR, "within_between_whitened?": PAIR,
+                        "belief_design": "string"},
          "splice": {**SPLICE, "control": SPLICE},
          "value_loss": {"value_loss_per_step": "number", "value_loss_per_episode": "number",
                         "identity_gap?": "number?", "uncertainty": "string",
@@ -121,6 +124,12 @@ RESULTS = {
                        "episodes": "integer"}}},
     "belief_states": {"*": [{"probe": PROBE, "over_training": [
         {"updates": "integer", "r2": "number", "return": "number"}]}]},
+    "calibration?": {"*": {"distilled": {"updates": "integer", "evaluation": {
+                               "mean": "number", "stderr": "number?", "episodes": "integer",
+                               "pseudo_regret?": "number"}},
+                           "seeds": [{"machines": {"*": {"known": "string",
+                                                         "values": {"*": "number?"}}},
+                                      "episodes": "integer", "splice_episodes": "integer"}]}},
     "shift": {"*": {
         "agent": "string",
         "seeds": [{"own": {"pseudo_regret": "number"},
@@ -153,7 +162,8 @@ def load_results(folder):
         results = parse_json(text)
     except ValueError as e:
         raise ValueError(f"{path} is not a readable results file: {e}") from None
-    missing = [k for k in RESULTS if not isinstance(results, dict) or k not in results]
+    missing = [k for k in RESULTS if not k.endswith("?")
+               and (not isinstance(results, dict) or k not in results)]
     if missing:
         raise ValueError(f"{path} is not an experiments.py results file: missing "
                          f"{', '.join(missing)}")
@@ -257,10 +267,7 @@ def near_optimal_section(results, out):
                   str(r["references"]["episodes"])]
                  for env, r in results["near_optimal"].items()
                  for policy, b in r["references"]["policies"].items()]
-    return Section(
-        title="1. Agents act near Bayes-optimally",
-        verdicts=[verdict],
-        tables=[("Agents against the reference (exact Bayes-optimal value; two-step: the "
+    tables = [("Agents against the reference (exact Bayes-optimal value; two-step: the "
                  "belief-greedy policy) and the best classical baseline. Return and ratio: mean "
                  "± SE over n seeds, each evaluated on the given number of fresh episodes.",
                  ["env", "T", "n", "episodes per seed", "agent return", "reference",
@@ -269,7 +276,12 @@ def near_optimal_section(results, out):
                 ("Per seed: return ± its evaluation SE, pseudo-regret (bandits), and the measure.",
                  ["env", "seed", "return", "pseudo-regret", "measure"], per_seed),
                 ("Baselines (belief.run_baselines on one seed): return ± SE over the episodes.",
-                 ["env", "policy", "return", "episodes"], baselines)],
+                 ["env", "policy", "return", "episodes"], baselines)]
+    if "calibration" in results:
+        tables.append(capacity_table(results, numbers))
+    return Section(
+        title="1. Agents act near Bayes-optimally",
+        verdicts=[verdict], tables=tables,
         figures=[("fig1_learning_curves.png",
                   f"Learning curves: the training batch's mean return per update (block means), "
                   f"mean over n = {n} seeds with a band of ± 1 SE, against the exact "
@@ -283,6 +295,29 @@ def near_optimal_section(results, out):
                "exactly (bandits, Tiger); two-step's belief-greedy return is one Monte-Carlo "
                "run (SE in the baselines table), whose error is not carried into the limits: "
                "it shifts every seed's ratio alike."])
+
+
+def capacity_table(results, numbers):
+    """Capacity against optimisation: the Bayes-distilled LSTM (§2c; the agent's inputs,
+    width and heads, trained by cross-entropy to the reference's actions) on the same
+    measure. If it is near the reference, a network of this size can represent the policy,
+    and the agent's excess is the policy-gradient training's."""
+    rows = []
+    for env, cal in results["calibration"].items():
+        r = results["near_optimal"][env]
+        evaluation = cal["distilled"]["evaluation"]
+        distilled = near_optimal_measure(NEAR_OPTIMAL_MEASURE[env], [evaluation], r["references"])
+        rows.append([env, pm(numbers[env]), fmt(distilled["values"][0], 4),
+                     fmt(evaluation["mean"]) + " ± " + fmt(evaluation["stderr"]),
+                     fmt(evaluation.get("pseudo_regret")), str(evaluation["episodes"]),
+                     str(cal["distilled"]["updates"])])
+    return ("Capacity against optimisation: the Bayes-distilled LSTM of the agent's architecture "
+            "(one network per family, seed 0; metarl.py distill) on the same measure as the "
+            "agents (n = 1 network; return ± its evaluation SE). A distilled value near 1 (Tiger: "
+            "near 0) says that a network of this size can represent the Bayes-optimal policy, so "
+            "the agents' excess is their training's.",
+            ["env", "agents' measure (mean ± SE)", "distilled measure", "distilled return",
+             "distilled pseudo-regret", "episodes", "distillation updates"], rows)
 
 
 def curve_references(results, name):
@@ -544,30 +579,15 @@ def condition_words(condition):
 # ------------------------------------------------------------------------------------------
 # §2b Beyond decoding: simulation, minimality, splicing, value loss (machines.analyse)
 # ------------------------------------------------------------------------------------------
-SPLICE_LAG_MIN = 3   # §2b: splice lags compared with the control: from its window on it has
-                     # read nothing of the donor (machines.CONTROL_WINDOW)
-
-
 def paired(probes, value):
-    """stats.paired_difference of value(p, "trained") − value(p, "untrained") over seeds."""
-    return stats.paired_difference([value(p, "trained") for p in probes],
-                                   [value(p, "untrained") for p in probes], LEVEL)
-
-
-def splice_contrast(splice, lag_min=SPLICE_LAG_MIN):
-    """Agreement with the spliced history minus with the recipient's, over the steps at lags
-    ≥ lag_min (per-lag rates weighted by their steps)."""
-    lag = splice["per_lag"]
-    steps = np.array(lag["steps"][lag_min:], dtype=float)
-    if steps.sum() == 0:
-        return 0.0
-    spliced = np.nan_to_num(np.array(lag["agreement_spliced"][lag_min:], dtype=float))
-    recipient = np.nan_to_num(np.array(lag["agreement_recipient"][lag_min:], dtype=float))
-    return float(((spliced - recipient) * steps).sum() / steps.sum())
+    """summary of the per-seed differences value(p, "trained") − value(p, "untrained"): a
+    paired design, tested as pairs."""
+    return summary(value(p, "trained") - value(p, "untrained") for p in probes)
 
 
 def belief_test_numbers(seeds):
-    """§2b's statistics for one env from its seeds' probe summaries."""
+    """§2b's statistics for one env from its seeds' probe summaries: trained − untrained paired
+    by seed, the trained network's own value of each simulation, the splice contrasts."""
     probes = [s["probe"] for s in seeds]
 
     def sim(direction, measure, kind="mlp"):
@@ -582,25 +602,20 @@ def belief_test_numbers(seeds):
         "b2a_state": paired(probes, sim("bayes_to_agent", "state_dissimilarity")),
         "partial_r2": paired(probes, partial),
         "ratio": paired(probes, lambda p, net: p["minimality"]["within_between_ratio"][net])}
-    held = {k: below(upper_one_sided(v), 0.0) for k, v in tests.items()}
-    # a simulation must also beat its own null (1: the mean one-step change; the agent's
-    # average policy), not only the untrained network
+    if all("within_between_whitened" in p["minimality"] for p in probes):   # runs since §2c
+        tests["ratio_whitened"] = paired(
+            probes, lambda p, net: p["minimality"]["within_between_whitened"][net])
     for key, value in (("a2b_state", sim("agent_to_bayes", "state_dissimilarity")),
                        ("a2b_output", sim("agent_to_bayes", "output_kl_relative")),
                        ("b2a_state", sim("bayes_to_agent", "state_dissimilarity"))):
-        alone = summary(value(p, "trained") for p in probes)
-        tests[f"{key}_trained"] = alone
-        held[key] = all_held([held[key], below(alone["ucl"], 1.0)])
+        tests[f"{key}_trained"] = summary(value(p, "trained") for p in probes)
     splice = summary(p["splice"]["agreement_spliced"] - p["splice"]["agreement_recipient"]
                      for p in probes)
-    splice_vs_control = stats.paired_difference(
-        [splice_contrast(p["splice"]) for p in probes],
-        [splice_contrast(p["splice"]["control"]) for p in probes], LEVEL)
-    held["splice"] = (None if splice["lcl"] is None else
-                      bool(splice["lcl"] > 0 and splice_vs_control["greater"]))
+    splice_vs_control = summary(machines.splice_contrast(p["splice"])
+                                - machines.splice_contrast(p["splice"]["control"]) for p in probes)
     value = {k: [p["value_loss"].get(k) for p in probes]
              for k in ("value_loss_per_step", "identity_gap", "value_loss_per_episode")}
-    return {"tests": tests, "held": held, "splice": splice, "splice_vs_control": splice_vs_control,
+    return {"tests": tests, "splice": splice, "splice_vs_control": splice_vs_control,
             "probes": probes, "value_loss": {k: summary(v) if None not in v else None
                                              for k, v in value.items()}}
 
@@ -612,55 +627,15 @@ def belief_tests_section(results, out):
     splice_figure(numbers, os.path.join(out, "fig2_splice.png"))
     value_loss_figure(numbers, os.path.join(out, "fig2_value_loss.png"))
 
-    def measured(key):
-        def one(m):
-            alone = m["tests"].get(f"{key}_trained")
-            return pm(m["tests"][key]) + ("" if alone is None else f" (trained {pm(alone)})")
-        return "; ".join(f"{env}: {one(m)} → {outcome(m['held'][key])}"
-                         for env, m in numbers.items()) + f"; n = {n}"
-
-    prediction = (f"In every env: upper {LEVEL:.0%} limit (t, n − 1 df) of trained − untrained, "
-                  "paired by seed (same episodes and folds, every fit from the same "
-                  "generator), < 0")
-    own_null = (f", and upper {LEVEL:.0%} limit of the trained network's value < 1 (its null: "
-                "no better than the mean change, or than the agent's mean policy)")
-
-    def versus_untrained(key, claim, criterion, null=""):
-        return Verdict(claim=claim, criterion=f"{criterion} {prediction}{null}.",
-                       measured=measured(key),
-                       held=all_held(m["held"][key] for m in numbers.values()))
-
-    verdicts = [
-        versus_untrained("a2b_state", "The Bayes filter simulates the agent: stepping the filter "
-                         "from the mapped agent state lands where the next agent state maps "
-                         "(agent → Bayes), better for the trained network than the untrained "
-                         "one.", "State dissimilarity (0 perfect, 1 = the mean one-step change), "
-                         "one-hidden-layer map.", own_null),
-        versus_untrained("a2b_output", "The Bayes-optimal policy at the mapped agent state "
-                         "predicts the agent's policy better for the trained network than the "
-                         "untrained one.", "KL(Bayes at φ(s) ‖ agent) relative to the same "
-                         "against the agent's mean policy, one-hidden-layer map.", own_null),
-        versus_untrained("b2a_state", "The agent simulates the Bayes filter: one LSTM step from "
-                         "the mapped belief lands where the next belief maps (Bayes → agent), "
-                         "better for the trained network than the untrained one.",
-                         "State dissimilarity of one LSTM step from ψ(b_t), one-hidden-layer "
-                         "map.", own_null),
-        versus_untrained("partial_r2", "Training makes the state more minimal: it holds less of "
-                         "the history that the belief does not determine.", "Held-out partial "
-                         "R² beyond the belief (mean over the history features)."),
-        versus_untrained("ratio", "Histories with the same sufficient statistic lead the trained "
-                         "network to closer states than the untrained one.", "Within-group / "
-                         "between-group spread of [h, c] at the same t."),
-        Verdict(claim="After a state splice the agent acts on the history the implanted state "
-                      "had read, and keeps doing so where a recent-events machine has forgotten it.",
-                criterion=f"Lower {LEVEL:.0%} limit over seeds of (agreement with the spliced "
-                          "history − with the recipient's) > 0, and of that contrast at lags ≥ "
-                          f"{SPLICE_LAG_MIN} minus the same for the control that remembers the "
-                          f"last {SPLICE_LAG_MIN} events (paired by seed) > 0.",
-                measured="; ".join(f"{env}: {pm(m['splice'])}, beyond the control "
-                                   f"{pm(m['splice_vs_control'])} → {outcome(m['held']['splice'])}"
-                                   for env, m in numbers.items()) + f"; n = {n}",
-                held=all_held(m["held"]["splice"] for m in numbers.values()))]
+    paired_rows = [[env, label, pm(m["tests"][key]), fmt(m["tests"][key]["ucl"]),
+                    pm(m["tests"][f"{key}_trained"]) if f"{key}_trained" in m["tests"] else "n/a"]
+                   for env, m in numbers.items() for key, label in PAIRED_LABELS.items()
+                   if key in m["tests"]]
+    paired_rows += [[env, "splice contrast, all lags (spliced − recipient)", pm(m["splice"]),
+                     "n/a", "n/a"] for env, m in numbers.items()]
+    paired_rows += [[env, f"splice contrast at lags ≥ {machines.SPLICE_LAG_MIN}, agent − "
+                          "recent-events control", pm(m["splice_vs_control"]), "n/a", "n/a"]
+                    for env, m in numbers.items()]
     sim_rows = []
     for env, m in numbers.items():
         for direction, label in (("agent_to_bayes", "agent → Bayes"), ("bayes_to_agent",
@@ -695,8 +670,15 @@ def belief_tests_section(results, out):
     probe0 = next(iter(numbers.values()))["probes"][0]
     return Section(
         title="2b. Beyond decoding: simulation, minimality, splicing, value loss",
-        verdicts=verdicts,
-        tables=[(f"State-machine simulation (Mikulik et al. 2020), {probe0['simulation_episodes']} "
+        verdicts=[],
+        tables=[(f"Trained − untrained, paired by seed (mean ± SE and the upper {LEVEL:.0%} "
+                 "limit, t with n − 1 df; same episodes and folds) and the trained network's own "
+                 f"value (null 1), n = {n}. These comparisons were §2b's criteria before the "
+                 "calibration panel; they are descriptive here, since an untrained network is "
+                 "only one of the machines a test must separate (§2c decides the claims).",
+                 ["env", "measure", "trained − untrained", f"upper {LEVEL:.0%} limit",
+                  "trained alone"], paired_rows),
+                (f"State-machine simulation (Mikulik et al. 2020), {probe0['simulation_episodes']} "
                  f"episodes per seed, mean ± SE over n = {n} seeds; maps fitted and scored on "
                  "different episodes (5-fold). Last column: a linear map fitted to targets "
                  "shuffled across episodes, the null.",
@@ -709,7 +691,7 @@ def belief_tests_section(results, out):
                 (f"Splicing: agreement of the agent's most likely action with the Bayes action "
                  "under the spliced history (i) and the recipient's (ii), over the steps where "
                  "they differ; own = the unspliced run's agreement (ceiling). Control: a machine "
-                 f"that acts on the exact belief of its last {SPLICE_LAG_MIN} events only "
+                 f"that acts on the exact belief of its last {machines.SPLICE_LAG_MIN} events only "
                  f"(n = {n}; steps summed over seeds).",
                  ["env", "machine", "spliced (i)", "recipient (ii)", "own", "steps"], splice_rows),
                 ("Value loss: Σ_a π(a|s_t) (max Q*(b_t) − Q*(b_t, a)) per step and per episode; "
@@ -737,6 +719,155 @@ def belief_tests_section(results, out):
                "policy is near-uniform, so its raw Bayes → agent output KL is ≈ 0 by "
                "construction; the relative KLs and the agent → Bayes direction are the ones to "
                "compare."])
+
+
+# ------------------------------------------------------------------------------------------
+# §2c Calibration: which tests separate known belief states from known non-beliefs
+# ------------------------------------------------------------------------------------------
+OUTCOME_ORDER = ("held", "refuted", "inconclusive", "cannot decide")
+
+
+def calibration_numbers(results):
+    """Per env: the panel's table (panel.calibration_table over its seeds), the agent's value
+    of each test per seed (panel.agent_values of its probes), their summary and outcome."""
+    out = {}
+    for env, cal in results["calibration"].items():
+        table = panel.calibration_table(cal["seeds"])
+        agent = [panel.agent_values(s["probe"]) for s in results["belief_states"][env]]
+        out[env] = {"table": table, "seeds": cal["seeds"],
+                    "agent": {t.name: summary(a[t.name] for a in agent) for t in panel.TESTS},
+                    "outcome": {t.name: panel.agent_outcome(t, [a[t.name] for a in agent],
+                                                            table[t.name]["validated"])
+                                for t in panel.TESTS}}
+    return out
+
+
+def across_envs(outcomes):
+    """One line for a test's outcomes in several envs: 'held (bandit); cannot decide (tiger)'."""
+    groups = {o: [env for env, v in outcomes.items() if v == o] for o in OUTCOME_ORDER}
+    return "; ".join(f"{o} ({', '.join(envs_)})" for o, envs_ in groups.items() if envs_)
+
+
+def calibration_section(results, out):
+    if "calibration" not in results:   # a run from before the panel existed
+        return Section(
+            title="2c. Calibration: which belief-state tests can decide", verdicts=[], tables=[],
+            figures=[], notes=["This run has no calibration panel (results.json predates "
+                               "it): none of the belief-state tests of §2b has been shown to "
+                               "separate belief states from non-beliefs, so none decides."])
+    numbers = calibration_numbers(results)
+    first = next(iter(numbers.values()))
+    n_panel = len(first["seeds"])
+    n_agent = first["agent"][panel.TESTS[0].name]["n"]
+    calibration_figure(numbers, os.path.join(out, "fig2_calibration.png"))
+
+    def measured(test):
+        def one(env, m):
+            row = m["table"][test.name]
+            why = "" if row["validated"] else f"; the panel: {', '.join(wrong_words(row))}"
+            return f"{env}: agent {pm(m['agent'][test.name])} → {m['outcome'][test.name]}{why}"
+        return "; ".join(one(env, m) for env, m in numbers.items()) + f"; agent n = {n_agent}"
+
+    verdicts = [Verdict(
+        claim=f"The agent's state passes the test of {test.label}, as known belief states do.",
+        criterion=f"Decides an env only if the panel validates it (every known belief state "
+                  f"passes, every known non-belief fails: one-sided {LEVEL:.0%} limits over "
+                  f"n = {n_panel} panel seeds against the midpoint {fmt(test.midpoint(), 2)} of "
+                  f"perfect {fmt(test.perfect, 0)} and null {fmt(test.null, 0)}); then held, "
+                  "refuted or inconclusive by the agent's limits against the same midpoint.",
+        measured=measured(test),
+        held=across_envs({env: m["outcome"][test.name] for env, m in numbers.items()}))
+        for test in panel.TESTS]
+    names = list(first["table"][panel.TESTS[0].name]["machines"]) + ["recent events"]
+    names = list(dict.fromkeys(names))
+    tables = []
+    for env, m in numbers.items():
+        rows = []
+        for test in panel.TESTS:
+            row = m["table"][test.name]
+            cells = [machine_cell(row["machines"].get(name)) for name in names]
+            rows.append([test.label, fmt(test.midpoint(), 2), *cells,
+                         "yes" if row["validated"] else "no", pm(m["agent"][test.name]),
+                         m["outcome"][test.name]])
+        known = {name: m["seeds"][0]["machines"][name]["known"] for name in names}
+        tables.append((f"{env}: the panel (mean ± SE over n = {n_panel} panel seeds, "
+                       f"{m['seeds'][0]['episodes']} driven episodes and "
+                       f"{m['seeds'][0]['splice_episodes']} splice episodes each; ✓ passes, "
+                       "✗ fails, ? unclear) and the agent (n = "
+                       f"{n_agent} seeds, its own episodes).",
+                       ["test", "midpoint",
+                        *(f"{name} ({'+' if known[name] == panel.BELIEF else '−'})"
+                          for name in names),
+                        "validated", "agent", "outcome"], rows))
+    return Section(
+        title="2c. Calibration: which belief-state tests can decide",
+        verdicts=verdicts, tables=tables,
+        figures=[("fig2_calibration.png",
+                  "Each test's value on a common scale, 1 = the perfect value and 0 = the null "
+                  "(clipped to [−1, 2]): the panel's known belief states (+), known non-beliefs "
+                  "(×) and the agent (★), means over seeds; the dashed line is the midpoint "
+                  "that a machine must clear.")],
+        notes=["The panel (+ known belief states, − known non-beliefs): *embedded Bayes* is the "
+               "exact filter's coordinates through a fixed random injective tanh map into 2H "
+               "units, acting Bayes-optimally; *distilled* an LSTM of the agent's architecture "
+               "trained to act as the exact reference and carry the belief (metarl.py "
+               "distill; one network per family, its SE over panel episodes only); "
+               "*untrained* the agent's architecture at its initial weights; *value learner "
+               "α* a greedy model-free learner Q_a ← Q_a + α (r − Q_a); *forgetful κ* the "
+               "Bayes filter with its evidence shrunk by κ each step; *recent events* the "
+               "exact belief of the last 3 events (splicing only). Driven tests read every "
+               "machine along the Bayes-optimal policy's own episodes; splicing runs each "
+               "machine on its own.",
+               "A test that the panel does not validate says nothing about the agent in either "
+               "direction, whatever the agent's value: its row names the machines on the "
+               "wrong side."])
+
+
+def wrong_words(row):
+    """'embedded Bayes (+) fails, untrained (−) passes' for the machines that stop a test."""
+    return [f"{name} ({'+' if row['machines'][name]['known'] == panel.BELIEF else '−'}) "
+            f"{row['machines'][name]['verdict']}" for name in row["wrong"]]
+
+
+def machine_cell(row):
+    if row is None:
+        return "n/a"
+    mark = {"passes": "✓", "fails": "✗", "unclear": "?"}[row["verdict"]]
+    return f"{fmt(row['mean'])} ± {fmt(row['se'])} {mark}"
+
+
+def calibration_figure(numbers, path):
+    fig, axes = new_figure(2, 2, width=5.2, height=3.6)
+    x = np.arange(len(panel.TESTS))
+    for ax, (env, m) in zip(axes.ravel(), numbers.items()):
+        def scaled(test, value):
+            return float(np.clip((value - test.null) / (test.perfect - test.null), -1, 2))
+        for name, row in m["table"][panel.TESTS[-1].name]["machines"].items():
+            belief_state = row["known"] == panel.BELIEF
+            ys = [scaled(t, m["table"][t.name]["machines"][name]["mean"])
+                  if name in m["table"][t.name]["machines"] else np.nan for t in panel.TESTS]
+            ax.plot(x, ys, "o" if belief_state else "x", color="C2" if belief_state else "C3",
+                    ms=4, alpha=0.8)
+        ax.plot(x, [scaled(t, m["agent"][t.name]["mean"]) for t in panel.TESTS], "*",
+                color="C0", ms=9, label="agent")
+        ax.axhline(0.5, color="0.4", ls="--", lw=1)
+        ax.set(xticks=x, xlabel="test", ylabel="(value − null) / (perfect − null)", title=env,
+               ylim=(-1.1, 2.1))
+        ax.set_xticklabels([t.name.replace("_", " ") for t in panel.TESTS], rotation=60,
+                           fontsize=6)
+    axes[0, 0].plot([], [], "o", color="C2", label="known belief state")
+    axes[0, 0].plot([], [], "x", color="C3", label="known non-belief")
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle("§2c Calibration: does each test separate belief states from non-beliefs?")
+    save_png(fig, path)
+
+
+PAIRED_LABELS = {"a2b_state": "agent → Bayes state dissimilarity (MLP)",
+                 "a2b_output": "agent → Bayes relative output KL (MLP)",
+                 "b2a_state": "Bayes → agent state dissimilarity (MLP)",
+                 "partial_r2": "partial R² beyond the belief (mean over features)",
+                 "ratio": "within/between spread ratio (per-unit standardised)",
+                 "ratio_whitened": "within/between spread ratio (whitened state)"}
 
 
 def simulation_figure(numbers, path):
@@ -1113,6 +1244,9 @@ def pm(s, digits=3):
 
 
 def outcome(held):
+    """True, False, None (undecided), or a calibrated test's outcome text as it is."""
+    if isinstance(held, str):
+        return held
     return {True: "held", False: "did not hold", None: "undecided"}[held]
 
 
@@ -1123,30 +1257,67 @@ def markdown_table(header, rows):
     return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
 
 
-def rewrite_report(folder):
+FINDINGS_START = "<!-- findings: generated by `python3 experiments.py report docs --readme README.md` -->"
+FINDINGS_END = "<!-- end of findings -->"
+
+
+def findings_lines(sections, facts):
+    """The README's short block of what a run found: every claim and its outcome, in the
+    report's order, from the same verdicts as REPORT.md (so prose cannot drift from numbers)."""
+    lines = [f"### What the committed run found (n = {facts['seeds']} seeds per agent)", "",
+             "Each claim of [`docs/REPORT.md`](docs/REPORT.md) with its outcome; the criteria "
+             "and numbers are there.", ""]
+    for s in sections:
+        lines += [f"- {s.title}:"] if s.verdicts else []
+        lines += [f"  - {v.claim} **{outcome(v.held)}**" for v in s.verdicts]
+    return lines
+
+
+def replace_findings(readme, lines):
+    """README text with the block between FINDINGS_START and FINDINGS_END replaced by lines;
+    ValueError if the markers are not there once each, in order."""
+    start, end = readme.find(FINDINGS_START), readme.find(FINDINGS_END)
+    if readme.count(FINDINGS_START) != 1 or readme.count(FINDINGS_END) != 1 or end < start:
+        raise ValueError(f"the README must hold the lines {FINDINGS_START} and {FINDINGS_END} "
+                         "once each, in this order, around the findings block")
+    return readme[:start + len(FINDINGS_START)] + "\n" + "\n".join(lines) + "\n" + readme[end:]
+
+
+def rewrite_report(folder, readme=None):
     """`experiments.py report DIR`: REPORT.md and the figures again from DIR/results.json. A
-    file that lacks what the report reads is refused (ValueError) and DIR is left as it was."""
+    file that lacks what the report reads is refused (ValueError) and DIR is left as it was.
+    readme: a README path whose findings block is rewritten from the same verdicts (after
+    the report, atomically; its markers are checked before anything is written)."""
     results = load_results(folder)
+    if readme is not None:
+        with open(readme, encoding="utf-8") as f:
+            text = f.read()
+        replace_findings(text, [])   # the markers, before any work
     try:
-        write_report(results, folder)
+        findings = write_report(results, folder)
     except (KeyError, IndexError, TypeError, StopIteration, ZeroDivisionError) as e:
         # what load_results cannot see: keys that must agree across sections
         raise ValueError(f"{os.path.join(folder, 'results.json')} lacks what the report reads "
                          f"({type(e).__name__}: {e}); is it from another version of "
                          "experiments.py?") from None
+    if readme is not None:
+        new = replace_findings(text, findings).encode("utf-8")
+        atomic_write(readme, lambda f: f.write(new))
 
 
 def write_report(results, out):
     """REPORT.md and its figures in `out`, from results alone (see the module docstring). All
     are drawn into a staging folder and moved into `out` only when every one succeeded
-    (boundary.write_files_together), so a failure leaves an earlier report whole."""
-    write_files_together(out, lambda stage: render_report(results, stage))
+    (boundary.write_files_together), so a failure leaves an earlier report whole. Returns the
+    findings block (findings_lines)."""
+    return write_files_together(out, lambda stage: render_report(results, stage))
 
 
 def render_report(results, out):
-    """REPORT.md and its figures, written into `out`."""
+    """REPORT.md and its figures, written into `out`; returns the findings block."""
     sections = [near_optimal_section(results, out), belief_states_section(results, out),
-                belief_tests_section(results, out), shift_section(results, out),
+                belief_tests_section(results, out), calibration_section(results, out),
+                shift_section(results, out),
                 two_step_section(results, out)]
     facts = results["facts"]
     lines = ["# RL² meta-RL lab: experiment report", ""]
@@ -1166,13 +1337,15 @@ def render_report(results, out):
         lines += section_markdown(s)
     lines += run_markdown(facts)
     atomic_write(os.path.join(out, "REPORT.md"), lambda f: f.write("\n".join(lines).encode("utf-8")))
+    return findings_lines(sections, facts)
 
 
 def section_markdown(s):
-    lines = [f"## {s.title}", "",
-             markdown_table(["claim", "criterion", "measured", "outcome"],
-                            [[v.claim, v.criterion, v.measured, f"**{outcome(v.held)}**"]
-                             for v in s.verdicts]), ""]
+    lines = [f"## {s.title}", ""]
+    if s.verdicts:   # a descriptive section has tables only
+        lines += [markdown_table(["claim", "criterion", "measured", "outcome"],
+                                 [[v.claim, v.criterion, v.measured, f"**{outcome(v.held)}**"]
+                                  for v in s.verdicts]), ""]
     for caption, header, rows in s.tables:
         lines += [caption, "", markdown_table(header, rows), ""]
     for name, caption in s.figures:

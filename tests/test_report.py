@@ -1,5 +1,7 @@
 """report.py's criteria: trivial and classical policies fail §1's near-optimality criterion,
 the Bayes-optimal policy passes it, and more noise can only make any criterion harder to pass."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -115,3 +117,18 @@ def test_the_shift_position_is_undecided_where_the_two_bayes_policies_are_too_cl
     assert report.position_verdict(report.summary(np.array([0.9, 1.0, 1.1])), 1.0, e) is False
     assert report.position_verdict(report.summary(np.array([-0.3, 0.3, -0.6, 0.6])), 1.0, e) \
         is False   # the mean is 0 but the noise reaches past the band: not shown
+
+
+def test_the_readme_findings_are_generated_from_the_committed_results(tmp_path):
+    """The README's block between the findings markers is exactly what the report code makes
+    of docs/results.json, so its prose cannot drift from the committed numbers."""
+    root = Path(__file__).resolve().parent.parent
+    results = report.load_results(str(root / "docs"))
+    lines = report.write_report(results, str(tmp_path))
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert report.replace_findings(readme, lines) == readme
+
+
+def test_a_readme_without_the_markers_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match="findings markers|once each"):
+        report.replace_findings("# a README\\n", ["- a finding"])

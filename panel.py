@@ -1,0 +1,420 @@
+"""Calibration: every belief-state test run on machines whose answer is known.
+
+A test of "the agent's state is a belief state" is evidence only once it separates machines
+that are belief states from machines that are not. This module builds, per task family, a
+panel of such machines and runs each through exactly the measures that judge the agent
+(probe.py's decoding, machines.py's simulation, minimality, splicing and value loss):
+
+    positives   embedded Bayes   the exact Bayes filter's coordinates x_t through a fixed random
+                                 injective nonlinear map z = tanh((x / σ) M + c) into 2H units,
+                                 acting with the Bayes-optimal (tie-split) policy at x = g⁻¹(z);
+                distilled        an LSTM of the agent's architecture trained to act as the exact
+                                 reference and to carry the belief (metarl.py distill), if given
+    negatives   untrained        the agent's architecture at its initial weights
+                value learner α  a model-free learner with long memory and no posterior: per
+                                 action Q_a ← Q_a + α 1[a_t = a] (r_t − Q_a), greedy (ties split)
+                forgetful κ      the Bayes filter's step with the state shrunk towards the prior
+                                 each step, x' = κ · step(x): recency-weighted evidence, acting
+                                 by the splice control's scores at x (bandits: greedy on the
+                                 posterior means)
+                recent events    machines.control_run, the exact belief of the last 3 events
+                                 (splicing and value loss only: its state is a window of events)
+
+The driven measures (decoding, simulation, minimality) read every machine along the same
+episodes: the Bayes-optimal policy's own, so that what differs is the machine. Splicing and
+value loss run each machine on its own (same tasks, noise and donors as the agent's test).
+
+Each test states, before any number, its perfect value and its null value, and a machine
+*passes* when its value lies on the perfect side of their midpoint: by the one-sided 95 %
+limit over panel seeds (t, n − 1 df) it passes, by the opposite limit it fails, otherwise it
+is unclear. A test is *validated* on a family when every positive passes and every negative
+fails; only then does it judge the agent, with three outcomes: held (the agent passes),
+refuted (it fails), inconclusive (neither limit clears the midpoint).
+"""
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+import belief
+import envs
+import machines
+import metarl
+import probe
+import stats
+from boundary import check_int
+
+PANEL_STREAM = 2 ** 33 + 2   # the panel's driven episodes, beside probe.PROBE_STREAM (2³³)
+LEVEL = 0.95
+VALUE_RATES = (0.05, 0.3)    # α of the value learners: slow (long memory) and fast
+FORGETTING = (0.8,)          # κ of the forgetful filters
+EMBED_OFFSET = 0.5           # the embedding's offsets c ~ U(−0.5, 0.5): units not all odd in x
+BELIEF, NOT_BELIEF = "belief state", "not a belief state"
+RECENT_UPDATES = 800         # the recent-events LSTM's budget: on the bandit its most likely
+                             # action agreed with the control's at every step of 500 fresh
+                             # episodes after 2,000 updates, its loss flat from ~800 (measured)
+
+
+@dataclass(frozen=True)
+class Test:
+    """One measure of the belief-state claim as the panel judges it: the value a belief state
+    has (perfect) and the value of a machine that holds nothing of the belief (null)."""
+
+    name: str
+    label: str
+    perfect: float
+    null: float
+
+    def midpoint(self):
+        return 0.5 * (self.perfect + self.null)
+
+    def passes(self, value):
+        """value on the perfect side of the midpoint."""
+        return (value < self.midpoint()) if self.perfect < self.null else (value > self.midpoint())
+
+
+TESTS = (
+    Test("decode", "decoding: held-out R² of the posterior means (linear probe)", 1.0, 0.0),
+    Test("a2b_state", "agent → Bayes state dissimilarity (MLP map)", 0.0, 1.0),
+    Test("a2b_output", "agent → Bayes relative output KL (MLP map)", 0.0, 1.0),
+    Test("b2a_state", "Bayes → agent state dissimilarity (MLP map)", 0.0, 1.0),
+    Test("partial_r2", "minimality: partial R² of history beyond the belief", 0.0, 1.0),
+    Test("within_between", "within/between spread (per-unit standardised)", 0.0, 1.0),
+    Test("within_between_whitened", "within/between spread (whitened state)", 0.0, 1.0),
+    Test("splice", "splice contrast at lags ≥ 3 (spliced − recipient agreement)", 1.0, 0.0),
+)
+TEST_NAMES = tuple(t.name for t in TESTS)
+DRIVEN = TEST_NAMES[:-1]     # every test but splicing reads the machine along the episodes
+
+
+# ------------------------------------------------------------------------------------------
+# Scripted machines: a state, its update on one event, a policy
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scripted:
+    """A machine given by its equations: state S (B, D), S_0 = prior(B), S_{t+1} = step(S_t,
+    a_t, r_t, o_t) (any S, so mapped states too), π_t = policy(S_t, t) (B, A)."""
+
+    name: str
+    known: str
+    prior: Callable
+    step: Callable
+    policy: Callable
+
+
+def embedded_bayes(cfg, ref, width, scale, rng):
+    """The exact Bayes filter in a nonlinear basis: z = g(x) = tanh((x / σ) M + c), M (D,
+    width) ~ N(0, 1/D), c ~ U(−EMBED_OFFSET, EMBED_OFFSET); g is injective (tanh is, and M
+    has full row rank), g⁻¹(z) = (atanh(z) − c) M⁺ σ with z clipped into (−1, 1), so mapped
+    states have a preimage too. step(z) = g(step_Bayes(g⁻¹(z))); policy: the tie-split
+    Bayes-optimal policy (two-step: belief-greedy) at g⁻¹(z). scale σ (D,): the coordinates'
+    sd, so that tanh is neither linear nor saturated."""
+    fam = machines.family(cfg)
+    D = len(fam.coordinate_names(cfg))
+    M = rng.standard_normal((D, width)) / np.sqrt(D)
+    c = rng.uniform(-EMBED_OFFSET, EMBED_OFFSET, width)
+    M_pinv = np.linalg.pinv(M)
+
+    def g(x):
+        return np.tanh((x / scale) @ M + c)
+
+    def g_inv(z):
+        z = np.clip(z, -1 + 1e-12, 1 - 1e-12)
+        return ((np.arctanh(z) - c) @ M_pinv) * scale
+
+    return Scripted(
+        name="embedded Bayes", known=BELIEF, prior=lambda B: g(fam.prior(cfg, B)),
+        step=lambda z, a, r, obs: g(fam.step(cfg, g_inv(z), a, r, obs)),
+        policy=lambda z, t: belief.tie_split_policy(fam.q(cfg, ref, g_inv(z), t)))
+
+
+def value_learner(cfg, alpha, q0):
+    """Q_a ← Q_a + α 1[a_t = a] (r_t − Q_a) from Q = q0 (A,), greedy with ties split: it
+    remembers old rewards for ~1/α steps but holds no counts, so no posterior. q0 should be
+    the prior's expected reward of each action (prior_rewards): from Q = 0 a greedy learner
+    never leaves the first arm that paid."""
+
+    def step(Q, a, r, obs):
+        Q = np.array(Q, dtype=np.float64)
+        e = np.arange(len(Q))
+        Q[e, a] += alpha * (r - Q[e, a])
+        return Q
+
+    return Scripted(name=f"value learner α = {alpha:g}", known=NOT_BELIEF,
+                    prior=lambda B: np.tile(q0, (B, 1)), step=step,
+                    policy=lambda Q, t: belief.tie_split_policy(Q))
+
+
+def prior_rewards(cfg, rng, episodes=4000):
+    """E[r | a] at the first step under the prior, per action (A,): the mean reward of
+    `episodes` fresh tasks given action a."""
+    env = envs.make_env(cfg, episodes)
+    means = []
+    for a in range(envs.n_actions(cfg)):
+        env.reset(rng)
+        means.append(float(env.step(np.full(episodes, a))[1].mean()))
+    return np.array(means)
+
+
+def forgetful_filter(cfg, ref, kappa):
+    """x' = κ · step_Bayes(x): every family's prior state is x = 0, so the evidence of an
+    event k steps back counts κᵏ; acting by the family's splice-control scores at x (the
+    scores meant for states that are not the exact belief)."""
+    fam = machines.family(cfg)
+    return Scripted(name=f"forgetful κ = {kappa:g}", known=NOT_BELIEF,
+                    prior=lambda B: fam.prior(cfg, B),
+                    step=lambda x, a, r, obs: kappa * fam.step(cfg, x, a, r, obs),
+                    policy=lambda x, t: belief.tie_split_policy(fam.control_q(cfg, ref, x, t)))
+
+
+def recent_events_targets(cfg, ref, tr, window=machines.CONTROL_WINDOW):
+    """What the panel's trained non-belief LSTM learns on its own rollout tr: π_w (T, B, A),
+    the recent-events control's policy at every step (machines.window_policy: the exact
+    belief of the last `window` events only), and F (T, B, window · n_in), its last `window`
+    inputs [x_t, x_{t−1}, …] (zeros before the episode), which the state choosing a_t has
+    read; both in tr's dtype, for metarl.distill_update."""
+    a, r, obs = tr.a, np.asarray(tr.r, np.float64), np.asarray(tr.obs, np.float64)
+    target = np.stack([machines.window_policy(cfg, ref, a, r, obs, t, window)
+                       for t in range(cfg.horizon)])
+    x = np.asarray(tr.x, np.float64)
+    lagged = [np.concatenate([np.zeros((k,) + x.shape[1:]), x[:len(x) - k]]) for k in range(window)]
+    return target.astype(tr.pi.dtype), np.concatenate(lagged, axis=-1).astype(tr.pi.dtype)
+
+
+def train_recent_events_lstm(hp, log=None):
+    """A *trained* LSTM that is not a belief state: hp (objective distill, the agent's
+    architecture) trained by metarl.train with recent_events_targets, so it acts as the
+    recent-events control does and carries its last 3 inputs, nothing older on purpose."""
+    cfg = metarl.env_config(hp)
+    ref = machines.reference(cfg)   # the control's scores read the reference (Tiger's Q table)
+    return metarl.train(hp, None, log=log or (lambda line: None),
+                        targets=lambda tr: recent_events_targets(cfg, ref, tr))
+
+
+@dataclass
+class ScriptedRun:
+    """A scripted machine's own episodes: a (T, B), r, obs, π (T, B, A), states (T, B, D)
+    (states[t] chose a_t)."""
+
+    a: np.ndarray
+    r: np.ndarray
+    obs: np.ndarray
+    pi: np.ndarray
+    states: np.ndarray
+
+
+def scripted_run(cfg, machine, episodes, rng, implant=None):
+    """Run `machine` on `episodes` fresh episodes of cfg: the env and then the action uniforms
+    drawn from rng in metarl.rollout's order, so the same generator gives the same tasks,
+    noise and uniforms as an LSTM rollout. Actions by the inverse CDF of π at the uniform.
+    implant = (t_s, S (B, D)): the state that reads event t_s − 1 is S instead of the
+    machine's own (S: the donor's states[t_s − 1]), as metarl.rollout's implant of the state
+    carried into step t_s."""
+    T, B, A = cfg.horizon, episodes, envs.n_actions(cfg)
+    env = envs.make_env(cfg, B)
+    env.reset(rng)
+    u = rng.random((T, B))
+    a, r = np.zeros((T, B), dtype=np.int64), np.zeros((T, B))
+    obs, pi = np.zeros((T, B, envs.n_observations(cfg))), np.zeros((T, B, A))
+    S = machine.prior(B)
+    states = np.zeros((T,) + S.shape)
+    for t in range(T):
+        states[t] = S
+        pi[t] = machine.policy(S, t)
+        metarl.sample_categorical(pi[t], u[t], a[t])
+        _, r[t], _ = env.step(a[t])
+        obs[t] = env.obs
+        if implant is not None and t == implant[0] - 1:
+            S = implant[1]
+        S = machine.step(S, a[t], r[t], obs[t])
+    return ScriptedRun(a=a, r=r, obs=obs, pi=pi, states=states)
+
+
+def scripted_splices(cfg, machine, episodes, seed, times=None):
+    """machines.splice_runs for a scripted machine: the same stream, times and donors."""
+    times = machines.splice_times(cfg.horizon) if times is None else times
+
+    def run(implant=None):
+        return scripted_run(cfg, machine, episodes, metarl.stream(seed, machines.SPLICE_STREAM),
+                            implant)
+
+    original = run()
+    return original, [{"t_s": t_s, "donor": donor,
+                       "run": run((t_s, original.states[t_s - 1][donor]))}
+                      for t_s, donor in zip(times, machines.splice_donors(episodes, seed, times))]
+
+
+def scripted_machine(machine, tr):
+    """`machine` as a machines.Machine along the recorded episodes tr (a, r, obs)."""
+    a, r, obs = tr.a, np.asarray(tr.r, np.float64), np.asarray(tr.obs, np.float64)
+    T, B = a.shape
+    S = machine.prior(B)
+    states = np.zeros((T,) + S.shape)
+    for t in range(T):
+        states[t] = S
+        S = machine.step(S, a[t], r[t], obs[t])
+    return machines.Machine(name=machine.name, states=states,
+                            step=lambda S, t: machine.step(S, a[t], r[t], obs[t]),
+                            policy=machine.policy)
+
+
+# ------------------------------------------------------------------------------------------
+# The measures of one machine
+# ------------------------------------------------------------------------------------------
+def driven_values(machine, bayes, posterior_means, history, names, fold, k, seed):
+    """The driven tests of one Machine along the panel's episodes: {test: value}, each by the
+    function that measures the agent (every fit from default_rng(seed), the same folds)."""
+    X, groups = probe.flatten_episodes(machine.states)
+    Y = probe.flatten_episodes(posterior_means)[0]
+    decoded = probe.decode(X, Y, groups, rng=np.random.default_rng(seed), k=k, folds=fold[groups])
+    a2b = machines.agent_to_bayes(machine, bayes, fold, "mlp", np.random.default_rng(seed))
+    b2a = machines.bayes_to_agent(bayes, machine, fold, "mlp", np.random.default_rng(seed))
+    mini = machines.minimality(machine, bayes, history, names, fold, seed)
+    return {"decode": float(decoded.r2.mean()), "a2b_state": a2b["state_dissimilarity"],
+            "a2b_output": a2b["output_kl_relative"], "b2a_state": b2a["state_dissimilarity"],
+            "partial_r2": float(np.mean(list(mini["partial_r2"].values()))),
+            "within_between": mini["within_between_ratio"],
+            "within_between_whitened": mini["within_between_whitened"]}
+
+
+def own_values(cfg, ref, original, splices, own):
+    """The tests of a machine acting on its own: splice contrast and value loss per step."""
+    splice = machines.splice_agreement(cfg, ref, original, splices)
+    return {"splice": machines.splice_contrast(splice),
+            "value_loss": machines.value_loss(cfg, ref, own)["value_loss_per_step"]}
+
+
+def calibrate(hp, seed, episodes, splice_episodes, k=machines.FOLDS, distilled=None,
+              recent=None):
+    """One seed of the panel on hp's task family: {"machines": {name: {"known", "values":
+    {test: value}}}, "episodes", "splice_episodes"}. The panel's LSTMs have hp's architecture
+    (the untrained one initialised from `seed`); distilled: parameters of a distilled LSTM
+    of the same architecture, or None; recent: those of train_recent_events_lstm, or None.
+    The recent-events machine has splicing and value loss only (None elsewhere)."""
+    cfg = metarl.env_config(hp)
+    machines.check_sizes(cfg, episodes, k)
+    check_int("splice_episodes", splice_episodes, 2)
+    check_int("seed", seed, 0)
+    ref = machines.reference(cfg)
+    fam = machines.family(cfg)
+    # the panel's episodes: the exact Bayes machine's own (the embedding does not change them)
+    identity = Scripted("Bayes", BELIEF, lambda B: fam.prior(cfg, B),
+                        lambda x, a, r, obs: fam.step(cfg, x, a, r, obs),
+                        lambda x, t: belief.tie_split_policy(fam.q(cfg, ref, x, t)))
+    run = scripted_run(cfg, identity, episodes, metarl.stream(seed, PANEL_STREAM))
+    scale = np.maximum(run.states.reshape(-1, run.states.shape[-1]).std(0), 1e-3)
+    rng = metarl.stream(seed, PANEL_STREAM, 1)
+    q0 = prior_rewards(cfg, rng)
+    untrained = metarl.initial_params(replace(hp, seed=seed), cfg, np.float64)
+    width = 2 * hp.hidden
+    scripted = [embedded_bayes(cfg, ref, width, scale, rng),
+                *(value_learner(cfg, alpha, q0) for alpha in VALUE_RATES),
+                *(forgetful_filter(cfg, ref, kappa) for kappa in FORGETTING)]
+    networks = {"untrained": (untrained, NOT_BELIEF)}
+    if distilled is not None:
+        networks["distilled"] = (distilled, BELIEF)
+    if recent is not None:
+        networks["trained on recent events"] = (recent, NOT_BELIEF)
+    # the LSTMs read the same episodes through their inputs: actions replayed, same stream
+    tr = metarl.rollout(untrained, cfg, episodes, metarl.stream(seed, PANEL_STREAM), actions=run.a)
+    if not (np.array_equal(tr.r, run.r) and np.array_equal(tr.obs, run.obs)):
+        raise RuntimeError("the panel's LSTM rollout did not replay the Bayes machine's episodes")
+    fold = machines.episode_folds(episodes, k, np.random.default_rng(seed))
+    bayes = machines.bayes_machine(cfg, tr, ref)
+    F, feature_names = belief.belief_features(cfg, tr.a, tr.r, tr.obs)
+    posterior_means = F[..., probe.posterior_mean_columns(feature_names)]
+    history, names = machines.history_features(cfg, tr.a, tr.r, tr.obs)
+
+    def driven(m):
+        return driven_values(m, bayes, posterior_means, history, names, fold, k, seed)
+
+    out = {}
+    for machine in scripted:
+        values = driven(scripted_machine(machine, tr))
+        own = scripted_run(cfg, machine, splice_episodes, metarl.stream(seed, machines.SPLICE_STREAM))
+        values.update(own_values(cfg, ref, *scripted_splices(cfg, machine, splice_episodes, seed), own))
+        out[machine.name] = {"known": machine.known, "values": values}
+    for name, (params, known) in networks.items():
+        values = driven(machines.agent_machine(params, tr, name))
+        own = metarl.rollout(params, cfg, splice_episodes, metarl.stream(seed, machines.SPLICE_STREAM))
+        values.update(own_values(cfg, ref, *machines.splice_runs(params, cfg, splice_episodes, seed),
+                                 own))
+        out[name] = {"known": known, "values": values}
+    control = machines.control_splice_runs(cfg, ref, splice_episodes, seed)
+    out["recent events"] = {"known": NOT_BELIEF, "values": {
+        **dict.fromkeys(DRIVEN), **own_values(cfg, ref, *control, control[0])}}
+    return {"machines": out, "episodes": episodes, "splice_episodes": splice_episodes}
+
+
+# ------------------------------------------------------------------------------------------
+# Reading the panel: which tests separate, and what they say of the agent
+# ------------------------------------------------------------------------------------------
+def limits(values, level=LEVEL):
+    """(mean, SE, lower, upper) one-sided limits over seeds (t, n − 1 df); limits None for n < 2."""
+    x = np.asarray(values, np.float64)
+    s = stats.mean_ci(x, level)
+    return (s["mean"], s["stderr"], stats.lower_confidence_limit(x, level),
+            stats.upper_confidence_limit(x, level))
+
+
+def judge(test, values, level=LEVEL):
+    """"passes" if the limit on the perfect side clears the midpoint, "fails" if the opposite
+    limit clears it the other way, else "unclear" (also with one value: no limits)."""
+    _, _, low, high = limits(values, level)
+    if low is None:
+        return "unclear"
+    towards, away = (high, low) if test.perfect < test.null else (low, high)
+    if test.passes(towards):
+        return "passes"
+    if not test.passes(away):
+        return "fails"
+    return "unclear"
+
+
+def calibration_table(seeds):
+    """The panel over seeds [calibrate(...)], per test: each machine's mean, SE, n and verdict,
+    and whether the test separates (validated) with the machines that stop it (wrong)."""
+    names = list(seeds[0]["machines"])
+    table = {}
+    for test in TESTS:
+        rows, wrong = {}, []
+        for name in names:
+            known = seeds[0]["machines"][name]["known"]
+            values = [s["machines"][name]["values"].get(test.name) for s in seeds]
+            if any(v is None or not np.isfinite(v) for v in values):
+                continue   # not measured on this machine (recent events), or undefined
+            mean, se, _, _ = limits(values)
+            verdict = judge(test, values)
+            rows[name] = {"known": known, "mean": mean, "se": se, "n": len(values),
+                          "verdict": verdict}
+            if verdict != ("passes" if known == BELIEF else "fails"):
+                wrong.append(name)
+        table[test.name] = {"label": test.label, "perfect": test.perfect, "null": test.null,
+                            "midpoint": test.midpoint(), "machines": rows,
+                            "validated": not wrong, "wrong": wrong}
+    return table
+
+
+def agent_outcome(test, values, validated):
+    """What a test says of the agent's per-seed values: "cannot decide" if the panel did not
+    validate it, else held / refuted / inconclusive by the one-sided limits at the midpoint."""
+    if not validated:
+        return "cannot decide"
+    return {"passes": "held", "fails": "refuted", "unclear": "inconclusive"}[judge(test, values)]
+
+
+def agent_values(summary):
+    """The panel's tests read off one probe.probe_agent summary of the trained agent (the
+    same functions, on the agent's own episodes): {test: value}."""
+    mean_columns = probe.posterior_mean_columns(summary["features"])
+    sim = summary["simulation"]
+    mini = summary["minimality"]
+    return {"decode": float(np.mean([summary["decode"][summary["features"][j]]
+                                     for j in mean_columns])),
+            "a2b_state": sim["agent_to_bayes"]["state_dissimilarity"]["trained"]["mlp"],
+            "a2b_output": sim["agent_to_bayes"]["output_kl_relative"]["trained"]["mlp"],
+            "b2a_state": sim["bayes_to_agent"]["state_dissimilarity"]["trained"]["mlp"],
+            "partial_r2": float(np.mean(list(mini["partial_r2"]["trained"].values()))),
+            "within_between": mini["within_between_ratio"]["trained"],
+            "within_between_whitened": mini["within_between_whitened"]["trained"],
+            "splice": machines.splice_contrast(summary["splice"])}

@@ -1,0 +1,218 @@
+"""panel.py: the calibration panel's machines do what their equations say, the known belief
+states pass the tests the panel validates and the known non-beliefs fail them, and the
+reading of a panel (judge, validation, the agent's three outcomes) follows its rule."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import envs
+import machines
+import metarl
+import panel
+
+ENVS = ("bandit", "dependent-bandit", "tiger", "two-step")
+
+
+def small(env, T=20):
+    hp = metarl.recipe(env, horizon=T, hidden=8)
+    cfg = metarl.env_config(hp)
+    return hp, cfg, machines.reference(cfg)
+
+
+def bayes_machine_spec(cfg, ref):
+    fam = machines.family(cfg)
+    return panel.Scripted("Bayes", panel.BELIEF, lambda B: fam.prior(cfg, B),
+                          lambda x, a, r, obs: fam.step(cfg, x, a, r, obs),
+                          lambda x, t: machines.belief.tie_split_policy(fam.q(cfg, ref, x, t)))
+
+
+# ----------------------------------------------------------------------------- machines
+@pytest.mark.parametrize("env", ENVS)
+def test_the_embedded_bayes_machine_is_the_bayes_machine_in_another_basis(env):
+    """Same stream: the embedded machine takes exactly the exact filter's actions, and its
+    states map back (g⁻¹) onto the exact coordinates along the way."""
+    _, cfg, ref = small(env)
+    exact = panel.scripted_run(cfg, bayes_machine_spec(cfg, ref), 30, metarl.stream(3, 7))
+    scale = np.maximum(exact.states.reshape(-1, exact.states.shape[-1]).std(0), 1e-3)
+    embedded = panel.embedded_bayes(cfg, ref, 16, scale, np.random.default_rng(0))
+    run = panel.scripted_run(cfg, embedded, 30, metarl.stream(3, 7))
+    np.testing.assert_array_equal(run.a, exact.a)
+    np.testing.assert_array_equal(run.pi, exact.pi)
+    assert run.states.shape == (cfg.horizon, 30, 16) and np.abs(run.states).max() < 1
+    # the embedding is nonlinear: the states are not an affine function of the coordinates
+    X = np.concatenate([exact.states.reshape(-1, exact.states.shape[-1]),
+                        np.ones((exact.states[..., 0].size, 1))], axis=1)
+    Z = run.states.reshape(-1, 16)
+    residual = Z - X @ np.linalg.lstsq(X, Z, rcond=None)[0]
+    assert (residual ** 2).sum() > 1e-3 * ((Z - Z.mean(0)) ** 2).sum()
+
+
+def test_the_value_learner_moves_the_taken_action_towards_its_reward_only():
+    _, cfg, _ = small("bandit")
+    learner = panel.value_learner(cfg, 0.25, np.array([0.5, 0.5]))
+    Q = learner.step(learner.prior(2), np.array([0, 1]), np.array([1.0, 0.0]), np.zeros((2, 0)))
+    np.testing.assert_allclose(Q, [[0.5 + 0.25 * 0.5, 0.5], [0.5, 0.5 - 0.25 * 0.5]], atol=1e-15)
+    np.testing.assert_array_equal(learner.policy(Q, 1), [[1.0, 0.0], [1.0, 0.0]])
+    np.testing.assert_array_equal(learner.policy(learner.prior(1), 0), [[0.5, 0.5]])
+
+
+def test_prior_rewards_are_the_prior_mean_rewards():
+    """Bandit with Beta(1, 1) arms: E[r | a] = 1/2 for each arm (4,000 tasks: SE 0.008, so a
+    tolerance of 0.04 is 5 SE). Tiger at the first step: listen −1 exactly; a door pays
+    +10 or −100 with probability 1/2 each: mean −45 (SE 0.87, tolerance 5 SE)."""
+    _, cfg, _ = small("bandit")
+    np.testing.assert_allclose(panel.prior_rewards(cfg, np.random.default_rng(0)), 0.5, atol=0.04)
+    _, tiger, _ = small("tiger")
+    q0 = panel.prior_rewards(tiger, np.random.default_rng(0))
+    listen = machines.belief.LISTEN
+    assert q0[listen] == -1.0
+    np.testing.assert_allclose(np.delete(q0, listen), -45.0, atol=4.4)
+
+
+def test_the_forgetful_filter_shrinks_old_evidence_by_kappa_per_step():
+    _, cfg, ref = small("bandit")
+    forgetful = panel.forgetful_filter(cfg, ref, 0.5)
+    S = forgetful.prior(1)
+    for a, r in ((0, 1.0), (0, 1.0), (1, 0.0)):
+        S = forgetful.step(S, np.array([a]), np.array([r]), np.zeros((1, 0)))
+    # successes of arm 0: 0.5³ + 0.5² = 0.375; failures of arm 1: 0.5
+    np.testing.assert_allclose(S, [[0.375, 0.0, 0.0, 0.5]], atol=1e-15)
+
+
+def test_a_scripted_splice_reads_the_donor_history_then_its_own_events():
+    """Before t_s − 1 the spliced run is the original; the state at t_s is the step of the
+    donor's state at t_s − 1 by the recipient's event t_s − 1, for the exact Bayes machine the
+    exact belief of the spliced history."""
+    _, cfg, ref = small("bandit")
+    spec = bayes_machine_spec(cfg, ref)
+    original, splices = panel.scripted_splices(cfg, spec, 12, seed=4)
+    for splice in splices:
+        t_s, run = splice["t_s"], splice["run"]
+        np.testing.assert_array_equal(run.a[:t_s], original.a[:t_s])
+        np.testing.assert_array_equal(run.states[:t_s - 1], original.states[:t_s - 1])
+        spliced = machines.exact_coordinates(cfg, *machines.spliced_history(original, splice))
+        np.testing.assert_allclose(run.states[t_s:], spliced[t_s:-1], atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- whitening
+def test_the_whitened_spread_does_not_depend_on_a_linear_map_of_the_state():
+    """A state = exact counts plus history noise: the whitened ratio is the same after any
+    invertible linear map; the per-unit standardised one is not (it sees only scale)."""
+    rng = np.random.default_rng(1)
+    _, cfg, _ = small("bandit")
+    run = panel.scripted_run(cfg, panel.value_learner(cfg, 0.3, np.full(2, 0.5)), 200,
+                             metarl.stream(0, 1))
+    coords = machines.exact_coordinates(cfg, run.a, run.r, run.obs)[:-1]
+    states = np.concatenate([coords, run.states, rng.normal(size=coords.shape[:2] + (2,))], -1)
+    # an invertible map that keeps every axis well above whiten's cut (condition number 10)
+    Q1, Q2 = (np.linalg.qr(rng.normal(size=(8, 8)))[0] for _ in range(2))
+    A = Q1 @ np.diag(np.geomspace(0.3, 3, 8)) @ Q2
+    base = machines.within_between_ratio(machines.whiten(states), coords)["ratio"]
+    mapped = machines.within_between_ratio(machines.whiten(states @ A), coords)["ratio"]
+    assert base > 0.01
+    np.testing.assert_allclose(mapped, base, rtol=1e-6)
+    raw = machines.within_between_ratio(states, coords)["ratio"]
+    raw_mapped = machines.within_between_ratio(states @ A, coords)["ratio"]
+    assert abs(raw_mapped - raw) > 1e-3 * raw
+
+
+# ----------------------------------------------------------------------------- the panel
+PANEL_HORIZON = 100   # the bandit's own T: at T = 30 a slow value learner still acts on the
+                      # spliced history (contrast 0.51-0.54, measured), at T = 100 it has moved on
+
+
+@pytest.fixture(scope="module")
+def bandit_panel():
+    hp, _, _ = small("bandit", T=PANEL_HORIZON)
+    return [panel.calibrate(hp, seed, 40, 40) for seed in (0, 1, 2)]
+
+
+def test_the_panel_separates_belief_states_on_the_validated_tests(bandit_panel):
+    """The known answers: the embedded Bayes machine acts on the spliced history and is
+    simulated by the Bayes filter; every known non-belief fails both, and the slow value
+    learner, whose greedy action agrees with the Bayes action most of the time, is among them."""
+    values = {name: [s["machines"][name]["values"] for s in bandit_panel]
+              for name in bandit_panel[0]["machines"]}
+    for seed_values in values["embedded Bayes"]:
+        assert seed_values["splice"] == 1.0 and seed_values["a2b_state"] < 0.5
+        assert seed_values["value_loss"] == 0.0 and seed_values["partial_r2"] < 0.05
+        assert seed_values["within_between"] < 1e-12
+    for name in ("value learner α = 0.05", "value learner α = 0.3", "forgetful κ = 0.8",
+                 "untrained", "recent events"):
+        assert all(v["splice"] < 0.5 for v in values[name]), name
+        assert all(v["value_loss"] > 0 for v in values[name]), name
+        if name != "recent events":
+            assert all(v["a2b_state"] > 0.5 for v in values[name]), name
+            assert all(v["within_between"] > 1e-8 for v in values[name]), name
+    table = panel.calibration_table(bandit_panel)
+    assert table["splice"]["validated"] and not table["splice"]["wrong"]
+    # decoding is passed by machines that hold no belief: the panel says so
+    assert not table["decode"]["validated"] and "untrained" in table["decode"]["wrong"]
+
+
+def test_the_same_seed_gives_the_same_panel(bandit_panel):
+    hp, _, _ = small("bandit", T=PANEL_HORIZON)
+    assert panel.calibrate(hp, 1, 40, 40) == bandit_panel[1]
+
+
+# ----------------------------------------------------------------------------- reading
+def synthetic_panel(belief_values, other_values, test="splice"):
+    """Panel seeds with one test measured: a belief machine and a non-belief machine."""
+    return [{"machines": {"belief": {"known": panel.BELIEF, "values": {test: b}},
+                          "other": {"known": panel.NOT_BELIEF, "values": {test: o}}}}
+            for b, o in zip(belief_values, other_values)]
+
+
+def test_judge_uses_the_one_sided_limits_against_the_midpoint():
+    splice = next(t for t in panel.TESTS if t.name == "splice")        # perfect 1, null 0
+    assert splice.midpoint() == 0.5
+    assert panel.judge(splice, [0.9, 0.95, 1.0]) == "passes"
+    assert panel.judge(splice, [0.0, 0.1, 0.05]) == "fails"
+    assert panel.judge(splice, [0.2, 0.8, 0.5]) == "unclear"           # limits on both sides
+    assert panel.judge(splice, [0.9]) == "unclear"                     # no limits from one value
+    # t with n − 1 df: three values 0.55, 0.6, 0.65 have SE 0.029, t_0.95,2 = 2.92: lower
+    # limit 0.516 > 0.5
+    assert panel.judge(splice, [0.55, 0.6, 0.65]) == "passes"
+    assert panel.judge(splice, [0.52, 0.6, 0.68]) == "unclear"         # lower limit 0.466
+
+
+def test_a_test_decides_only_where_the_panel_validates_it():
+    tests = {t.name: t for t in panel.TESTS}
+    good = panel.calibration_table(synthetic_panel([1.0, 0.98, 0.99], [0.1, 0.0, 0.05]))
+    assert good["splice"]["validated"]
+    assert panel.agent_outcome(tests["splice"], [0.9, 0.92, 0.95], True) == "held"
+    assert panel.agent_outcome(tests["splice"], [0.1, 0.12, 0.05], True) == "refuted"
+    assert panel.agent_outcome(tests["splice"], [0.3, 0.7, 0.5], True) == "inconclusive"
+    bad = panel.calibration_table(synthetic_panel([1.0, 0.98, 0.99], [0.9, 0.95, 0.92]))
+    assert not bad["splice"]["validated"] and bad["splice"]["wrong"] == ["other"]
+    assert panel.agent_outcome(tests["splice"], [0.9, 0.92, 0.95], False) == "cannot decide"
+
+
+# ----------------------------------------------------------------------------- trained negative
+def test_recent_events_targets_are_the_windowed_greedy_policy_and_the_last_inputs():
+    """Bandit, by hand: the control is greedy on the posterior means of the last 3 pulls'
+    evidence, p̂_i = (1 + s_i) / (2 + s_i + f_i) (ties split); F[t] = [x_t, x_{t−1}, x_{t−2}]."""
+    hp, cfg, ref = small("bandit", T=12)
+    params = metarl.initial_params(hp, cfg)
+    tr = metarl.rollout(params, cfg, 6, metarl.stream(2, 3))
+    target, F = panel.recent_events_targets(cfg, ref, tr)
+    T, B, n_in = tr.x.shape
+    for t in range(T):
+        for e in range(B):
+            s, f = np.zeros(2), np.zeros(2)
+            for v in range(max(0, t - 3), t):
+                s[tr.a[v, e]] += tr.r[v, e]
+                f[tr.a[v, e]] += 1 - tr.r[v, e]
+            p = (1 + s) / (2 + s + f)
+            best = np.isclose(p, p.max())
+            np.testing.assert_allclose(target[t, e], best / best.sum())
+            for k in range(3):
+                expected = tr.x[t - k, e] if t - k >= 0 else np.zeros(n_in)
+                np.testing.assert_array_equal(F[t, e, k * n_in:(k + 1) * n_in], expected)
+
+
+def test_custom_targets_are_refused_outside_distillation():
+    hp, cfg, ref = small("bandit", T=12)
+    with pytest.raises(ValueError, match="targets are for objective distill"):
+        metarl.train(replace(hp, updates=1), None, targets=lambda tr: None)
