@@ -83,8 +83,9 @@ TESTS = (
     Test("within_between_whitened", "within/between spread (whitened state)", 0.0, 1.0),
     Test("splice", "splice contrast at lags ≥ 3 (spliced − recipient agreement)", 1.0, 0.0),
 )
-TEST_NAMES = tuple(t.name for t in TESTS)
-DRIVEN = TEST_NAMES[:-1]     # every test but splicing reads the machine along the episodes
+DRIVEN = tuple(t.name for t in TESTS if t.name != "splice")   # read along the episodes
+EQUIVALENCE = 0.25   # δ of the agent's equivalence to the panel's positives, as a fraction of
+                     # |perfect − null| (on the scale where the null is 0 and perfect is 1)
 
 
 # ------------------------------------------------------------------------------------------
@@ -386,7 +387,7 @@ def calibration_table(seeds):
             mean, se, _, _ = limits(values)
             verdict = judge(test, values)
             rows[name] = {"known": known, "mean": mean, "se": se, "n": len(values),
-                          "verdict": verdict}
+                          "verdict": verdict, "values": values}
             if verdict != ("passes" if known == BELIEF else "fails"):
                 wrong.append(name)
         table[test.name] = {"label": test.label, "perfect": test.perfect, "null": test.null,
@@ -401,6 +402,51 @@ def agent_outcome(test, values, validated):
     if not validated:
         return "cannot decide"
     return {"passes": "held", "fails": "refuted", "unclear": "inconclusive"}[judge(test, values)]
+
+
+def scaled(test, values):
+    """values on the test's common scale: 0 the null, 1 perfect, (v − null) / (perfect − null)."""
+    return (np.asarray(values, np.float64) - test.null) / (test.perfect - test.null)
+
+
+def placement(test, agent_values, row, level=LEVEL):
+    """Where the agent sits between the panel's groups on a validated test (row: the test's
+    calibration_table entry), on the common scale, by Welch t tests (agent seeds and panel
+    seeds are independent samples):
+
+    beyond_negatives  the agent is nearer perfect than the strongest negative (the known
+                      non-belief with the highest mean): one-sided, at `level`;
+    positive          the weakest positive (the known belief state with the lowest mean);
+    equivalence       "equivalent" if both one-sided limits of agent − that positive lie
+                      within ±δ (two one-sided tests, δ = EQUIVALENCE), "further" if its upper
+                      limit is below −δ (measurably further from perfect), "nearer" if its
+                      lower limit is above δ, else "unresolved"."""
+    agent = scaled(test, agent_values)
+
+    def group(known):
+        return {n: scaled(test, r["values"]) for n, r in row["machines"].items()
+                if r["known"] == known}
+
+    negatives, positives = group(NOT_BELIEF), group(BELIEF)
+    strongest = max(negatives, key=lambda n: negatives[n].mean())
+    weakest = min(positives, key=lambda n: positives[n].mean())
+    beyond = stats.welch_difference(agent, negatives[strongest], level)
+    # one-sided limits of d = agent − positive: low from the test of d > 0, high from −d > 0
+    low = stats.welch_difference(agent, positives[weakest], level)["lower_one_sided"]
+    minus_high = stats.welch_difference(positives[weakest], agent, level)["lower_one_sided"]
+    if low is None or minus_high is None:   # fewer than 2 values on a side: no limits
+        equivalence = "unresolved"
+    elif -EQUIVALENCE < low and -minus_high < EQUIVALENCE:
+        equivalence = "equivalent"
+    elif -minus_high < -EQUIVALENCE:
+        equivalence = "further"
+    elif low > EQUIVALENCE:
+        equivalence = "nearer"
+    else:
+        equivalence = "unresolved"
+    return {"strongest_negative": strongest, "beyond_negatives": beyond["greater"],
+            "positive": weakest, "difference": float(agent.mean() - positives[weakest].mean()),
+            "equivalence": equivalence}
 
 
 def agent_values(summary):

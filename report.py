@@ -54,8 +54,9 @@ class Verdict:
     claim: str
     criterion: str
     measured: str
-    held: object    # True, False, or None: undecided (one seed, or a test that cannot
-                    # separate its hypotheses; the measured text says which)
+    held: object    # "held", "refuted", "inconclusive", a calibrated test's per-env line, or
+                    # None: undecided (one seed, or a test that cannot separate its
+                    # hypotheses; the measured text says which)
 
 
 @dataclass
@@ -186,21 +187,34 @@ def summary(values):
             "ucl": stats.upper_confidence_limit(values, LEVEL)}
 
 
-def below(limit, margin):
-    """limit < margin, or None when the limit is undefined (one seed)."""
-    return None if limit is None else bool(limit < margin)
+HELD, REFUTED, INCONCLUSIVE = "held", "refuted", "inconclusive"
 
 
-def above(limit, margin):
-    return None if limit is None else bool(limit > margin)
+def below(s, margin):
+    """The claim "the mean is below margin" from a summary s over seeds: held if its upper
+    limit is below margin, refuted if its lower limit is at or above margin (the opposite
+    limit clears it), else inconclusive; None (undecided) with one seed (no limits)."""
+    if s["ucl"] is None:
+        return None
+    return HELD if s["ucl"] < margin else REFUTED if s["lcl"] >= margin else INCONCLUSIVE
+
+
+def above(s, margin):
+    """The claim "the mean is above margin", as below."""
+    if s["lcl"] is None:
+        return None
+    return HELD if s["lcl"] > margin else REFUTED if s["ucl"] <= margin else INCONCLUSIVE
 
 
 def all_held(outcomes):
-    """False if any outcome failed, else None if any is undecided, else True."""
+    """A claim made of parts (every env, every feature): refuted if any part is, else held if
+    all are, else undecided (None) if any is, else inconclusive."""
     outcomes = list(outcomes)
-    if False in outcomes:
-        return False
-    return None if None in outcomes else True
+    if REFUTED in outcomes:
+        return REFUTED
+    if all(o == HELD for o in outcomes):
+        return HELD
+    return None if None in outcomes else INCONCLUSIVE
 
 
 # ------------------------------------------------------------------------------------------
@@ -229,7 +243,7 @@ def near_optimal_measure(kind, seeds, references):
         values = [(bayes - s["mean"]) / (bayes - trivial) for s in seeds]
         margin = TIGER_GAP_MARGIN
     s = summary(values)
-    return {**s, "margin": margin, "held": None if s["ucl"] is None else bool(s["ucl"] <= margin)}
+    return {**s, "margin": margin, "held": below(s, margin)}
 
 
 def near_optimal_section(results, out):
@@ -421,14 +435,14 @@ def belief_state_numbers(seeds):
             for s in seeds]   # snapshot 0 is the untrained network
     after_one = snapshots[0].index(1)   # the snapshot after the first update
     growth = summary(g[-1] - g[after_one] for g in gaps)
-    decodable = all(decode[f]["trained"]["lcl"] >= DECODE_R2_MIN
-                    and all(margins[f][c]["lcl"] >= CONTROL_MARGIN for c in ("memoryless", "shuffled"))
-                    for f in means) if len(probes) > 1 else None
+    decodable = all_held([above(decode[f]["trained"], DECODE_R2_MIN)
+                          for f in means] + [above(margins[f][c], CONTROL_MARGIN)
+                                             for f in means for c in ("memoryless", "shuffled")])
     return {"features": probes[0]["features"], "means": means, "decode": decode,
-            "margins": margins, "learned": learned, "learned_held": above(learned["lcl"], 0.0),
+            "margins": margins, "learned": learned, "learned_held": above(learned, 0.0),
             "decodable": decodable, "snapshots": snapshots[0], "gaps": gaps,
             "returns": [[point["return"] for point in s["over_training"]] for s in seeds],
-            "growth": growth, "growth_held": above(growth["lcl"], 0.0),
+            "growth": growth, "growth_held": above(growth, 0.0),
             "policy_kl": summary(p["policy_kl"] for p in probes),
             "agreement": summary(p["agreement"] for p in probes),
             "encode": summary(p["encode_r2"] for p in probes)}
@@ -735,6 +749,9 @@ def calibration_numbers(results):
         table = panel.calibration_table(cal["seeds"])
         agent = [panel.agent_values(s["probe"]) for s in results["belief_states"][env]]
         out[env] = {"table": table, "seeds": cal["seeds"],
+                    "placement": {t.name: panel.placement(t, [a[t.name] for a in agent],
+                                                          table[t.name])
+                                  for t in panel.TESTS if table[t.name]["validated"]},
                     "agent": {t.name: summary(a[t.name] for a in agent) for t in panel.TESTS},
                     "outcome": {t.name: panel.agent_outcome(t, [a[t.name] for a in agent],
                                                             table[t.name]["validated"])
@@ -788,7 +805,7 @@ def calibration_section(results, out):
             cells = [machine_cell(row["machines"].get(name)) for name in names]
             rows.append([test.label, fmt(test.midpoint(), 2), *cells,
                          "yes" if row["validated"] else "no", pm(m["agent"][test.name]),
-                         m["outcome"][test.name]])
+                         m["outcome"][test.name], *placement_cells(m["placement"].get(test.name))])
         known = {name: m["seeds"][0]["machines"][name]["known"] for name in names}
         tables.append((f"{env}: the panel (mean ± SE over n = {n_panel} panel seeds, "
                        f"{m['seeds'][0]['episodes']} driven episodes and "
@@ -798,7 +815,8 @@ def calibration_section(results, out):
                        ["test", "midpoint",
                         *(f"{name} ({'+' if known[name] == panel.BELIEF else '−'})"
                           for name in names),
-                        "validated", "agent", "outcome"], rows))
+                        "validated", "agent", "outcome", "beyond the strongest negative",
+                        f"against the weakest positive (δ = {panel.EQUIVALENCE:g})"], rows))
     return Section(
         title="2c. Calibration: which belief-state tests can decide",
         verdicts=verdicts, tables=tables,
@@ -820,7 +838,21 @@ def calibration_section(results, out):
                "machine on its own.",
                "A test that the panel does not validate says nothing about the agent in either "
                "direction, whatever the agent's value: its row names the machines on the "
-               "wrong side."])
+               "wrong side.",
+               "Where a test is validated, the last two columns place the agent on the scale "
+               "(null 0, perfect 1) by Welch t tests at one-sided 95 % (agent seeds and panel "
+               "seeds are independent): is it nearer perfect than the strongest known "
+               "non-belief, and is it within δ of the weakest known belief state by two "
+               "one-sided tests (equivalent), measurably further, or unresolved."])
+
+
+def placement_cells(place):
+    """The agent's place on a validated test (panel.placement), or n/a."""
+    if place is None:
+        return ["n/a", "n/a"]
+    beyond = {True: "yes", False: "no", None: "n/a"}[place["beyond_negatives"]]
+    return [f"{beyond} ({place['strongest_negative']})",
+            f"{place['equivalence']} ({place['positive']}, Δ = {fmt(place['difference'])})"]
 
 
 def wrong_words(row):
@@ -961,32 +993,33 @@ def shift_numbers(case):
             "position_held": position_verdict(position, r_train - r_test, excess_own["ucl"]),
             "resolvable": excess_own["ucl"] is not None
                           and r_train - r_test > 2 * excess_own["ucl"],
-            "kl": kl, "kl_held": below(upper_one_sided(kl), 0.0), "agreement": agreement,
+            "kl": kl, "kl_held": below(summary(s["behaviour"]["train"]["kl"]
+                                               - s["behaviour"]["test"]["kl"]
+                                               for s in case["seeds"]), 0.0),
+            "agreement": agreement,
             "shifted": summary(shifted), "untrained": summary(untrained),
             "control": summary(contrast(s["trained"]) for s in case["control_seeds"]),
-            "crossed": crossed, "crossed_held": crossed["greater"],
+            "crossed": crossed,
+            "crossed_held": above(summary(a - b for a, b in zip(shifted, untrained)), 0.0),
             "r_train": r_train, "r_test": r_test, "excess_own": excess_own,
             "excess_test": summary(s["test"]["pseudo_regret"] - test_regret for s in case["seeds"]),
             "return_test": summary(s["test"]["mean"] for s in case["seeds"])}
 
 
 def position_verdict(position, gap, excess_ucl):
-    """|u| < SHIFT_POSITION_MAX at both one-sided limits, or None (undecided) when the test
-    cannot tell the two hypotheses apart: an agent that follows one of the two Bayes policies
-    with its usual in-distribution excess pseudo-regret e lands at u = −e / gap (training
-    prior) or 1 − e / gap (test prior), so only gap > 2e (upper limit of e) keeps the second
-    outside the band."""
+    """|u| < SHIFT_POSITION_MAX: held if both one-sided limits are inside the band, refuted if
+    one limit is outside it on its own side (the whole interval beyond ±SHIFT_POSITION_MAX),
+    else inconclusive; None (undecided) when the test cannot tell the two hypotheses apart:
+    an agent that follows one of the two Bayes policies with its usual in-distribution excess
+    pseudo-regret e lands at u = −e / gap (training prior) or 1 − e / gap (test prior), so
+    only gap > 2e (upper limit of e) keeps the second outside the band."""
     if position["ucl"] is None or not gap > 2 * excess_ucl:
         return None
-    return bool(-SHIFT_POSITION_MAX < position["lcl"] and position["ucl"] < SHIFT_POSITION_MAX)
-
-
-def upper_one_sided(difference):
-    """The one-sided upper limit of a paired_difference summary at its level."""
-    if difference["stderr"] is None:
-        return None
-    return difference["mean"] + stats.t_quantile(difference["level"], difference["df"]) * \
-        difference["stderr"]
+    if -SHIFT_POSITION_MAX < position["lcl"] and position["ucl"] < SHIFT_POSITION_MAX:
+        return HELD
+    if position["lcl"] >= SHIFT_POSITION_MAX or position["ucl"] <= -SHIFT_POSITION_MAX:
+        return REFUTED
+    return INCONCLUSIVE
 
 
 def shift_section(results, out):
@@ -1115,8 +1148,8 @@ def two_step_numbers(r):
     w = summary(s["hybrid"]["estimates"]["w"] for s in r["seeds"])
     bound = r["grid"]["largest"]
     return {"interaction": interaction, "w": w, "bound": bound,
-            "interaction_held": above(interaction["lcl"], bound["interaction"]),
-            "w_held": above(w["lcl"], HYBRID_W_MIN)}
+            "interaction_held": above(interaction, bound["interaction"]),
+            "w_held": above(w, HYBRID_W_MIN)}
 
 
 def two_step_section(results, out):
@@ -1244,10 +1277,9 @@ def pm(s, digits=3):
 
 
 def outcome(held):
-    """True, False, None (undecided), or a calibrated test's outcome text as it is."""
-    if isinstance(held, str):
-        return held
-    return {True: "held", False: "did not hold", None: "undecided"}[held]
+    """An outcome's words: held, refuted, inconclusive, a calibrated test's per-env line, or
+    undecided (None: one seed, or a test that cannot separate its hypotheses)."""
+    return "undecided" if held is None else held
 
 
 def markdown_table(header, rows):

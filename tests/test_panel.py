@@ -216,3 +216,23 @@ def test_custom_targets_are_refused_outside_distillation():
     hp, cfg, ref = small("bandit", T=12)
     with pytest.raises(ValueError, match="targets are for objective distill"):
         metarl.train(replace(hp, updates=1), None, targets=lambda tr: None)
+
+
+def test_the_agent_is_placed_between_the_strongest_negative_and_the_weakest_positive():
+    """Splice scale (null 0, perfect 1): panel negatives near 0.2, positives near 1; an agent
+    at 0.95 is beyond the negatives and equivalent to the weakest positive within δ = 0.25; at
+    0.5 it is beyond the negatives and measurably further than the positive; at 0.2 not beyond."""
+    splice = next(t for t in panel.TESTS if t.name == "splice")
+    seeds = [{"machines": {
+        "belief": {"known": panel.BELIEF, "values": {"splice": b}},
+        "weak belief": {"known": panel.BELIEF, "values": {"splice": w}},
+        "other": {"known": panel.NOT_BELIEF, "values": {"splice": o}}}}
+        for b, w, o in zip([1.0, 1.0, 1.0], [0.9, 0.95, 0.92], [0.2, 0.25, 0.15])]
+    row = panel.calibration_table(seeds)["splice"]
+    near = panel.placement(splice, [0.94, 0.95, 0.96, 0.93, 0.95], row)
+    assert near["positive"] == "weak belief" and near["strongest_negative"] == "other"
+    assert near["beyond_negatives"] and near["equivalence"] == "equivalent"
+    middle = panel.placement(splice, [0.5, 0.52, 0.48, 0.5, 0.49], row)
+    assert middle["beyond_negatives"] and middle["equivalence"] == "further"
+    low = panel.placement(splice, [0.2, 0.22, 0.18, 0.21, 0.19], row)
+    assert not low["beyond_negatives"] and low["equivalence"] == "further"

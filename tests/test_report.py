@@ -48,7 +48,7 @@ def test_trivial_and_classical_policies_fail_the_near_optimality_criterion(refer
     choose = fam.policies(cfg, fam.reference(cfg))[policy]
     m = report.near_optimal_measure(report.NEAR_OPTIMAL_MEASURE[name],
                                     evaluations(cfg, choose, 400), references[name])
-    assert m["held"] is False and m["ucl"] > m["margin"], (m["mean"], m["ucl"])
+    assert m["held"] in ("refuted", "inconclusive") and m["ucl"] > m["margin"], (m["mean"], m["ucl"])
 
 
 @pytest.mark.parametrize("name, policy", [("bandit", "bayes_optimal"),
@@ -61,7 +61,7 @@ def test_the_bayes_optimal_policy_passes_it(references, name, policy):
     episodes = 20_000 if name == "tiger" else 1000   # Tiger's returns are noisy (the −100 door)
     m = report.near_optimal_measure(report.NEAR_OPTIMAL_MEASURE[name],
                                     evaluations(cfg, choose, episodes), references[name])
-    assert m["held"] is True, (m["mean"], m["ucl"])
+    assert m["held"] == "held", (m["mean"], m["ucl"])
 
 
 def noisier(values, factor):
@@ -83,7 +83,8 @@ def test_a_noisier_copy_of_a_result_can_only_be_harder_to_pass(kind):
             noisy = report.near_optimal_measure(kind, [{"mean": g} for g in noisier(G, factor)],
                                                 refs)
             assert noisy["ucl"] >= m["ucl"] - 1e-12
-            assert not (noisy["held"] and not m["held"])
+            assert not (noisy["held"] == "held" and m["held"] != "held")
+            assert not (noisy["held"] == "refuted" and m["held"] != "refuted")
 
 
 def test_every_one_sided_limit_widens_with_noise_and_narrows_with_seeds():
@@ -95,14 +96,26 @@ def test_every_one_sided_limit_widens_with_noise_and_narrows_with_seeds():
     assert more["ucl"] - more["mean"] < s["ucl"] - s["mean"]
 
 
-def test_undecided_with_one_seed_and_failed_if_any_failed():
+def test_undecided_with_one_seed_and_refuted_if_any_part_is_refuted():
     one = report.near_optimal_measure("regret", [{"mean": 64.9}],
                                       {"bayes_optimal_exact": 64.9, "oracle_exact": 66.7,
                                        "policies": {}})
     assert one["held"] is None
-    assert report.all_held([True, None]) is None
-    assert report.all_held([None, False, True]) is False
-    assert report.all_held([True, True]) is True
+    assert report.all_held(["held", None]) is None
+    assert report.all_held([None, "refuted", "held"]) == "refuted"
+    assert report.all_held(["held", "inconclusive"]) == "inconclusive"
+    assert report.all_held(["held", "held"]) == "held"
+
+
+def test_three_outcomes_held_refuted_inconclusive_by_the_two_limits():
+    """Claim "mean below 1": held if the upper limit is below, refuted if the lower limit is
+    at or above (the opposite limit clears the margin), inconclusive if 1 is between them."""
+    assert report.below(report.summary([0.5, 0.6, 0.55]), 1.0) == "held"
+    assert report.below(report.summary([1.5, 1.6, 1.55]), 1.0) == "refuted"
+    assert report.below(report.summary([0.5, 1.5, 1.0]), 1.0) == "inconclusive"
+    assert report.above(report.summary([1.5, 1.6, 1.55]), 1.0) == "held"
+    assert report.above(report.summary([0.5, 0.6, 0.55]), 1.0) == "refuted"
+    assert report.below(report.summary([0.5]), 1.0) is None
 
 
 def test_the_shift_position_is_undecided_where_the_two_bayes_policies_are_too_close():
@@ -113,10 +126,12 @@ def test_the_shift_position_is_undecided_where_the_two_bayes_policies_are_too_cl
     assert abs(follows_test_prior["mean"]) < report.SHIFT_POSITION_MAX   # it would pass ...
     assert report.position_verdict(follows_test_prior, gap, e) is None   # ... so: undecided
     near_training = report.summary(np.array([-0.05, 0.0, 0.05]))
-    assert report.position_verdict(near_training, 1.0, e) is True
-    assert report.position_verdict(report.summary(np.array([0.9, 1.0, 1.1])), 1.0, e) is False
+    assert report.position_verdict(near_training, 1.0, e) == "held"
+    assert report.position_verdict(report.summary(np.array([0.9, 1.0, 1.1])), 1.0, e) == "refuted"
+    assert report.position_verdict(report.summary(np.array([0.2, 0.5, 0.8])), 1.0, e) == "inconclusive"
+    # the mean is 0 but the noise reaches past the band: not shown, and not refuted either
     assert report.position_verdict(report.summary(np.array([-0.3, 0.3, -0.6, 0.6])), 1.0, e) \
-        is False   # the mean is 0 but the noise reaches past the band: not shown
+        == "inconclusive"
 
 
 def test_the_readme_findings_are_generated_from_the_committed_results(tmp_path):
