@@ -40,6 +40,7 @@ import metarl
 import panel
 import probe
 import report
+import ridge
 import twostep
 from boundary import (OneLineErrorParser, atomic_write, check_int, check_memory,
                       check_output_folder, prepare_output_folder, run_cli)
@@ -282,14 +283,14 @@ def probe_over_training(agent, scale):
     histories = metarl.rollout(agent.params, cfg, scale.snapshot_episodes,
                                metarl.stream(agent.hp.seed, SNAPSHOT_STREAM))
     F, names = belief.belief_features(cfg, histories.a, histories.r, histories.obs)
-    Y, groups = probe.flatten_episodes(F[..., probe.posterior_mean_columns(names)])
-    folds = probe.episode_folds(groups, scale.folds, np.random.default_rng(agent.hp.seed))
+    Y, groups = ridge.flatten_episodes(F[..., probe.posterior_mean_columns(names)])
+    folds = ridge.episode_folds(groups, scale.folds, np.random.default_rng(agent.hp.seed))
     points = []
     for updates, params in sorted(agent.snapshots.items()):
         tr = metarl.rollout(params, cfg, scale.snapshot_episodes,
                             metarl.stream(agent.hp.seed, SNAPSHOT_STREAM), actions=histories.a)
-        X = probe.flatten_episodes(np.concatenate([tr.h[1:], tr.c[1:]], -1))[0]
-        fit = probe.cross_validated_r2(X, Y, groups, rng=np.random.default_rng(agent.hp.seed),
+        X = ridge.flatten_episodes(np.concatenate([tr.h[1:], tr.c[1:]], -1))[0]
+        fit = ridge.cross_validated_r2(X, Y, groups, rng=np.random.default_rng(agent.hp.seed),
                                        k=scale.folds, folds=folds)
         own = metarl.evaluate(params, cfg, scale.snapshot_episodes, agent.hp.seed)
         points.append({"updates": updates, "r2": float(fit.r2.mean()), "return": own["mean"]})
@@ -428,12 +429,12 @@ def crossed_decoding(agent, train_cfg, test_cfg, scale):
                                              metarl.stream(seed, SHIFT_STREAM), actions=test.a))}
     result = {}
     for net, (on_own, on_test) in networks.items():
-        fit = probe.ridge_select_and_fit(probe.flatten_episodes(hc_states(on_own))[0],
-                                         probe.flatten_episodes(targets["own"])[0],
-                                         probe.flatten_episodes(own.a)[1],
+        fit = ridge.ridge_select_and_fit(ridge.flatten_episodes(hc_states(on_own))[0],
+                                         ridge.flatten_episodes(targets["own"])[0],
+                                         ridge.flatten_episodes(own.a)[1],
                                          rng=np.random.default_rng(seed), k=scale.folds)
-        decoded = probe.ridge_predict(fit, probe.flatten_episodes(hc_states(on_test))[0])
-        result[net] = {model: float(probe.r2_score(probe.flatten_episodes(targets[model])[0],
+        decoded = ridge.ridge_predict(fit, ridge.flatten_episodes(hc_states(on_test))[0])
+        result[net] = {model: float(ridge.r2_score(ridge.flatten_episodes(targets[model])[0],
                                                    decoded).mean())
                        for model in ("train", "test")}
     return result

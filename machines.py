@@ -41,12 +41,12 @@ import numpy as np
 import belief
 import envs
 import metarl
-import probe
+import ridge
 from boundary import check_int, check_real_array, check_shape, new_figure, save_png
 
 FOLDS = 5              # outer K-fold over episodes, as probe.FOLDS
 INNER_FOLDS = 3        # inner folds choosing ridge λ (3, not 5: the Gram matrix is the cost)
-MAP_LAMBDAS = np.logspace(-4, 4, 9)   # the maps' ridge grid: probe.LAMBDAS a decade apart, as
+MAP_LAMBDAS = np.logspace(-4, 4, 9)   # the maps' ridge grid: ridge.LAMBDAS a decade apart, as
                        # each column's λ is chosen on its own (one prediction per λ and column)
 MIN_SD = 1e-3          # coordinates whose one-step change (or value) has a smaller sd are
                        # dropped: dead or saturated LSTM units (|h| ≤ 1, so absolute scale)
@@ -145,12 +145,12 @@ def bayes_machine(cfg, tr, ref, name="Bayes"):
 
 
 # ==========================================================================================
-# Maps between machines: ridge (probe.py's) and a one-hidden-layer MLP, cross-fitted
+# Maps between machines: ridge (ridge.py) and a one-hidden-layer MLP, cross-fitted
 # ==========================================================================================
 def episode_folds(B, k, rng):
-    """Fold (B,) of each episode, whole episodes dealt at random (probe.episode_folds). Pass
+    """Fold (B,) of each episode, whole episodes dealt at random (ridge.episode_folds). Pass
     the same folds to every analysis of one set of episodes (trained and untrained alike)."""
-    return probe.episode_folds(np.arange(B), k, rng)
+    return ridge.episode_folds(np.arange(B), k, rng)
 
 
 def cross_fitted(X, Y, fold, kind, rng, shuffled=False, **mlp_options):
@@ -160,11 +160,11 @@ def cross_fitted(X, Y, fold, kind, rng, shuffled=False, **mlp_options):
     kind "linear": ridge, one λ per target column chosen by inner CV (fit_ridge_per_column);
     kind "mlp": one hidden tanh layer on standardised inputs and targets (fit_mlp).
     shuffled: the control in which the map is fitted to targets shuffled across episodes
-    (probe.shuffle_targets_across_episodes), so it can learn only what all episodes share."""
+    (ridge.shuffle_targets_across_episodes), so it can learn only what all episodes share."""
     T, B = X.shape[:2]
-    Xr, groups = probe.flatten_episodes(X)                     # rows n = t·B + e
-    Yr = probe.flatten_episodes(Y)[0]
-    Y_fit = probe.shuffle_targets_across_episodes(Yr, groups, rng) if shuffled else Yr
+    Xr, groups = ridge.flatten_episodes(X)                     # rows n = t·B + e
+    Yr = ridge.flatten_episodes(Y)[0]
+    Y_fit = ridge.shuffle_targets_across_episodes(Yr, groups, rng) if shuffled else Yr
     row_fold = np.asarray(fold)[groups]
     Yhat = np.empty_like(Yr, dtype=np.float64)                 # (T·B, M)
     for f in np.unique(row_fold):
@@ -176,22 +176,22 @@ def cross_fitted(X, Y, fold, kind, rng, shuffled=False, **mlp_options):
         else:
             raise ValueError(f"map kind must be 'linear' or 'mlp', got {kind!r}")
         Yhat[test] = predict(Xr[test])
-    return probe.unflatten_episodes(Yhat, B)
+    return ridge.unflatten_episodes(Yhat, B)
 
 
 def fit_ridge_per_column(X, Y, groups, rng, lambdas=MAP_LAMBDAS, k_inner=INNER_FOLDS):
-    """Ridge (probe.ridge_path) with λ chosen *per target column* by a k_inner-fold CV over these
+    """Ridge (ridge.ridge_path) with λ chosen *per target column* by a k_inner-fold CV over these
     episodes (pooled held-out SSE), on the grid MAP_LAMBDAS. Returns predict(X)."""
     X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
-    inner = probe.episode_folds(groups, k_inner, rng)
+    inner = ridge.episode_folds(groups, k_inner, rng)
     sse = np.zeros((len(lambdas), Y.shape[1]))                 # (L, M)
     for f in range(k_inner):
         test = inner == f
-        mu, sd, y_mean, W = probe.ridge_path(X[~test], Y[~test], lambdas)
+        mu, sd, y_mean, W = ridge.ridge_path(X[~test], Y[~test], lambdas)
         Yhat = ((X[test] - mu) / sd) @ W + y_mean              # (L, n_test, M)
         sse += ((Y[test] - Yhat) ** 2).sum(1)
     best = sse.argmin(0)                                       # (M,) index of each column's λ
-    mu, sd, y_mean, W = probe.ridge_path(X, Y, lambdas)
+    mu, sd, y_mean, W = ridge.ridge_path(X, Y, lambdas)
     W = W[best, :, np.arange(Y.shape[1])].T                    # (D, M): column m at λ_best[m]
     return lambda Xq: ((np.asarray(Xq, np.float64) - mu) / sd) @ W + y_mean
 
@@ -268,7 +268,7 @@ def fit_mlp(X, Y, groups, rng, hidden=32, lr=5e-3, batch=1024, max_epochs=60, pa
 
 def _safe_sd(X):
     sd = X.std(0)
-    return np.where(sd > probe.CONSTANT_SD * (1 + np.abs(X.mean(0))), sd, 1.0)
+    return np.where(sd > ridge.CONSTANT_SD * (1 + np.abs(X.mean(0))), sd, 1.0)
 
 
 # ==========================================================================================
@@ -352,10 +352,10 @@ def _direction_result(target, mapped, p_ref, p_model, pi_agent):
     kl = belief.policy_kl(p_ref.reshape(-1, A), p_model.reshape(-1, A))
     kl0 = belief.policy_kl(p_ref.reshape(-1, A), np.broadcast_to(mean_policy, p_ref.shape).reshape(-1, A))
     dis, pooled, kept = step_dissimilarity(target, mapped)
-    Y, Yhat = (probe.flatten_episodes(v)[0] for v in (target.states, mapped))
+    Y, Yhat = (ridge.flatten_episodes(v)[0] for v in (target.states, mapped))
     varying = Y.std(0) >= MIN_SD
     return {"state_dissimilarity": dis, "state_dissimilarity_pooled": pooled,
-            "coordinates_kept": kept, "map_r2": float(probe.r2_score(Y[:, varying], Yhat[:, varying]).mean()),
+            "coordinates_kept": kept, "map_r2": float(ridge.r2_score(Y[:, varying], Yhat[:, varying]).mean()),
             "output_kl": kl, "output_kl_baseline": kl0,
             "output_kl_relative": kl / kl0 if kl0 > 0 else float("nan"),
             "action_agreement": _agreement(p_ref, p_model),
@@ -506,7 +506,7 @@ def splice_times(T):
 
 def derangement(B, rng):
     """donor (B,): a random permutation with one cycle through all episodes, so no episode is
-    its own donor (as probe.shuffle_targets_across_episodes)."""
+    its own donor (as ridge.shuffle_targets_across_episodes)."""
     perm = rng.permutation(B)
     donor = np.empty(B, dtype=np.int64)
     donor[perm] = np.roll(perm, 1)
@@ -827,7 +827,7 @@ def shortest_horizon(cfg, longest=100):
 
 
 def fewest_episodes(k):
-    """The fewest episodes that k-fold analyses accept: 2 per fold (probe.py), and
+    """The fewest episodes that k-fold analyses accept: 2 per fold (ridge.py), and
     INNER_FOLDS in each outer training set, the rest after a fold of ⌈n / k⌉ is left out."""
     n = 2 * k
     while n - -(-n // k) < INNER_FOLDS:

@@ -41,6 +41,7 @@ import envs
 import machines
 import metarl
 import probe
+import ridge
 import stats
 from boundary import check_int
 
@@ -265,9 +266,9 @@ def scripted_machine(machine, tr):
 def driven_values(machine, bayes, posterior_means, history, names, fold, k, seed):
     """The driven tests of one Machine along the panel's episodes: {test: value}, each by the
     function that measures the agent (every fit from default_rng(seed), the same folds)."""
-    X, groups = probe.flatten_episodes(machine.states)
-    Y = probe.flatten_episodes(posterior_means)[0]
-    decoded = probe.decode(X, Y, groups, rng=np.random.default_rng(seed), k=k, folds=fold[groups])
+    X, groups = ridge.flatten_episodes(machine.states)
+    Y = ridge.flatten_episodes(posterior_means)[0]
+    decoded = ridge.decode(X, Y, groups, rng=np.random.default_rng(seed), k=k, folds=fold[groups])
     a2b = machines.agent_to_bayes(machine, bayes, fold, "mlp", np.random.default_rng(seed))
     b2a = machines.bayes_to_agent(bayes, machine, fold, "mlp", np.random.default_rng(seed))
     mini = machines.minimality(machine, bayes, history, names, fold, seed)

@@ -22,6 +22,7 @@ import machines
 import metarl
 import probe
 import report
+import ridge
 import twostep
 
 REPO = Path(__file__).resolve().parent.parent
@@ -577,7 +578,8 @@ def test_a_fifth_family_runs_through_training_rollout_beliefs_baselines_and_the_
 def test_no_module_dispatches_on_a_family_name():
     """The names appear in the family records (and in experiments' choice of agents), not in
     if-chains: `if cfg.name == "tiger"` and the like are gone from the modules."""
-    for module in ("envs.py", "belief.py", "metarl.py", "probe.py", "machines.py", "report.py"):
+    for module in ("envs.py", "belief.py", "metarl.py", "ridge.py", "machines.py", "probe.py",
+                   "panel.py", "report.py"):
         text = (REPO / module).read_text()
         for name in envs.FAMILIES:
             assert f'== "{name}"' not in text and f'in ("{name}"' not in text, (module, name)
@@ -962,12 +964,12 @@ def test_kernel_inputs_nearest_counts_checks_its_state_and_step(S, t, message):
      "p_agent has 1 NaN or infinite entries"),
     (belief.policy_kl, (np.array([[1.5, -0.5]]), np.array([[0.5, 0.5]])),
      "p_ref must hold probabilities in [0, 1], got values from -0.5 to 1.5"),
-    (probe.cross_validated_r2, (np.zeros((20, 2)), np.zeros((20, 1)), np.arange(20) % 10),
+    (ridge.cross_validated_r2, (np.zeros((20, 2)), np.zeros((20, 1)), np.arange(20) % 10),
      "k must be an integer >= 2, got 1.5"),
 ])
 def test_kernel_inputs_probe_behaviour_functions_check_their_arrays(function, args, message):
     """NaN action values used to give the tie-split policy a row of 0/0."""
-    kwargs = {"rng": np.random.default_rng(0), "k": 1.5} if function is probe.cross_validated_r2 else {}
+    kwargs = {"rng": np.random.default_rng(0), "k": 1.5} if function is ridge.cross_validated_r2 else {}
     with pytest.raises(ValueError, match=re.escape(message)):
         function(*args, **kwargs)
 

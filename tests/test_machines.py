@@ -10,7 +10,7 @@ import belief
 import envs
 import machines
 import metarl
-import probe
+import ridge
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -246,7 +246,7 @@ def test_mlp_map_recovers_a_nonlinear_function_the_linear_map_cannot():
     X = rng.uniform(-2, 2, size=(T, B, 3))
     Y = (np.sin(2 * X[..., 0]) * X[..., 1] + X[..., 2] ** 2)[..., None]
     fold = machines.episode_folds(B, 5, rng)
-    r2 = {kind: probe.r2_score(Y.reshape(-1, 1), machines.cross_fitted(X, Y, fold, kind, rng, batch=64).reshape(-1, 1))[0]
+    r2 = {kind: ridge.r2_score(Y.reshape(-1, 1), machines.cross_fitted(X, Y, fold, kind, rng, batch=64).reshape(-1, 1))[0]
           for kind in ("linear", "mlp")}
     assert r2["linear"] < 0.1 and r2["mlp"] > 0.9, r2
 

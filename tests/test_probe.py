@@ -4,6 +4,7 @@ import pytest
 
 import belief
 import probe
+import ridge
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -11,7 +12,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def linear_episodes(rng, T=20, B=200, D=5, M=2, sigma=1.0):
     """Y = X W + c + σ ε with correlated, shifted, scaled features; rows flattened time-major."""
     A = rng.normal(size=(D, D)) + 2 * np.eye(D)           # feature mixing: Cov(X) = Aᵀ A
-    X, groups = probe.flatten_episodes(rng.normal(size=(T, B, D)) @ A + rng.normal(0, 5, D))
+    X, groups = ridge.flatten_episodes(rng.normal(size=(T, B, D)) @ A + rng.normal(0, 5, D))
     W = rng.normal(size=(D, M))
     c = rng.normal(size=M)
     Y = X @ W + c + sigma * rng.normal(size=(T * B, M))
@@ -20,18 +21,18 @@ def linear_episodes(rng, T=20, B=200, D=5, M=2, sigma=1.0):
 
 def test_flatten_is_time_major_and_unflatten_inverts_it():
     A = np.arange(3 * 4 * 2).reshape(3, 4, 2)  # (T, B, F)
-    X, groups = probe.flatten_episodes(A)
+    X, groups = ridge.flatten_episodes(A)
     assert X.shape == (12, 2)
     np.testing.assert_array_equal(X[1 * 4 + 2], A[1, 2])  # row t*B + b
     np.testing.assert_array_equal(groups, [0, 1, 2, 3] * 3)
-    np.testing.assert_array_equal(probe.unflatten_episodes(X, 4), A)
+    np.testing.assert_array_equal(ridge.unflatten_episodes(X, 4), A)
 
 
 def test_ridge_recovers_weights_in_original_units():
     rng = np.random.default_rng(0)
     sigma = 0.5
     X, Y, groups, W, c, _ = linear_episodes(rng, sigma=sigma)
-    W_hat, c_hat = probe.ridge_coefficients(probe.ridge_fit(X, Y, lam=1e-10))
+    W_hat, c_hat = ridge.ridge_coefficients(ridge.ridge_fit(X, Y, lam=1e-10))
     # Tolerance: 5 OLS standard errors, SE_j = σ sqrt([(Xcᵀ Xc)⁻¹]_jj); λ = 1e-10 adds no bias
     # worth counting. |z| > 5 has probability 6e-7 per coefficient.
     Xc = X - X.mean(0)
@@ -46,7 +47,7 @@ def test_held_out_r2_matches_theoretical_signal_fraction():
     rng = np.random.default_rng(1)
     sigma = 2.0
     X, Y, groups, W, c, A = linear_episodes(rng, sigma=sigma)
-    cv = probe.cross_validated_r2(X, Y, groups, rng=rng)
+    cv = ridge.cross_validated_r2(X, Y, groups, rng=rng)
     signal = np.einsum("dm,de,em->m", W, A.T @ A, W)  # Var(X W)_m = W_mᵀ Cov(X) W_m
     r2_theory = signal / (signal + sigma**2)
     # SSE/N and SST/N each have relative sampling error ≈ sqrt(2/N) = 0.022 (N = 4000), so
@@ -63,7 +64,7 @@ def test_ridge_matches_lstsq_on_augmented_system():
     X = rng.normal(size=(N, D)) * rng.uniform(0.5, 3, D) + 1.0
     X[:, 4] = 7.0  # a constant column: must give W = 0, not NaN
     Y = rng.normal(size=(N, M))
-    fit = probe.ridge_fit(X, Y, lam)
+    fit = ridge.ridge_fit(X, Y, lam)
     sd = X.std(0)
     sd[4] = 1.0
     Xs = (X - X.mean(0)) / sd
@@ -73,16 +74,16 @@ def test_ridge_matches_lstsq_on_augmented_system():
     W_ref = np.linalg.lstsq(A, b, rcond=None)[0]
     np.testing.assert_allclose(fit.W, W_ref, atol=1e-10, rtol=0)
     assert np.all(fit.W[4] == 0)
-    np.testing.assert_allclose(probe.ridge_predict(fit, X), Xs @ W_ref + Y.mean(0), atol=1e-10)
+    np.testing.assert_allclose(ridge.ridge_predict(fit, X), Xs @ W_ref + Y.mean(0), atol=1e-10)
 
 
 def test_chosen_lambda_grows_with_noise():
     rng = np.random.default_rng(3)
     T, B, D = 4, 15, 30  # 60 rows for 30 features: the regime where shrinkage matters
-    X, groups = probe.flatten_episodes(rng.normal(size=(T, B, D)))
+    X, groups = ridge.flatten_episodes(rng.normal(size=(T, B, D)))
     Y_clean = X @ rng.normal(0, 1 / np.sqrt(D), (D, 1))  # Var(X w) ≈ 1
     eps = rng.normal(size=Y_clean.shape)
-    median_lam = [np.median(probe.cross_validated_r2(X, Y_clean + sigma * eps, groups,
+    median_lam = [np.median(ridge.cross_validated_r2(X, Y_clean + sigma * eps, groups,
                                                      rng=np.random.default_rng(0)).lam)
                   for sigma in (0.1, 1.0, 10.0)]
     assert np.all(np.diff(median_lam) >= 0)
@@ -92,7 +93,7 @@ def test_chosen_lambda_grows_with_noise():
 def test_episode_never_on_both_sides_of_a_split():
     rng = np.random.default_rng(4)
     groups = rng.permutation(np.repeat(rng.choice(1000, 23, replace=False), rng.integers(1, 9, 23)))
-    fold = probe.episode_folds(groups, 5, rng)
+    fold = ridge.episode_folds(groups, 5, rng)
     for f in range(5):
         assert np.intersect1d(groups[fold == f], groups[fold != f]).size == 0
         assert np.any(fold == f)
@@ -103,9 +104,9 @@ def test_episode_never_on_both_sides_of_a_split():
 def test_shuffle_moves_whole_episodes_and_no_episode_keeps_its_own():
     rng = np.random.default_rng(5)
     T, B = 6, 10
-    Y, groups = probe.flatten_episodes(rng.normal(size=(T, B, 2)))
-    Y_shuffled = probe.unflatten_episodes(probe.shuffle_targets_across_episodes(Y, groups, rng), B)
-    Y = probe.unflatten_episodes(Y, B)  # (T, B, 2)
+    Y, groups = ridge.flatten_episodes(rng.normal(size=(T, B, 2)))
+    Y_shuffled = ridge.unflatten_episodes(ridge.shuffle_targets_across_episodes(Y, groups, rng), B)
+    Y = ridge.unflatten_episodes(Y, B)  # (T, B, 2)
     for b in range(B):
         donors = [d for d in range(B) if np.array_equal(Y_shuffled[:, b], Y[:, d])]
         assert len(donors) == 1 and donors[0] != b
@@ -115,11 +116,11 @@ def test_shuffled_targets_give_r2_near_zero():
     rng = np.random.default_rng(6)
     T, B, D = 10, 400, 4
     z = rng.normal(size=(B, 1))  # per-episode latent: the structure the control must destroy
-    X, groups = probe.flatten_episodes(z * rng.normal(size=D) + 0.3 * rng.normal(size=(T, B, D)))
-    Y, _ = probe.flatten_episodes(z + 0.1 * rng.normal(size=(T, B, 1)))
-    r2 = probe.cross_validated_r2(X, Y, groups, rng=rng).r2
-    Y_shuffled = probe.shuffle_targets_across_episodes(Y, groups, rng)
-    r2_shuffled = probe.cross_validated_r2(X, Y_shuffled, groups, rng=rng).r2
+    X, groups = ridge.flatten_episodes(z * rng.normal(size=D) + 0.3 * rng.normal(size=(T, B, D)))
+    Y, _ = ridge.flatten_episodes(z + 0.1 * rng.normal(size=(T, B, 1)))
+    r2 = ridge.cross_validated_r2(X, Y, groups, rng=rng).r2
+    Y_shuffled = ridge.shuffle_targets_across_episodes(Y, groups, rng)
+    r2_shuffled = ridge.cross_validated_r2(X, Y_shuffled, groups, rng=rng).r2
     assert r2[0] > 0.9
     # Y is constant within an episode, so there are only B = 400 independent samples; chance
     # fits of D = 4 weights cost about D / B = 0.01 of R², well inside 0.05.
@@ -167,13 +168,13 @@ def test_principal_components_find_the_dominant_direction():
 def test_encode_drops_constant_units_and_decode_scores_each_feature():
     rng = np.random.default_rng(8)
     T, B = 10, 50
-    b, groups = probe.flatten_episodes(rng.normal(size=(T, B, 2)))
+    b, groups = ridge.flatten_episodes(rng.normal(size=(T, B, 2)))
     h = np.tanh(b @ rng.normal(size=(2, 4)))  # 4 units driven by the belief
     h = np.hstack([h, np.full((len(h), 1), 0.3)])  # plus a dead unit
-    enc = probe.encode(b, h, groups, rng=rng)
+    enc = ridge.encode(b, h, groups, rng=rng)
     np.testing.assert_array_equal(enc.keep, [True] * 4 + [False])
     assert enc.r2_mean == pytest.approx(enc.cv.r2.mean()) and enc.r2_mean > 0.8
-    dec = probe.decode(np.arctanh(h[:, :4]), b, groups, rng=rng)
+    dec = ridge.decode(np.arctanh(h[:, :4]), b, groups, rng=rng)
     assert dec.r2.shape == (2,) and np.all(dec.r2 > 0.99)  # b is exactly linear in arctanh(h)
 
 
@@ -190,12 +191,12 @@ def test_encode_drops_constant_units_and_decode_scores_each_feature():
 ])
 def test_bad_inputs_raise_clear_errors(X, Y, groups, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        probe.cross_validated_r2(X, Y, groups, rng=np.random.default_rng(0), **kwargs)
+        ridge.cross_validated_r2(X, Y, groups, rng=np.random.default_rng(0), **kwargs)
 
 
 def test_shuffle_rejects_unequal_episode_lengths():
     with pytest.raises(ValueError, match="equal episode lengths, got lengths 1..2"):
-        probe.shuffle_targets_across_episodes(np.zeros((3, 1)), np.array([0, 0, 1]),
+        ridge.shuffle_targets_across_episodes(np.zeros((3, 1)), np.array([0, 0, 1]),
                                               np.random.default_rng(0))
 
 
