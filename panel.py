@@ -374,8 +374,9 @@ def judge(test, values, level=LEVEL):
 
 
 def calibration_table(seeds):
-    """The panel over seeds [calibrate(...)], per test: each machine's mean, SE, n and verdict,
-    and whether the test separates (validated) with the machines that stop it (wrong)."""
+    """The panel over seeds [calibrate(...)], per test: each machine's mean, SE, n, verdict and
+    values, and whether the test separates (validated: every measured positive passes, every
+    measured negative fails, and both kinds were measured) with the machines that stop it."""
     names = list(seeds[0]["machines"])
     table = {}
     for test in TESTS:
@@ -391,9 +392,12 @@ def calibration_table(seeds):
                           "verdict": verdict, "values": values}
             if verdict != ("passes" if known == BELIEF else "fails"):
                 wrong.append(name)
+        kinds = {r["known"] for r in rows.values()}
         table[test.name] = {"label": test.label, "perfect": test.perfect, "null": test.null,
                             "midpoint": test.midpoint(), "machines": rows,
-                            "validated": not wrong, "wrong": wrong}
+                            # a test with no measured positive (or negative) separates nothing
+                            "validated": not wrong and kinds == {BELIEF, NOT_BELIEF},
+                            "wrong": wrong}
     return table
 
 

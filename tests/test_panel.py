@@ -186,6 +186,10 @@ def test_a_test_decides_only_where_the_panel_validates_it():
     bad = panel.calibration_table(synthetic_panel([1.0, 0.98, 0.99], [0.9, 0.95, 0.92]))
     assert not bad["splice"]["validated"] and bad["splice"]["wrong"] == ["other"]
     assert panel.agent_outcome(tests["splice"], [0.9, 0.92, 0.95], False) == "cannot decide"
+    # no positive measured (say, NaN on every belief machine): nothing is separated
+    alone = [{"machines": {"other": s["machines"]["other"]}}
+             for s in synthetic_panel([1.0] * 3, [0.1, 0.0, 0.05])]
+    assert not panel.calibration_table(alone)["splice"]["validated"]
 
 
 # ----------------------------------------------------------------------------- trained negative
