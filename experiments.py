@@ -305,7 +305,7 @@ def calibrate_the_tests(run, agents):
     architecture and budget scale (metarl.distill_recipe), its evaluation on the agent's
     evaluation budget (the capacity row of §1), and the panel (panel.calibrate) on
     scale.panel_seeds seeds. Returns (the section, the distillations' training seconds)."""
-    jobs = [(f"{name} distilled", train_distilled, agents[name][0].hp, run.scale.eval_steps)
+    jobs = [(f"{name} distilled", train_panel_lstms, agents[name][0].hp, run.scale.eval_steps)
             for name in PROBED]
     distilled = dict(zip(PROBED, run_jobs(run, "2c train the panel's LSTMs", jobs)))
     jobs = [(f"{name} panel seed {seed}", panel.calibrate, agents[name][0].hp, seed,
@@ -320,7 +320,7 @@ def calibrate_the_tests(run, agents):
             {name: distilled[name]["seconds"] for name in PROBED})
 
 
-def train_distilled(agent_hp, eval_steps):
+def train_panel_lstms(agent_hp, eval_steps):
     """Worker job: the panel's two trained LSTMs of the agent's env, horizon and width: the
     distillation recipe (for --quick, the agent's budget if smaller), evaluated on fresh
     episodes, and the recent-events LSTM (panel.train_recent_events_lstm, RECENT_UPDATES or
