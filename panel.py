@@ -104,6 +104,15 @@ class Scripted:
     policy: Callable
 
 
+def exact_bayes(cfg, ref):
+    """The exact Bayes filter on the family's coordinates x, acting with the tie-split
+    Bayes-optimal policy (two-step: belief-greedy) at x."""
+    fam = machines.family(cfg)
+    return Scripted(name="Bayes", known=BELIEF, prior=lambda B: fam.prior(cfg, B),
+                    step=lambda x, a, r, obs: fam.step(cfg, x, a, r, obs),
+                    policy=lambda x, t: belief.tie_split_policy(fam.q(cfg, ref, x, t)))
+
+
 def embedded_bayes(cfg, ref, width, scale, rng):
     """The exact Bayes filter in a nonlinear basis: z = g(x) = tanh((x / σ) M + c), M (D,
     width) ~ N(0, 1/D), c ~ U(−EMBED_OFFSET, EMBED_OFFSET); g is injective (tanh is, and M
@@ -279,11 +288,12 @@ def driven_values(machine, bayes, posterior_means, history, names, fold, k, seed
             "within_between_whitened": mini["within_between_whitened"]}
 
 
-def own_values(cfg, ref, original, splices, own):
-    """The tests of a machine acting on its own: splice contrast and value loss per step."""
+def own_values(cfg, ref, original, splices):
+    """The tests of a machine acting on its own: splice contrast, and value loss per step on
+    the unspliced run of the splice test (the machine's own episodes)."""
     splice = machines.splice_agreement(cfg, ref, original, splices)
     return {"splice": machines.splice_contrast(splice),
-            "value_loss": machines.value_loss(cfg, ref, own)["value_loss_per_step"]}
+            "value_loss": machines.value_loss(cfg, ref, original)["value_loss_per_step"]}
 
 
 def calibrate(hp, seed, episodes, splice_episodes, k=machines.FOLDS, distilled=None,
@@ -298,12 +308,8 @@ def calibrate(hp, seed, episodes, splice_episodes, k=machines.FOLDS, distilled=N
     check_int("splice_episodes", splice_episodes, 2)
     check_int("seed", seed, 0)
     ref = machines.reference(cfg)
-    fam = machines.family(cfg)
     # the panel's episodes: the exact Bayes machine's own (the embedding does not change them)
-    identity = Scripted("Bayes", BELIEF, lambda B: fam.prior(cfg, B),
-                        lambda x, a, r, obs: fam.step(cfg, x, a, r, obs),
-                        lambda x, t: belief.tie_split_policy(fam.q(cfg, ref, x, t)))
-    run = scripted_run(cfg, identity, episodes, metarl.stream(seed, PANEL_STREAM))
+    run = scripted_run(cfg, exact_bayes(cfg, ref), episodes, metarl.stream(seed, PANEL_STREAM))
     scale = np.maximum(run.states.reshape(-1, run.states.shape[-1]).std(0), 1e-3)
     rng = metarl.stream(seed, PANEL_STREAM, 1)
     q0 = prior_rewards(cfg, rng)
@@ -333,18 +339,15 @@ def calibrate(hp, seed, episodes, splice_episodes, k=machines.FOLDS, distilled=N
     out = {}
     for machine in scripted:
         values = driven(scripted_machine(machine, tr))
-        own = scripted_run(cfg, machine, splice_episodes, metarl.stream(seed, machines.SPLICE_STREAM))
-        values.update(own_values(cfg, ref, *scripted_splices(cfg, machine, splice_episodes, seed), own))
+        values.update(own_values(cfg, ref, *scripted_splices(cfg, machine, splice_episodes, seed)))
         out[machine.name] = {"known": machine.known, "values": values}
     for name, (params, known) in networks.items():
         values = driven(machines.agent_machine(params, tr, name))
-        own = metarl.rollout(params, cfg, splice_episodes, metarl.stream(seed, machines.SPLICE_STREAM))
-        values.update(own_values(cfg, ref, *machines.splice_runs(params, cfg, splice_episodes, seed),
-                                 own))
+        values.update(own_values(cfg, ref, *machines.splice_runs(params, cfg, splice_episodes, seed)))
         out[name] = {"known": known, "values": values}
     control = machines.control_splice_runs(cfg, ref, splice_episodes, seed)
-    out["recent events"] = {"known": NOT_BELIEF, "values": {
-        **dict.fromkeys(DRIVEN), **own_values(cfg, ref, *control, control[0])}}
+    out["recent events"] = {"known": NOT_BELIEF,
+                            "values": {**dict.fromkeys(DRIVEN), **own_values(cfg, ref, *control)}}
     return {"machines": out, "episodes": episodes, "splice_episodes": splice_episodes}
 
 

@@ -19,20 +19,13 @@ def small(env, T=20):
     return hp, cfg, machines.reference(cfg)
 
 
-def bayes_machine_spec(cfg, ref):
-    fam = machines.family(cfg)
-    return panel.Scripted("Bayes", panel.BELIEF, lambda B: fam.prior(cfg, B),
-                          lambda x, a, r, obs: fam.step(cfg, x, a, r, obs),
-                          lambda x, t: machines.belief.tie_split_policy(fam.q(cfg, ref, x, t)))
-
-
 # ----------------------------------------------------------------------------- machines
 @pytest.mark.parametrize("env", ENVS)
 def test_the_embedded_bayes_machine_is_the_bayes_machine_in_another_basis(env):
     """Same stream: the embedded machine takes exactly the exact filter's actions, and its
     states map back (g⁻¹) onto the exact coordinates along the way."""
     _, cfg, ref = small(env)
-    exact = panel.scripted_run(cfg, bayes_machine_spec(cfg, ref), 30, metarl.stream(3, 7))
+    exact = panel.scripted_run(cfg, panel.exact_bayes(cfg, ref), 30, metarl.stream(3, 7))
     scale = np.maximum(exact.states.reshape(-1, exact.states.shape[-1]).std(0), 1e-3)
     embedded = panel.embedded_bayes(cfg, ref, 16, scale, np.random.default_rng(0))
     run = panel.scripted_run(cfg, embedded, 30, metarl.stream(3, 7))
@@ -84,7 +77,7 @@ def test_a_scripted_splice_reads_the_donor_history_then_its_own_events():
     donor's state at t_s − 1 by the recipient's event t_s − 1, for the exact Bayes machine the
     exact belief of the spliced history."""
     _, cfg, ref = small("bandit")
-    spec = bayes_machine_spec(cfg, ref)
+    spec = panel.exact_bayes(cfg, ref)
     original, splices = panel.scripted_splices(cfg, spec, 12, seed=4)
     for splice in splices:
         t_s, run = splice["t_s"], splice["run"]
