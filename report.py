@@ -797,10 +797,10 @@ def calibration_section(results, out):
         measured=measured(test),
         held=across_envs({env: m["outcome"][test.name] for env, m in numbers.items()}))
         for test in panel.TESTS]
-    names = list(first["table"][panel.TESTS[0].name]["machines"]) + ["recent events"]
-    names = list(dict.fromkeys(names))
     tables = []
     for env, m in numbers.items():
+        panel_machines = m["seeds"][0]["machines"]   # every panel machine, in the panel's order
+        names = list(panel_machines)
         rows = []
         for test in panel.TESTS:
             row = m["table"][test.name]
@@ -808,7 +808,7 @@ def calibration_section(results, out):
             rows.append([test.label, fmt(test.midpoint(), 2), *cells,
                          "yes" if row["validated"] else "no", pm(m["agent"][test.name]),
                          m["outcome"][test.name], *placement_cells(m["placement"].get(test.name))])
-        known = {name: m["seeds"][0]["machines"][name]["known"] for name in names}
+        known = {name: panel_machines[name]["known"] for name in names}
         tables.append((f"{env}: the panel (mean ± SE over n = {n_panel} panel seeds, "
                        f"{m['seeds'][0]['episodes']} driven episodes and "
                        f"{m['seeds'][0]['splice_episodes']} splice episodes each; ✓ passes, "
@@ -873,16 +873,19 @@ def machine_cell(row):
 def calibration_figure(numbers, path):
     fig, axes = new_figure(2, 2, width=5.2, height=3.6)
     x = np.arange(len(panel.TESTS))
+
+    def shown(test, value):   # the common scale, clipped to the axis
+        return float(np.clip(panel.scaled(test, value), -1, 2))
+
     for ax, (env, m) in zip(axes.ravel(), numbers.items()):
-        def scaled(test, value):
-            return float(np.clip((value - test.null) / (test.perfect - test.null), -1, 2))
-        for name, row in m["table"][panel.TESTS[-1].name]["machines"].items():
-            belief_state = row["known"] == panel.BELIEF
-            ys = [scaled(t, m["table"][t.name]["machines"][name]["mean"])
-                  if name in m["table"][t.name]["machines"] else np.nan for t in panel.TESTS]
+        rows = [m["table"][t.name]["machines"] for t in panel.TESTS]
+        for name, machine in m["seeds"][0]["machines"].items():   # the panel's order
+            belief_state = machine["known"] == panel.BELIEF
+            ys = [shown(t, r[name]["mean"]) if name in r else np.nan
+                  for t, r in zip(panel.TESTS, rows)]
             ax.plot(x, ys, "o" if belief_state else "x", color="C2" if belief_state else "C3",
                     ms=4, alpha=0.8)
-        ax.plot(x, [scaled(t, m["agent"][t.name]["mean"]) for t in panel.TESTS], "*",
+        ax.plot(x, [shown(t, m["agent"][t.name]["mean"]) for t in panel.TESTS], "*",
                 color="C0", ms=9, label="agent")
         ax.axhline(0.5, color="0.4", ls="--", lw=1)
         ax.set(xticks=x, xlabel="test", ylabel="(value − null) / (perfect − null)", title=env,
