@@ -33,10 +33,10 @@ tasks change within an episode (the tiger is re-placed, the good state swaps), s
 ``env.tasks`` is always the *current* hidden state. The agent never sees it; analysis code does.
 
 Task families (bandit, dependent-bandit, tiger, two-step) are records: each ``Family`` in
-``FAMILIES`` holds its sampler, the code of its step kernel, input layout and checks, and
-``family(name)`` is the one place a name is looked up (and an unknown one refused). Adding a
-family means adding one record here, its kernel's branch in ``family_step`` and one
-``belief.BeliefFamily``; the learner, the probe and the baselines need no change. Every number of an ``EnvConfig`` is checked (type, finite, range) by
+``FAMILIES`` holds its sampler, step kernel, input layout and checks, and ``family(name)`` is
+the one place a name is looked up (and an unknown one refused). Adding a family means adding
+one record here and one ``belief.BeliefFamily``; the learner, the probe and the baselines need
+no change. Every number of an ``EnvConfig`` is checked (type, finite, range) by
 ``check_config`` before any kernel runs, and ``BatchEnv.step`` checks the actions.
 
 Randomness: ``reset(seed)`` draws the tasks and every uniform number the episode will use,
@@ -96,9 +96,8 @@ def flag(name):
 
 
 # ------------------------------------------------------------------------------------------
-# One record per task family: adding a family means adding one Family here, a branch of
-# family_step for its step kernel, and one belief.BeliefFamily in belief.py; nothing else
-# dispatches on the name.
+# One record per task family: adding a family means adding one Family here (and one
+# belief.BeliefFamily in belief.py); nothing else dispatches on the name.
 # ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Family:
@@ -111,7 +110,8 @@ class Family:
     task_dim: Callable       # cfg → width of env.tasks
     reward_scale: Callable   # cfg → divisor of rewards in the agent's input and in the loss
     sample_tasks: Callable   # (cfg, rng, B) → tasks (B, task_dim)
-    step_kind: int           # which kernel family_step runs (BANDIT_STEP, TIGER_STEP, TWO_STEP)
+    step: Callable           # Numba kernel (actions (B,), u (B, 3), tasks, means, obs, par, r):
+                             # writes rewards into r (B,) and moves tasks and obs in place
     step_params: Callable    # cfg → the float64 array `par` of numbers its step kernel reads
     check_outcomes: Callable  # (cfg, actions, rewards, obs) → None; ValueError if impossible
     # bandits only (None otherwise): how arm i loads on the Beta-distributed unknowns p of the
@@ -244,8 +244,7 @@ class BatchEnv:
             raise RuntimeError("no episode is running: call reset(seed) before step()")
         a = self.checked_actions(actions)
         r = np.empty(self.batch)
-        family_step(self.family.step_kind, a, self.noise[self.t], self.tasks, self.means,
-                    self.obs, self.par, r)
+        self.family.step(a, self.noise[self.t], self.tasks, self.means, self.obs, self.par, r)
         self.t += 1
         x = self._input(a, r)
         done = np.full(self.batch, self.t == self.cfg.horizon)
@@ -300,24 +299,6 @@ def fill_rl2_input(x, actions, rewards, obs, t, T, n_act, scale, clock):
         x[e, n_act + 1 + n_obs] = t / T
         if clock and t < T:
             x[e, n_act + 2 + n_obs + t] = 1.0
-
-
-BANDIT_STEP, TIGER_STEP, TWO_STEP = 0, 1, 2   # Family.step_kind
-
-
-@njit(cache=True)
-def family_step(kind, actions, u, tasks, means, obs, par, r):
-    """One step of B episodes of the family whose kernel is `kind` (Family.step_kind): writes
-    the rewards into r (B,) and moves tasks and obs in place; u (B, 3) are the step's uniforms.
-    One compiled dispatch rather than a kernel passed as an argument, so that the rollout's
-    own kernel can call it: a Numba kernel handed another one is neither cached nor cheap to
-    call (measured: recompiled in every process, 5.6 µs per call)."""
-    if kind == BANDIT_STEP:
-        bandit_step(actions, u, tasks, means, obs, par, r)
-    elif kind == TIGER_STEP:
-        tiger_step(actions, u, tasks, means, obs, par, r)
-    else:
-        two_step_step(actions, u, tasks, means, obs, par, r)
 
 
 @njit(cache=True)
@@ -454,12 +435,12 @@ FAMILIES = {
     "bandit": Family(
         default_horizon=100, fields=("arms", "prior_a", "prior_b"), n_actions=arms,
         n_observations=0, task_dim=arms, reward_scale=constant(1.0), sample_tasks=beta_tasks,
-        step_kind=BANDIT_STEP, step_params=no_params, check_outcomes=check_binary_rewards,
+        step=bandit_step, step_params=no_params, check_outcomes=check_binary_rewards,
         loadings=independent_loadings, task_names=arm_names),
     "dependent-bandit": Family(
         default_horizon=100, fields=("prior_a", "prior_b"), n_actions=constant(2),
         n_observations=0, task_dim=constant(1), reward_scale=constant(1.0),
-        sample_tasks=beta_tasks, step_kind=BANDIT_STEP, step_params=no_params,
+        sample_tasks=beta_tasks, step=bandit_step, step_params=no_params,
         check_outcomes=check_binary_rewards, loadings=opposite_loadings, task_names=constant(["p"])),
     # Tiger's rewards are ±100 and −1, which would saturate the LSTM's gates: they enter the
     # input and the loss divided by the treasure reward (10)
@@ -468,11 +449,11 @@ FAMILIES = {
         fields=("listen_accuracy", "listen_reward", "tiger_reward", "treasure_reward"),
         n_actions=constant(3), n_observations=2, task_dim=constant(1),
         reward_scale=lambda cfg: cfg.treasure_reward, sample_tasks=coin_tasks,
-        step_kind=TIGER_STEP, step_params=tiger_params, check_outcomes=check_tiger_outcomes,
+        step=tiger_step, step_params=tiger_params, check_outcomes=check_tiger_outcomes,
         clock=True),
     "two-step": Family(
         default_horizon=100, fields=("common_prob", "reward_good", "reward_bad", "swap_prob"),
         n_actions=constant(2), n_observations=2, task_dim=constant(1),
-        reward_scale=constant(1.0), sample_tasks=coin_tasks, step_kind=TWO_STEP,
+        reward_scale=constant(1.0), sample_tasks=coin_tasks, step=two_step_step,
         step_params=two_step_params, check_outcomes=check_two_step_outcomes),
 }

@@ -146,16 +146,20 @@ def progress(run, message):
     print(f"[{time.perf_counter() - run.start:7.1f} s] {message}", flush=True)
 
 
-def run_jobs(run, stage, jobs):
+def run_jobs(run, stage, jobs, cost=None):
     """Run jobs = [(label, function, *args)] on the pool; their results in the order given.
 
-    One progress line as each job finishes; the order of the results never depends on timing."""
+    cost (one number per job, optional): jobs are submitted the costliest first, so that a
+    short job, not a long one, is what runs alone at the end of the stage. One progress line
+    as each job finishes; the order of the results never depends on timing or cost."""
     progress(run, f"{stage}: {len(jobs)} jobs")
-    futures = {run.pool.submit(function, *args): label for label, function, *args in jobs}
-    for future in as_completed(futures):
+    order = range(len(jobs)) if cost is None else sorted(range(len(jobs)), key=lambda i: -cost[i])
+    futures = {i: run.pool.submit(jobs[i][1], *jobs[i][2:]) for i in order}
+    labels = {futures[i]: jobs[i][0] for i in order}
+    for future in as_completed(labels):
         future.result()   # a worker's error is raised here, with its traceback
-        progress(run, f"{stage}: {futures[future]} done")
-    return [future.result() for future in futures]
+        progress(run, f"{stage}: {labels[future]} done")
+    return [futures[i].result() for i in range(len(jobs))]
 
 
 # ------------------------------------------------------------------------------------------
@@ -185,6 +189,12 @@ def agent_configs(seeds, quick):
         fields["log_every"] = max(1, updates // PROGRESS_LINES)
         configs[name] = [metarl.recipe(env, **fields, seed=seed) for seed in range(seeds)]
     return configs
+
+
+def horizon(hp):
+    """T of an agent's episodes: what an analysis job's cost grows with (Tiger's 20 against
+    100 for the others), the order in which its stage submits the jobs."""
+    return metarl.env_config(hp).horizon
 
 
 def snapshot_points(updates, n):
@@ -263,7 +273,8 @@ def hidden_states_are_belief_states(run, agents):
     training on one fixed set of replayed histories."""
     jobs = [(f"{name} seed {a.hp.seed}", probe_job, a, run.scale)
             for name in PROBED for a in agents[name]]
-    results = iter(run_jobs(run, "2 hidden states are belief states", jobs))
+    results = iter(run_jobs(run, "2 hidden states are belief states", jobs,
+                            cost=[horizon(job[2].hp) for job in jobs]))
     return {name: [next(results) for _ in agents[name]] for name in PROBED}
 
 
@@ -307,12 +318,14 @@ def calibrate_the_tests(run, agents):
     scale.panel_seeds seeds. Returns (the section, the distillations' training seconds)."""
     jobs = [(f"{name} distilled", train_panel_lstms, agents[name][0].hp, run.scale.eval_steps)
             for name in PROBED]
-    distilled = dict(zip(PROBED, run_jobs(run, "2c train the panel's LSTMs", jobs)))
+    distilled = dict(zip(PROBED, run_jobs(run, "2c train the panel's LSTMs", jobs,
+                                          cost=[horizon(job[2]) for job in jobs])))
     jobs = [(f"{name} panel seed {seed}", panel.calibrate, agents[name][0].hp, seed,
              run.scale.simulation_episodes, run.scale.splice_episodes, run.scale.folds,
              distilled[name]["params"], distilled[name]["recent"])
             for name in PROBED for seed in range(run.scale.panel_seeds)]
-    results = iter(run_jobs(run, "2c calibrate the tests", jobs))
+    results = iter(run_jobs(run, "2c calibrate the tests", jobs,
+                            cost=[horizon(job[2]) for job in jobs]))
     return ({name: {"seeds": [next(results) for _ in range(run.scale.panel_seeds)],
                     "distilled": {"updates": distilled[name]["updates"],
                                   "evaluation": distilled[name]["evaluation"]}}

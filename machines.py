@@ -158,30 +158,54 @@ def cross_fitted(X, Y, fold, kind, rng, shuffled=False, **mlp_options):
     fitted on the episodes of the other folds predicts the episodes of fold f.
 
     kind "linear": ridge, one λ per target column chosen by inner CV (fit_ridge_per_column);
-    kind "mlp": one hidden tanh layer on standardised inputs and targets (fit_mlp).
+    kind "mlp": that linear map plus one hidden tanh layer fitted to what it leaves, in the
+    units the map is scored in (fit_mlp, score_scale of the training episodes' Y).
     shuffled: the control in which the map is fitted to targets shuffled across episodes
     (ridge.shuffle_targets_across_episodes), so it can learn only what all episodes share."""
+    if kind not in ("linear", "mlp"):
+        raise ValueError(f"map kind must be 'linear' or 'mlp', got {kind!r}")
     T, B = X.shape[:2]
     Xr, groups = ridge.flatten_episodes(X)                     # rows n = t·B + e
     Yr = ridge.flatten_episodes(Y)[0]
     Y_fit = ridge.shuffle_targets_across_episodes(Yr, groups, rng) if shuffled else Yr
-    row_fold = np.asarray(fold)[groups]
+    episode_fold = np.asarray(fold)
+    row_fold = episode_fold[groups]
     Yhat = np.empty_like(Yr, dtype=np.float64)                 # (T·B, M)
     for f in np.unique(row_fold):
         test, train = row_fold == f, row_fold != f
-        if kind == "linear":
-            predict = fit_ridge_per_column(Xr[train], Y_fit[train], groups[train], rng)
-        elif kind == "mlp":
-            predict = fit_mlp(Xr[train], Y_fit[train], groups[train], rng, **mlp_options)
-        else:
-            raise ValueError(f"map kind must be 'linear' or 'mlp', got {kind!r}")
+        linear = fit_ridge_per_column(Xr[train], Y_fit[train], groups[train], rng)
+        predict = linear.predict if kind == "linear" else fit_mlp(
+            Xr[train], Y_fit[train], groups[train], rng, linear,
+            score_scale(Y[:, episode_fold != f]), **mlp_options)
         Yhat[test] = predict(Xr[test])
     return ridge.unflatten_episodes(Yhat, B)
 
 
+def score_scale(Y, min_sd=MIN_SD):
+    """The unit each column of target states Y (T, B, M) is scored in: the sd over (t, e) of
+    its one-step change Δ_t = Y_{t+1} − Y_t, as in step_dissimilarity; for a column whose Δ
+    has sd < min_sd (one the score leaves out), the sd of the column itself (1 if constant)."""
+    M = Y.shape[-1]
+    sd_delta = np.diff(Y, axis=0).reshape(-1, M).std(0)
+    return np.where(sd_delta >= min_sd, sd_delta, _safe_sd(Y.reshape(-1, M)))
+
+
+@dataclass(frozen=True)
+class LinearMap:
+    """Ŷ = ((X − mu) / sd) W + y_mean: a ridge map with its own λ per target column."""
+
+    mu: np.ndarray       # (D,)
+    sd: np.ndarray       # (D,)
+    W: np.ndarray        # (D, M)
+    y_mean: np.ndarray   # (M,)
+
+    def predict(self, X):
+        return ((np.asarray(X, np.float64) - self.mu) / self.sd) @ self.W + self.y_mean
+
+
 def fit_ridge_per_column(X, Y, groups, rng, lambdas=MAP_LAMBDAS, k_inner=INNER_FOLDS):
     """Ridge (ridge.ridge_path) with λ chosen *per target column* by a k_inner-fold CV over these
-    episodes (pooled held-out SSE), on the grid MAP_LAMBDAS. Returns predict(X)."""
+    episodes (pooled held-out SSE), on the grid MAP_LAMBDAS. Returns the LinearMap."""
     X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
     inner = ridge.episode_folds(groups, k_inner, rng)
     sse = np.zeros((len(lambdas), Y.shape[1]))                 # (L, M)
@@ -193,15 +217,16 @@ def fit_ridge_per_column(X, Y, groups, rng, lambdas=MAP_LAMBDAS, k_inner=INNER_F
     best = sse.argmin(0)                                       # (M,) index of each column's λ
     mu, sd, y_mean, W = ridge.ridge_path(X, Y, lambdas)
     W = W[best, :, np.arange(Y.shape[1])].T                    # (D, M): column m at λ_best[m]
-    return lambda Xq: ((np.asarray(Xq, np.float64) - mu) / sd) @ W + y_mean
+    return LinearMap(mu=mu, sd=sd, W=W, y_mean=y_mean)
 
 
 # --- the MLP map: forward and backward side by side ---------------------------------------
-def mlp_init(n_in, n_hidden, n_out, rng):
+def mlp_init(n_in, n_hidden, n_out, rng, dtype=np.float64):
     """W1 (n_in, n_hidden) uniform ±1/√n_in, b1 0, W2 (n_hidden, n_out) uniform ±1/√n_hidden,
     b2 0: tanh starts in its linear range on standardised inputs."""
-    return {"W1": rng.uniform(-1, 1, (n_in, n_hidden)) / np.sqrt(n_in), "b1": np.zeros(n_hidden),
-            "W2": rng.uniform(-1, 1, (n_hidden, n_out)) / np.sqrt(n_hidden), "b2": np.zeros(n_out)}
+    P = {"W1": rng.uniform(-1, 1, (n_in, n_hidden)) / np.sqrt(n_in), "b1": np.zeros(n_hidden),
+         "W2": rng.uniform(-1, 1, (n_hidden, n_out)) / np.sqrt(n_hidden), "b2": np.zeros(n_out)}
+    return {k: v.astype(dtype) for k, v in P.items()}
 
 
 def mlp_forward(P, X):
@@ -231,39 +256,61 @@ def mse_loss(Yhat, Y):
     return float((diff * diff).mean()), 2.0 * diff / diff.size
 
 
-def fit_mlp(X, Y, groups, rng, hidden=32, lr=5e-3, batch=1024, max_epochs=60, patience=5,
-            validation=0.2):
-    """Train the MLP map Y ≈ f(X) with metarl's Adam on minibatches of standardised inputs
-    and targets (x_s = (x − μ)/sd, y_s likewise, statistics of these rows), stopping early on
-    the held-out mean squared error of a `validation` fraction of the episodes (whole
-    episodes, as everywhere); the parameters of the best validation epoch are kept.
+def mse_gradient(Yhat, Y):
+    """dL/dŶ of mse_loss alone (what a training step needs)."""
+    diff = Yhat - Y
+    return diff * (2.0 / diff.size)
+
+
+MLP_STEPS = 500      # Adam steps per initialisation: a fixed budget, whatever the data size
+MLP_INITS = 2        # initialisations; the best on the validation episodes is kept
+MLP_CHECK_EVERY = 50  # steps between validation checks
+
+
+def fit_mlp(X, Y, groups, rng, linear, y_scale, hidden=32, lr=5e-3, batch=1024, steps=MLP_STEPS,
+            inits=MLP_INITS, check_every=MLP_CHECK_EVERY, validation=0.2, dtype=np.float32):
+    """The MLP map: the linear map plus a one-hidden-layer tanh net on what it leaves,
+
+        Ŷ = linear.predict(X) + y_scale ⊙ f((X − μ) / sd),   f = mlp_forward,
+
+    with f fitted by metarl's Adam to the linear map's residual in units of y_scale (per
+    column: the unit the map is scored in, score_scale), so that the squared error it
+    minimises weighs the columns as the score does. μ, sd: the linear map's. `validation`
+    of the episodes (whole episodes) are held out of f's fit; f runs `steps` Adam steps of
+    `batch` rows from each of `inits` initialisations, and the parameters with the lowest
+    validation error at any check (every `check_every` steps) are kept, f = 0 (the linear
+    map alone) among them: the map cannot do worse than the linear one on the validation
+    episodes. f is fitted in `dtype` (float32: a map needs no more, and it halves the cost).
     Returns predict(X) in the targets' units."""
     X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
-    x_mu, x_sd = X.mean(0), _safe_sd(X)
-    y_mu, y_sd = Y.mean(0), _safe_sd(Y)
-    Xs, Ys = (X - x_mu) / x_sd, (Y - y_mu) / y_sd
+    Xs = ((X - linear.mu) / linear.sd).astype(dtype)
+    R = ((Y - linear.predict(X)) / y_scale).astype(dtype)      # the residual, scored units
     ids = np.unique(groups)
     val_ids = rng.choice(ids, size=max(1, int(round(validation * len(ids)))), replace=False)
     val = np.isin(groups, val_ids)
-    Xt, Yt, Xv, Yv = Xs[~val], Ys[~val], Xs[val], Ys[val]
-    P = mlp_init(X.shape[1], hidden, Y.shape[1], rng)
-    opt = metarl.adam_init(P)
-    best, best_P, waited = np.inf, {k: v.copy() for k, v in P.items()}, 0
-    for epoch in range(max_epochs):
-        order = rng.permutation(len(Xt))
-        for start in range(0, len(order), batch):
+    Xt, Rt, Xv, Rv = Xs[~val], R[~val], Xs[val], R[val]
+    best_P = None                                # f = 0: Rhat = 0 on the validation rows
+    best = float((Rv * Rv).mean())
+    for _ in range(inits):
+        P = mlp_init(X.shape[1], hidden, Y.shape[1], rng, dtype)
+        opt = metarl.adam_init(P)
+        order, start = rng.permutation(len(Xt)), 0
+        for step in range(1, steps + 1):
+            if start >= len(order):
+                order, start = rng.permutation(len(Xt)), 0
             rows = order[start:start + batch]
-            Yhat, Z = mlp_forward(P, Xt[rows])
-            _, dY = mse_loss(Yhat, Yt[rows])
-            metarl.adam_step(P, mlp_backward(P, Xt[rows], Z, dY), opt, lr)
-        loss = mse_loss(mlp_forward(P, Xv)[0], Yv)[0]
-        if loss < best * (1 - 1e-4):
-            best, best_P, waited = loss, {k: v.copy() for k, v in P.items()}, 0
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    return lambda Xq: mlp_forward(best_P, (np.asarray(Xq, np.float64) - x_mu) / x_sd)[0] * y_sd + y_mu
+            start += batch
+            X_b = Xt[rows]
+            Rhat, Z = mlp_forward(P, X_b)
+            metarl.adam_step(P, mlp_backward(P, X_b, Z, mse_gradient(Rhat, Rt[rows])), opt, lr)
+            if step % check_every == 0:
+                loss = mse_loss(mlp_forward(P, Xv)[0], Rv)[0]
+                if loss < best:
+                    best, best_P = loss, {k: v.copy() for k, v in P.items()}
+    if best_P is None:
+        return linear.predict
+    return lambda Xq: linear.predict(Xq) + y_scale * mlp_forward(
+        best_P, ((np.asarray(Xq, np.float64) - linear.mu) / linear.sd).astype(dtype))[0]
 
 
 def _safe_sd(X):
@@ -346,7 +393,10 @@ def bayes_to_agent(bayes, agent, fold, kind, rng, shuffled=False, **mlp_options)
 
 def _direction_result(target, mapped, p_ref, p_model, pi_agent):
     """The measures shared by both directions; map_r2 is the held-out R² of the mapped states
-    (mean over target coordinates with sd ≥ MIN_SD): how well the map fits, before stepping."""
+    (mean over target coordinates with sd ≥ MIN_SD): how well the map fits, before stepping;
+    map_error the held-out mean squared error in the units the MLP map is fitted in
+    (score_scale), averaged over coordinates: the number on which no map may lose to the
+    linear one."""
     mean_policy = pi_agent.reshape(-1, pi_agent.shape[-1]).mean(0)
     A = p_ref.shape[-1]
     kl = belief.policy_kl(p_ref.reshape(-1, A), p_model.reshape(-1, A))
@@ -354,8 +404,10 @@ def _direction_result(target, mapped, p_ref, p_model, pi_agent):
     dis, pooled, kept = step_dissimilarity(target, mapped)
     Y, Yhat = (ridge.flatten_episodes(v)[0] for v in (target.states, mapped))
     varying = Y.std(0) >= MIN_SD
+    map_error = float((((Y - Yhat) / score_scale(target.states)) ** 2).mean())
     return {"state_dissimilarity": dis, "state_dissimilarity_pooled": pooled,
             "coordinates_kept": kept, "map_r2": float(ridge.r2_score(Y[:, varying], Yhat[:, varying]).mean()),
+            "map_error": map_error,
             "output_kl": kl, "output_kl_baseline": kl0,
             "output_kl_relative": kl / kl0 if kl0 > 0 else float("nan"),
             "action_agreement": _agreement(p_ref, p_model),

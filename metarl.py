@@ -231,7 +231,8 @@ def lstm_step(x, h, c, W, U, b, out=None):
     gates, tanh(c')) are buffers to write into (the rollout's), so a step makes no temporary
     arrays. Returns h' (B, H), c' (B, H) and the cache (gates = [i, f, o, g] (B, 4H),
     tanh(c') (B, H)) that lstm_step_backward needs. The rollout runs these same calls, with
-    lstm_output fused into its acting kernel (act_and_step).
+    the RL² input fused into the input kernel (rl2_input_and_halve) and lstm_output into its
+    acting kernel (act).
     """
     if out is None:
         out = (np.empty_like(c), np.empty_like(c), np.empty((c.shape[0], U.shape[1]), c.dtype),
@@ -467,10 +468,13 @@ def rollout(params, cfg, batch, rng, greedy=False, actions=None, out=None, impla
     instead of allocating new arrays: training reuses one set of buffers (fresh
     multi-megabyte arrays each update cost page faults).
 
-    Per step, six calls: lstm_gates' four (h U in BLAS, the input kernel, two NumPy tanh
-    around the cell kernel), then one kernel, act_and_step, for everything else: h', the
-    policy, a_t, the env's step and the next input. Every check (shapes, replayed actions,
-    implant, buffers) is made once, before the loop."""
+    Per step, seven calls: h U in BLAS; rl2_input_and_halve (x_t from step t − 1's outcome,
+    then x W + b); gate_activations (two NumPy tanh around the cell kernel); act (h', the
+    policy, a_t); the family's step kernel (envs.Family.step). The env kernel is called from
+    here rather than from a jitted kernel: a Numba kernel handed another as an argument is
+    neither cached nor cheap to call (measured: recompiled in every process, 5.6 µs per call),
+    and a dispatch on the family inside the learner would make a new family edit metarl.py.
+    Every check (shapes, replayed actions, implant, buffers) is made once, before the loop."""
     check_param_shapes(params, cfg)
     T, H = cfg.horizon, params["U"].shape[0]
     A, dtype = envs.n_actions(cfg), params["U"].dtype
@@ -491,33 +495,46 @@ def rollout(params, cfg, batch, rng, greedy=False, actions=None, out=None, impla
     W, U, b, W_pi, b_pi = (params[k] for k in ("W", "U", "b", "W_pi", "b_pi"))
     replay = actions if actions is not None else tr.a   # read only in REPLAY mode
     h_T = np.empty((H, batch), dtype)                   # linear_head's scratch
-    tr.tasks[0] = env.tasks   # the hidden task a_t is taken in (Tiger and two-step move it)
+    step, tasks, means, par, noise = env.family.step, env.tasks, env.means, env.par, env.noise
     for t in range(T):
         if implant is not None and t == implant[0]:
             tr.h[t], tr.c[t] = implant[1], implant[2]
-        lstm_gates(tr.x[t], tr.h[t], tr.c[t], W, U, b, tr.c[t + 1], tr.gates[t], tr.tanh_c[t])
-        act_and_step(t, tr.gates, tr.tanh_c, W_pi, b_pi, h_T, mode, u, replay,
-                     env.family.step_kind, env.noise, env.tasks, env.means, env.par, env.scale,
-                     env.family.clock, tr.h, tr.logits, tr.pi, tr.log_pi, tr.a, tr.r, tr.obs,
-                     tr.x, tr.tasks)
+        np.matmul(tr.h[t], U, out=tr.gates[t])
+        rl2_input_and_halve(t, tr.gates, tr.x, W, b, tr.a, tr.r, tr.obs, tasks, tr.tasks, A,
+                            env.scale, env.family.clock)
+        gate_activations(tr.gates[t], tr.c[t], tr.c[t + 1], tr.tanh_c[t])
+        act(t, tr.gates, tr.tanh_c, W_pi, b_pi, h_T, mode, u, replay, tr.h, tr.logits, tr.pi,
+            tr.log_pi, tr.a)
+        step(tr.a[t], noise[t], tasks, means, tr.obs[t], par, tr.r[t])
     return tr
 
 
-SAMPLE, GREEDY, REPLAY = 0, 1, 2   # how act_and_step chooses a_t
+SAMPLE, GREEDY, REPLAY = 0, 1, 2   # how `act` chooses a_t
 
 
 @njit(cache=True)
-def act_and_step(t, gates, tanh_c, W_pi, b_pi, h_T, mode, u, replay, kind, noise, tasks, means,
-                 par, scale, clock, h, logits, pi, log_pi, a, r, obs, x, tr_tasks):
-    """The rest of step t for B episodes, after gate_activations, written into the rollout's
-    (T, ·) arrays at t:
+def rl2_input_and_halve(t, gates, x, W, b, a, r, obs, tasks, tr_tasks, n_act, scale, clock):
+    """The start of step t for B episodes, written into the rollout's (T, ·) arrays at t:
+        x_t = the RL² input of step t − 1's a, r, o        envs.fill_rl2_input (t > 0; x_0
+                                                          is the env's reset input)
+        tr_tasks[t] = the hidden task a_t is taken in     (Tiger and two-step move it)
+        z = x_t W + h_t U + b, z_i, z_f, z_o halved       add_input_and_halve, with h_t U
+                                                          already in gates[t]"""
+    if t > 0:
+        envs.fill_rl2_input(x[t], a[t - 1], r[t - 1], obs[t - 1], t, x.shape[0], n_act, scale,
+                            clock)
+    tr_tasks[t] = tasks
+    add_input_and_halve(gates[t], x[t], W, b)
+
+
+@njit(cache=True)
+def act(t, gates, tanh_c, W_pi, b_pi, h_T, mode, u, replay, h, logits, pi, log_pi, a):
+    """Step t's output and action for B episodes, after gate_activations, written into the
+    rollout's (T, ·) arrays at t:
         h_{t+1} = o ⊙ tanh(c_{t+1})                        lstm_output
         logits = h_{t+1} W_pi + b_pi, π, log π              linear_head, log_softmax_rows
         a_t ~ π by the inverse CDF at u[t, e] (SAMPLE), the most likely action (GREEDY, the
-            first on a tie) or replay[t, e] (REPLAY)
-        r_t, o_t and the task's move                        envs.family_step, noise[t]
-        x_{t+1} = the RL² input, and the task it sees      envs.fill_rl2_input (t + 1 < T)
-    One kernel, so that a step costs one call here instead of five small ones."""
+            first on a tie) or replay[t, e] (REPLAY)"""
     lstm_output(gates[t], tanh_c[t], h[t + 1])
     linear_head(h[t + 1], W_pi, b_pi, h_T, logits[t])
     log_softmax_rows(logits[t], pi[t], log_pi[t])
@@ -529,11 +546,6 @@ def act_and_step(t, gates, tanh_c, W_pi, b_pi, h_T, mode, u, replay, kind, noise
             a_t[e] = np.argmax(pi_t[e])
         else:
             a_t[e] = replay[t, e]
-    envs.family_step(kind, a_t, noise[t], tasks, means, obs[t], par, r[t])
-    T, n_act = x.shape[0], pi.shape[2]
-    if t + 1 < T:
-        envs.fill_rl2_input(x[t + 1], a_t, r[t], obs[t], t + 1, T, n_act, scale, clock)
-        tr_tasks[t + 1] = tasks
 
 
 def checked_implant(implant, T, B, H, dtype):

@@ -78,6 +78,7 @@ class Section:
 PAIR = {"trained": "number", "untrained": "number"}
 MAPS = {net: {"linear": "number", "mlp": "number"} for net in ("trained", "untrained")}
 MEASURES = ("state_dissimilarity", "output_kl", "output_kl_relative", "action_agreement")
+MAP_CHECK_SE = 2.0   # §2b: no MLP map's held-out error may exceed the linear map's by more SEs
 SPLICE = {"agreement_spliced": "number", "agreement_recipient": "number",
           "agreement_own": "number", "steps": "integer",
           "per_lag": {"agreement_spliced": ["number?"], "agreement_recipient": ["number?"],
@@ -85,7 +86,8 @@ SPLICE = {"agreement_spliced": "number", "agreement_recipient": "number",
 PROBE = {"features": ["string"], "decode": {"*": "number"},
          "controls_by_feature": {c: {"*": "number"} for c in ("untrained", "memoryless", "shuffled")},
          "policy_kl": "number", "agreement": "number", "encode_r2": "number",
-         "simulation": {**{d: {m: MAPS for m in MEASURES} for d in ("agent_to_bayes", "bayes_to_agent")},
+         "simulation": {**{d: {**{m: MAPS for m in MEASURES}, "map_error?": MAPS}
+                           for d in ("agent_to_bayes", "bayes_to_agent")},
                         "shuffled": {d: {m: {"trained": {"linear": "number"}} for m in MEASURES}
                                      for d in ("agent_to_bayes", "bayes_to_agent")}},
          "simulation_episodes": "integer",
@@ -684,6 +686,14 @@ def belief_tests_section(results, out):
                    "n/a (no exact Q*)" if m["value_loss"]["identity_gap"] is None
                    else pm(m["value_loss"]["identity_gap"])] for env, m in numbers.items()]
     probe0 = next(iter(numbers.values()))["probes"][0]
+    map_tables = [] if not all("map_error" in p["simulation"]["agent_to_bayes"]
+                               for m in numbers.values() for p in m["probes"]) else [(
+        f"Map check: held-out error of each map in the units it is fitted in (per coordinate, "
+        f"the sd of the target's one-step change), mean ± SE over n = {n} seeds, and the "
+        f"MLP map's excess over the linear map, paired by seed; a map fails the check if "
+        f"that excess is more than {MAP_CHECK_SE:g} SE above 0.",
+        ["env", "direction", "network", "linear", "MLP", "MLP − linear", "check"],
+        map_check_rows(numbers))]
     return Section(
         title="2b. Beyond decoding: simulation, minimality, splicing, value loss",
         verdicts=[],
@@ -716,7 +726,7 @@ def belief_tests_section(results, out):
                  "this number of episodes, whose return noise exceeds the losses themselves "
                  f"(n = {n}).",
                  ["env", "per step", "per episode", "per-episode sum − (V*_0 − return)"],
-                 value_rows)],
+                 value_rows)] + map_tables,
         figures=[("fig2_simulation.png",
                   f"State dissimilarity of the simulation in both directions, trained and "
                   f"untrained (one-hidden-layer maps; dots: seeds, n = {n}; bars: means)."),
@@ -735,6 +745,24 @@ def belief_tests_section(results, out):
                "policy is near-uniform, so its raw Bayes → agent output KL is ≈ 0 by "
                "construction; the relative KLs and the agent → Bayes direction are the ones to "
                "compare."])
+
+
+def map_check_rows(numbers):
+    """One row per env, direction and network: both maps' held-out errors and the MLP's excess,
+    "fails" if the excess is more than MAP_CHECK_SE standard errors above 0."""
+    rows = []
+    for env, m in numbers.items():
+        for direction, label in machines.DIRECTION_LABEL.items():
+            for net in ("trained", "untrained"):
+                error = {kind: [p["simulation"][direction]["map_error"][net][kind]
+                                for p in m["probes"]] for kind in ("linear", "mlp")}
+                excess = summary(np.subtract(error["mlp"], error["linear"]))
+                worse = excess["stderr"] is not None and \
+                    excess["mean"] > MAP_CHECK_SE * excess["stderr"]
+                rows.append([env, label, net, pm(summary(error["linear"])),
+                             pm(summary(error["mlp"])), pm(excess),
+                             "fails" if worse else "passes"])
+    return rows
 
 
 # ------------------------------------------------------------------------------------------

@@ -246,9 +246,32 @@ def test_mlp_map_recovers_a_nonlinear_function_the_linear_map_cannot():
     X = rng.uniform(-2, 2, size=(T, B, 3))
     Y = (np.sin(2 * X[..., 0]) * X[..., 1] + X[..., 2] ** 2)[..., None]
     fold = machines.episode_folds(B, 5, rng)
-    r2 = {kind: ridge.r2_score(Y.reshape(-1, 1), machines.cross_fitted(X, Y, fold, kind, rng, batch=64).reshape(-1, 1))[0]
+    r2 = {kind: ridge.r2_score(Y.reshape(-1, 1), machines.cross_fitted(X, Y, fold, kind, rng, batch=64, steps=2000).reshape(-1, 1))[0]
           for kind in ("linear", "mlp")}
     assert r2["linear"] < 0.1 and r2["mlp"] > 0.9, r2
+
+
+def test_mlp_map_is_never_worse_than_the_linear_map_where_the_truth_is_linear():
+    # Y = X A + noise: the linear map is right, and the MLP map (the linear map plus a net on
+    # its residual, kept only where it validates better) must not lose held-out accuracy
+    rng = np.random.default_rng(8)
+    T, B, F, M = 20, 100, 6, 3
+    X = rng.standard_normal((T, B, F))
+    Y = X @ rng.standard_normal((F, M)) + 0.3 * rng.standard_normal((T, B, M))
+    fold = machines.episode_folds(B, 5, rng)
+    sse = {kind: float(((Y - machines.cross_fitted(X, Y, fold, kind, np.random.default_rng(0),
+                                                   batch=256)) ** 2).sum())
+           for kind in ("linear", "mlp")}
+    assert sse["mlp"] <= 1.01 * sse["linear"], sse   # tolerance: 1 %, the nets' fitting noise
+
+
+def test_score_scale_is_the_sd_of_the_one_step_change_or_of_the_value():
+    rng = np.random.default_rng(9)
+    counts = np.cumsum(rng.integers(0, 2, (30, 40, 1)), axis=0).astype(float)   # moves by 0/1
+    slow = np.broadcast_to(rng.standard_normal((1, 40, 1)), (30, 40, 1))      # never moves
+    scale = machines.score_scale(np.concatenate([counts, slow], axis=-1))
+    assert np.isclose(scale[0], np.diff(counts, axis=0).std())
+    assert np.isclose(scale[1], slow.std())
 
 
 # ----------------------------------------------------------------------------- value loss
