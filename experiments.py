@@ -411,12 +411,49 @@ def shift_test(agent, train_cfg, test_cfg, scale):
         pi = tr.pi.reshape(-1, tr.pi.shape[-1])
         behaviour[model] = {"kl": belief.policy_kl(belief.tie_split_policy(q), pi),
                             "agreement": belief.agreement_rate(q, pi)}
-    return {"own": metarl.evaluate(agent.params, train_cfg, episodes(scale.eval_steps, train_cfg),
-                                   seed),
+    own = metarl.evaluate(agent.params, train_cfg, episodes(scale.eval_steps, train_cfg), seed)
+    return {"own": own,
             "test": metarl.evaluate(agent.params, test_cfg, episodes(scale.eval_steps, test_cfg),
                                     seed),
             "behaviour": behaviour,
-            "decoding": crossed_decoding(agent, train_cfg, test_cfg, scale)}
+            "decoding": crossed_decoding(agent, train_cfg, test_cfg, scale),
+            "noise_matched": noise_matched_references(train_cfg, test_cfg, own["pseudo_regret"],
+                                                      scale.baseline_steps)}
+
+
+def noise_matched_references(train_cfg, test_cfg, own_regret, steps):
+    """The two priors' Bayes policies made as noisy as the agent is on its own tasks: τ, the
+    temperature at which the softmax policy of the training prior's Q* has the agent's own
+    pseudo-regret on the training tasks (matched_temperature), and both priors' softmax
+    policies at that τ run on the test tasks (bayes_with_model): references that degrade
+    as the agent's own policy does, so that noise is not read as "which prior"."""
+    tau = matched_temperature(train_cfg, own_regret, episodes(steps, train_cfg) // MATCH_FRACTION)
+    n = episodes(steps, test_cfg)
+    return {"tau": tau, "train_model": bayes_with_model(train_cfg, test_cfg, n, REFERENCE_SEED, tau),
+            "test_model": bayes_with_model(test_cfg, test_cfg, n, REFERENCE_SEED, tau)}
+
+
+TAU_RANGE = (1e-3, 1e2)   # temperatures searched, in units of reward (Q* is an expected return)
+TAU_HALVINGS = 10         # bisections of log τ: the bracket ends 5 decades / 2¹⁰ ≈ 1 % wide
+MATCH_FRACTION = 4        # the matching runs use 1/4 of the references' episodes
+
+
+def matched_temperature(cfg, target_regret, n):
+    """τ at which the softmax policy of cfg's Bayes-optimal Q* (bayes_with_model, tau) has
+    pseudo-regret target_regret on cfg's own tasks: bisection of log τ over TAU_RANGE, every
+    run on the same n episodes (common random numbers, so the regret moves smoothly with τ).
+    The regret grows with τ (from the Bayes-optimal one at τ → 0 towards the random policy's),
+    so a target outside the range's regrets returns the nearer end."""
+    dp = belief.bayes_dp(cfg)
+    low, high = np.log(TAU_RANGE[0]), np.log(TAU_RANGE[1])
+    for _ in range(TAU_HALVINGS):
+        mid = 0.5 * (low + high)
+        regret = bayes_with_model(cfg, cfg, n, REFERENCE_SEED, float(np.exp(mid)), dp)
+        if regret["pseudo_regret"]["mean"] < target_regret:
+            low = mid
+        else:
+            high = mid
+    return float(np.exp(0.5 * (low + high)))
 
 
 def crossed_decoding(agent, train_cfg, test_cfg, scale):
@@ -473,13 +510,15 @@ def shift_references(train_cfg, test_cfg, steps):
             "bayes_test_model": bayes_with_model(test_cfg, test_cfg, n, REFERENCE_SEED)}
 
 
-def bayes_with_model(model_cfg, test_cfg, n, seed):
+def bayes_with_model(model_cfg, test_cfg, n, seed, tau=0.0, dp=None):
     """Return and pseudo-regret of the policy that is Bayes-optimal under model_cfg's prior
     and model, acting on test_cfg's tasks: what an agent that learned model_cfg exactly does.
+    With tau > 0, the softmax policy π_t(a) ∝ exp(Q*_t(b_t, a) / τ) of the same Q* instead
+    (softmax_actions): the Bayes policy made noisy. dp: model_cfg's DP, if already built.
 
     run_policy keeps the test env's own belief; this policy folds the model's belief online
     (belief.belief_filter of model_cfg) and acts on it."""
-    dp = belief.bayes_dp(model_cfg)
+    dp = belief.bayes_dp(model_cfg) if dp is None else dp
     prior, update = belief.belief_filter(model_cfg)
     state = {"belief": prior(model_cfg, n), "t": 0}
 
@@ -490,7 +529,9 @@ def bayes_with_model(model_cfg, test_cfg, n, seed):
             state["belief"] = update(model_cfg, state["belief"], past["actions"][i],
                                      past["rewards"][i], past["obs"][i])
             state["t"] += 1
-        return belief.bayes_optimal(dp, model_cfg, {**past, "belief": state["belief"]}, rng)
+        if tau == 0:
+            return belief.bayes_optimal(dp, model_cfg, {**past, "belief": state["belief"]}, rng)
+        return softmax_actions(belief.bayes_q(dp, model_cfg, state["belief"], t) / tau, rng)
 
     a, r, _ = belief.run_policy(test_cfg, choose, n, seed)
     env = envs.make_env(test_cfg, n)
@@ -499,6 +540,13 @@ def bayes_with_model(model_cfg, test_cfg, n, seed):
     regret = (env.means.max(axis=1) - chosen).sum(axis=0)
     return {"return": belief.mean_and_stderr(r.sum(axis=0)),
             "pseudo_regret": belief.mean_and_stderr(regret), "episodes": n}
+
+
+def softmax_actions(z, rng):
+    """a_e ~ softmax(z_e) for every row of z (B, A), by the inverse CDF at one uniform each."""
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+    return np.minimum((rng.random(len(z))[:, None] >= cdf[:, :-1]).sum(axis=1), z.shape[1] - 1)
 
 
 # ------------------------------------------------------------------------------------------

@@ -1210,7 +1210,7 @@ def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episo
     `simulation_episodes` (the MLP maps are the cost), value loss all of them; splicing runs
     `splice_episodes` fresh ones (stream(seed, SPLICE_STREAM)). Returns the JSON-ready dict
     {"simulation": {direction: {measure: {network: {kind: value}}}, "shuffled": the same for
-    maps fitted to shuffled targets (linear), the null}, "bayes_coordinates" and
+    maps fitted to shuffled targets (trained network, both kinds), the null}, "bayes_coordinates" and
     "bayes_features": what the Bayes machine's state and the maps' belief features are,
     "minimality": {"partial_r2": {network: {feature: value}}, "within_between_ratio":
     {network: value}, ...}, "splice": splice_test's result, "value_loss": value_loss's
@@ -1231,7 +1231,8 @@ def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episo
               "untrained": agent_machine(metarl.initial_params(hp, cfg, np.float64), sub, "untrained"),
               **{name: agent_machine(control, sub, name) for name, (control, _) in controls.items()}}
     sim = simulation(agents, bayes, fold, seed)
-    sim["shuffled"] = simulation(agents, bayes, fold, seed, kinds=("linear",), shuffled=True)
+    # the null of the trained network, with both kinds of map (verdicts read the MLP's)
+    sim["shuffled"] = simulation({"trained": agents["trained"]}, bayes, fold, seed, shuffled=True)
     history, names = history_features(cfg, sub.a, sub.r, sub.obs)
     mini = {net: minimality(m, bayes, history, names, fold, seed) for net, m in agents.items()}
     fam = family(cfg)

@@ -321,11 +321,12 @@ def print_summary(s):
     nets = list(sim["agent_to_bayes"]["state_dissimilarity"])   # trained, untrained, controls
     columns = [(n, k) for n in nets for k in ("linear", "mlp")]
     print(f"{'direction':16s}{'measure':22s}" + "".join(f"{n + ' ' + k:>17s}" for n, k in columns)
-          + f"{'shuffled (lin.)':>17s}")
+          + f"{'shuffled lin.':>17s}{'shuffled mlp':>17s}")
     for d in ("agent_to_bayes", "bayes_to_agent"):
         for m in ("state_dissimilarity", "output_kl", "output_kl_relative", "action_agreement"):
             print(f"{d:16s}{m:22s}" + "".join(f"{sim[d][m][n][k]:>17.4f}" for n, k in columns)
-                  + f"{sim['shuffled'][d][m]['trained']['linear']:>17.4f}")
+                  + "".join(f"{sim['shuffled'][d][m]['trained'][k]:>17.4f}"
+                            for k in ("linear", "mlp")))
     mini = s["minimality"]
     print("\nMinimality: held-out partial R² of history features beyond the belief")
     print(f"{'feature':24s}" + "".join(f"{n:>11s}" for n in nets))

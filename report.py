@@ -88,7 +88,8 @@ PROBE = {"features": ["string"], "decode": {"*": "number"},
          "policy_kl": "number", "agreement": "number", "encode_r2": "number",
          "simulation": {**{d: {**{m: MAPS for m in MEASURES}, "map_error?": MAPS}
                            for d in ("agent_to_bayes", "bayes_to_agent")},
-                        "shuffled": {d: {m: {"trained": {"linear": "number"}} for m in MEASURES}
+                        "shuffled": {d: {m: {"trained": {"linear": "number", "mlp?": "number"}}
+                                         for m in MEASURES}
                                      for d in ("agent_to_bayes", "bayes_to_agent")}},
          "simulation_episodes": "integer",
          "minimality": {"partial_r2": {"trained": {"*": "number"}, "untrained": {"*": "number"}},
@@ -137,6 +138,8 @@ RESULTS = {
         "agent": "string",
         "seeds": [{"own": {"pseudo_regret": "number"},
                    "test": {"pseudo_regret": "number", "mean": "number"},
+                   "noise_matched?": {"tau": "number", **{m: {"pseudo_regret": {
+                       "mean": "number", "stderr": "number"}} for m in ("train_model", "test_model")}},
                    "behaviour": {m: {"kl": "number", "agreement": "number"}
                                  for m in ("train", "test")},
                    "decoding": {"trained": TRAIN_TEST, "untrained": TRAIN_TEST}}],
@@ -663,9 +666,11 @@ def belief_tests_section(results, out):
                 cells = [pm(summary(p["simulation"][direction][measure][net][kind]
                                     for p in m["probes"]))
                          for net in ("trained", "untrained") for kind in ("linear", "mlp")]
-                null = pm(summary(p["simulation"]["shuffled"][direction][measure]["trained"]["linear"]
-                                  for p in m["probes"]))
-                sim_rows.append([env, label, measure.replace("_", " "), *cells, null])
+                nulls = [pm(summary(p["simulation"]["shuffled"][direction][measure]["trained"][kind]
+                                    for p in m["probes"]))
+                         if all(kind in p["simulation"]["shuffled"][direction][measure]["trained"]
+                                for p in m["probes"]) else "n/a" for kind in ("linear", "mlp")]
+                sim_rows.append([env, label, measure.replace("_", " "), *cells, *nulls])
     mini_rows = [[env, feature.replace("_", " "),
                   *(pm(summary(p["minimality"]["partial_r2"][net][feature] for p in m["probes"]))
                     for net in ("trained", "untrained"))]
@@ -706,10 +711,12 @@ def belief_tests_section(results, out):
                   "trained alone"], paired_rows),
                 (f"State-machine simulation (Mikulik et al. 2020), {probe0['simulation_episodes']} "
                  f"episodes per seed, mean ± SE over n = {n} seeds; maps fitted and scored on "
-                 "different episodes (5-fold). Last column: a linear map fitted to targets "
-                 "shuffled across episodes, the null.",
+                 "different episodes (5-fold). Last columns: the trained network's maps of each "
+                 "kind fitted to targets shuffled across episodes, the null (n/a: a run made "
+                 "before the MLP null existed).",
                  ["env", "direction", "measure", "trained, linear", "trained, MLP",
-                  "untrained, linear", "untrained, MLP", "shuffled map"], sim_rows),
+                  "untrained, linear", "untrained, MLP", "shuffled, linear", "shuffled, MLP"],
+                 sim_rows),
                 (f"Minimality: held-out partial R² of features of the history beyond the belief "
                  f"({probe0['minimality']['belief_design']}), and the within/between spread of "
                  f"[h, c] among histories with the same sufficient statistic (n = {n}).",
@@ -1022,8 +1029,10 @@ def shift_numbers(case):
     own_regret = refs["own_exact"]["oracle_exact"] - refs["own_exact"]["bayes_optimal_exact"]
     test_regret = refs["test_exact"]["oracle_exact"] - refs["test_exact"]["bayes_optimal_exact"]
     excess_own = summary(s["own"]["pseudo_regret"] - own_regret for s in case["seeds"])
-    return {"position": position,
-            "position_held": position_verdict(position, r_train - r_test, excess_own["ucl"]),
+    matched = noise_matched_numbers(case["seeds"])
+    exact_held = position_verdict(position, r_train - r_test, excess_own["ucl"])
+    return {"position": position, "matched": matched, "position_exact_held": exact_held,
+            "position_held": matched_verdict(matched) if matched is not None else exact_held,
             "resolvable": excess_own["ucl"] is not None
                           and r_train - r_test > 2 * excess_own["ucl"],
             "kl": kl, "kl_held": below(summary(s["behaviour"]["train"]["kl"]
@@ -1037,6 +1046,35 @@ def shift_numbers(case):
             "r_train": r_train, "r_test": r_test, "excess_own": excess_own,
             "excess_test": summary(s["test"]["pseudo_regret"] - test_regret for s in case["seeds"]),
             "return_test": summary(s["test"]["mean"] for s in case["seeds"])}
+
+
+def noise_matched_numbers(seeds):
+    """The position against noise-matched references (experiments.noise_matched_references),
+    per seed u_τ = (R_train(τ) − R_agent) / (R_train(τ) − R_test(τ)) with τ the seed's own
+    temperature; and whether every seed's references are apart: R_train(τ) − R_test(τ) > 2 ×
+    the SE of that difference (the two SEs combined as if independent: conservative, the runs
+    share their episodes); where they are not, no position (None). None for a run made before
+    these references existed."""
+    if not all("noise_matched" in s for s in seeds):
+        return None
+    r = [{m: s["noise_matched"][m]["pseudo_regret"] for m in ("train_model", "test_model")}
+         for s in seeds]
+    gaps = [x["train_model"]["mean"] - x["test_model"]["mean"] for x in r]
+    apart = all(g > 2 * np.hypot(x["train_model"]["stderr"], x["test_model"]["stderr"])
+                for g, x in zip(gaps, r))
+    return {"position": summary((x["train_model"]["mean"] - s["test"]["pseudo_regret"]) / g
+                                for x, s, g in zip(r, seeds, gaps)) if apart else None,
+            "apart": apart, "tau": summary(s["noise_matched"]["tau"] for s in seeds),
+            "r_train": summary(x["train_model"]["mean"] for x in r),
+            "r_test": summary(x["test_model"]["mean"] for x in r)}
+
+
+def matched_verdict(matched):
+    """|u_τ| < SHIFT_POSITION_MAX, decided as position_verdict does, where every seed's two
+    noise-matched references are apart (None, undecided, otherwise)."""
+    if matched["position"] is None or matched["position"]["ucl"] is None:
+        return None
+    return position_verdict(matched["position"], 1.0, 0.0)
 
 
 def position_verdict(position, gap, excess_ucl):
@@ -1064,8 +1102,27 @@ def shift_section(results, out):
         return "; ".join(f"{label}: {describe(m)} → {outcome(m[key])}"
                          for label, m in numbers.items()) + f"; n = {n}"
 
+    matched_run = all(m["matched"] is not None for m in numbers.values())
+    position_claim = Verdict(
+        claim="On shifted tasks the agent earns what the Bayes-optimal policy of its TRAINING "
+              "prior earns there, not what the test prior's earns (both made as noisy as the "
+              "agent is on its own tasks).",
+        criterion=f"Both one-sided {LEVEL:.0%} limits over seeds of the position u_τ = "
+                  "(R_train(τ) − R_agent) / (R_train(τ) − R_test(τ)) within "
+                  f"(−{SHIFT_POSITION_MAX}, {SHIFT_POSITION_MAX}); R_·(τ): pseudo-regret on the "
+                  "test tasks of the softmax policy π(a) ∝ exp(Q*(b, a) / τ) of each prior's "
+                  "Bayes-optimal values, τ (per seed) the temperature at which the training "
+                  "prior's softmax policy has the agent's own pseudo-regret on its own tasks, so "
+                  "that both references degrade as the agent does. Decided only where every "
+                  "seed's two references are apart (their difference > 2 SE).",
+        measured=measured(lambda m: (
+            f"u_τ = {pm(m['matched']['position'])}" if m["matched"]["apart"] else
+            "the noise-matched references are not apart: the test cannot tell the priors apart")
+            + f" at τ = {pm(m['matched']['tau'])} (exact references: u = {pm(m['position'])})",
+            "position_held"),
+        held=all_held(m["position_held"] for m in numbers.values())) if matched_run else None
     verdicts = [
-        Verdict(claim="On shifted tasks the agent earns what the Bayes-optimal policy of its "
+        position_claim or Verdict(claim="On shifted tasks the agent earns what the Bayes-optimal policy of its "
                       "TRAINING prior earns there, not what the test prior's earns.",
                 criterion=f"Both one-sided {LEVEL:.0%} limits over seeds of the position "
                           "u = (R_train − R_agent) / (R_train − R_test) within "
@@ -1100,10 +1157,21 @@ def shift_section(results, out):
     returns = [[label, pm(m["return_test"]), fmt(m["r_train"]), fmt(m["r_test"]),
                 pm(m["excess_own"]), pm(m["excess_test"]), pm(m["position"]),
                 f"{fmt(m['position']['lcl'])} to {fmt(m['position']['ucl'])}",
-                outcome(m["position_held"])]
+                outcome(m["position_exact_held"])]
                for label, m in numbers.items()]
     behaviour = [[label, pm(m["kl"]), pm(m["agreement"]), outcome(m["kl_held"])]
                  for label, m in numbers.items()]
+    matched_tables = [] if not matched_run else [(
+        f"Noise-matched references (n = {n} seeds, each with its own τ): the softmax policies of "
+        "the two priors' Q* at the temperature τ at which the training prior's has the agent's "
+        "own pseudo-regret on its own tasks, run on the test tasks; mean ± SE over seeds.",
+        ["case", "τ", "R_train(τ)", "R_test(τ)", "references apart", "position u_τ",
+         f"one-sided {LEVEL:.0%} limits", "|u_τ| < 0.5"],
+        [[label, pm(m["matched"]["tau"]), pm(m["matched"]["r_train"]),
+          pm(m["matched"]["r_test"]), "yes" if m["matched"]["apart"] else "no",
+          *((pm(p), f"{fmt(p['lcl'])} to {fmt(p['ucl'])}") if p is not None else ("n/a", "n/a")),
+          outcome(m["position_held"])]
+         for label, m in numbers.items() for p in [m["matched"]["position"]]])]
     decoding = [[label, pm(m["shifted"]), pm(m["untrained"]), pm(m["crossed"]),
                  fmt(m["crossed"]["lower_one_sided"]), outcome(m["crossed_held"]),
                  pm(m["control"])]
@@ -1125,6 +1193,7 @@ def shift_section(results, out):
                  "agent), and agreement with the training-prior − with the test-prior Bayes "
                  f"action (mean ± SE, n = {n}).", ["case", "KL difference (nats/step)", "agreement difference",
                              "nearer the training prior"], behaviour),
+                *matched_tables,
                 ("Crossed decoding: Δ = R²(training-model posterior) − R²(test-model posterior) "
                  "of a probe fitted on a network's states on the agent's own tasks and applied "
                  "unchanged to its states on the test tasks, for the trained agent and for the "
@@ -1137,9 +1206,10 @@ def shift_section(results, out):
         figures=[("fig3_shift.png",
                   f"Left: the position u of each shifted agent between the Bayes-optimal "
                   f"policies of its training prior (0) and of the test prior (1), per seed "
-                  f"(dots, n = {n}) with mean ± SE. Right: the crossed decoding, Δ for the "
-                  f"shifted agent and for the same network untrained (bars: mean ± SE; dots: "
-                  f"seeds).")],
+                  f"(dots, n = {n}) with mean ± SE"
+                  + ("; squares: u_τ against the noise-matched references" if matched_run else "")
+                  + ". Right: the crossed decoding, Δ for the shifted agent and for the same "
+                  "network untrained (bars: mean ± SE; dots: seeds).")],
         notes=[])
 
 
@@ -1148,9 +1218,14 @@ def shift_figure(numbers, path):
     labels = [label.replace(" agent on ", "\non ") for label in numbers]
     for x, m in enumerate(numbers.values()):
         p = m["position"]
-        axes[0, 0].scatter(np.full(p["n"], x), p["values"], s=14, color=COLOURS["trained"])
+        axes[0, 0].scatter(np.full(p["n"], x), p["values"], s=14, color=COLOURS["trained"],
+                           label="u (exact references)" if x == 0 else None)
         axes[0, 0].errorbar(x + 0.2, p["mean"], yerr=p["stderr"] or 0.0, fmt="o", color="k",
                             capsize=3)
+        if m["matched"] is not None and m["matched"]["position"] is not None:
+            q = m["matched"]["position"]
+            axes[0, 0].scatter(np.full(q["n"], x - 0.2), q["values"], s=14, marker="s",
+                               color="C4", label="u_τ (noise-matched)" if x == 0 else None)
         for dx, key, colour, name in ((-0.15, "shifted", "C0", "trained"),
                                       (0.15, "untrained", "C1", "untrained")):
             s = m[key]

@@ -10,8 +10,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import envs
 import experiments
 
 REPO = Path(__file__).resolve().parent.parent
@@ -186,3 +188,25 @@ def test_snapshots_are_log_spaced_from_the_first_to_the_last_update():
     assert experiments.snapshot_points(3, 6) == [1, 2, 3]
 
 
+
+
+def test_softmax_actions_are_drawn_with_the_softmax_probabilities():
+    z = np.log(np.array([[0.2, 0.5, 0.3]]).repeat(40000, axis=0))
+    a = experiments.softmax_actions(z, np.random.default_rng(0))
+    freq = np.bincount(a, minlength=3) / len(a)
+    assert np.abs(freq - [0.2, 0.5, 0.3]).max() < 0.01   # tolerance: > 4 SE at n = 40,000
+
+
+def test_the_matched_temperature_reproduces_the_target_regret_and_orders_the_policies():
+    """On a short bandit: the Bayes-optimal regret at τ → 0, the matched τ's regret equals the
+    target within the matching runs' noise, and a larger target needs a larger τ."""
+    cfg = envs.make_config("bandit", horizon=10)
+    n = 4000
+    bayes = experiments.bayes_with_model(cfg, cfg, n, 0)["pseudo_regret"]["mean"]
+    taus = [experiments.matched_temperature(cfg, bayes + extra, n) for extra in (0.1, 0.3)]
+    assert taus[0] < taus[1]
+    for tau, extra in zip(taus, (0.1, 0.3)):
+        r = experiments.bayes_with_model(cfg, cfg, n, 0, tau)["pseudo_regret"]["mean"]
+        assert abs(r - (bayes + extra)) < 0.02   # the bisection's bracket (≈ 1 % in τ), same episodes
+    assert experiments.matched_temperature(cfg, 0.0, n) == pytest.approx(
+        experiments.TAU_RANGE[0], rel=0.02)   # below the Bayes regret: the low end

@@ -147,3 +147,21 @@ def test_the_readme_findings_are_generated_from_the_committed_results(tmp_path):
 def test_a_readme_without_the_markers_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="findings markers|once each"):
         report.replace_findings("# a README\\n", ["- a finding"])
+
+
+def test_the_noise_matched_position_places_each_seed_between_its_own_references():
+    """u_τ = (R_train(τ) − R_agent) / (R_train(τ) − R_test(τ)) per seed, with that seed's own
+    references; decided only where every seed's two references are apart by > 2 SE."""
+    def seed(r_agent, r_train, r_test, se=0.01):
+        return {"test": {"pseudo_regret": r_agent},
+                "noise_matched": {"tau": 0.1, "train_model": {"pseudo_regret": {"mean": r_train, "stderr": se}},
+                                  "test_model": {"pseudo_regret": {"mean": r_test, "stderr": se}}}}
+    near_training = [seed(3.0, 3.0, 2.0), seed(3.1, 3.2, 2.2), seed(2.9, 2.8, 1.8)]
+    m = report.noise_matched_numbers(near_training)
+    assert np.allclose(m["position"]["values"], [0.0, 0.1, -0.1])
+    assert m["apart"] and report.matched_verdict(m) == "held"
+    near_test = [seed(2.0, 3.0, 2.0), seed(2.2, 3.2, 2.2), seed(1.9, 2.8, 1.8)]
+    assert report.matched_verdict(report.noise_matched_numbers(near_test)) == "refuted"
+    too_close = [seed(3.0, 3.0, 2.98, se=0.05)] + near_training[1:]   # one seed's refs within 2 SE
+    assert report.matched_verdict(report.noise_matched_numbers(too_close)) is None
+    assert report.noise_matched_numbers([{"test": {"pseudo_regret": 1.0}}]) is None   # older run
