@@ -276,7 +276,9 @@ def fit_mlp(X, Y, groups, rng, linear, y_scale, hidden=32, lr=5e-3, batch=1024, 
     with f fitted by metarl's Adam to the linear map's residual in units of y_scale (per
     column: the unit the map is scored in, score_scale), so that the squared error it
     minimises weighs the columns as the score does. μ, sd: the linear map's. `validation`
-    of the episodes (whole episodes) are held out of f's fit; f runs `steps` Adam steps of
+    of the episodes (whole episodes) are held out of f's fit (the linear map, given, was
+    fitted on all of them: the comparison at the checks is between nets on the same
+    residual, and the linear map is favoured if anything); f runs `steps` Adam steps of
     `batch` rows from each of `inits` initialisations, and the parameters with the lowest
     validation error at any check (every `check_every` steps) are kept, f = 0 (the linear
     map alone) among them: the map cannot do worse than the linear one on the validation
