@@ -429,7 +429,8 @@ def noise_matched_references(train_cfg, test_cfg, own_regret, steps):
     as the agent's own policy does, so that noise is not read as "which prior"."""
     tau = matched_temperature(train_cfg, own_regret, episodes(steps, train_cfg) // MATCH_FRACTION)
     n = episodes(steps, test_cfg)
-    return {"tau": tau, "train_model": bayes_with_model(train_cfg, test_cfg, n, REFERENCE_SEED, tau),
+    return {"tau": tau,
+            "train_model": bayes_with_model(train_cfg, test_cfg, n, REFERENCE_SEED, tau),
             "test_model": bayes_with_model(test_cfg, test_cfg, n, REFERENCE_SEED, tau)}
 
 

@@ -1122,7 +1122,8 @@ def shift_section(results, out):
             "position_held"),
         held=all_held(m["position_held"] for m in numbers.values())) if matched_run else None
     verdicts = [
-        position_claim or Verdict(claim="On shifted tasks the agent earns what the Bayes-optimal policy of its "
+        position_claim or Verdict(
+                claim="On shifted tasks the agent earns what the Bayes-optimal policy of its "
                       "TRAINING prior earns there, not what the test prior's earns.",
                 criterion=f"Both one-sided {LEVEL:.0%} limits over seeds of the position "
                           "u = (R_train − R_agent) / (R_train − R_test) within "
@@ -1187,7 +1188,7 @@ def shift_section(results, out):
                  ["case", "agent return", "R of training-prior Bayes", "R of test-prior Bayes",
                   "excess (own tasks)", "excess (test tasks)", "position u",
                   f"one-sided {LEVEL:.0%} limits (a {2 * LEVEL - 1:.0%} interval)",
-                  "|u| < 0.5"], returns),
+                  "|u| < 0.5 (exact references)"], returns),
                 (f"Behaviour on the test tasks ({scale['probe_episodes']} episodes per seed), "
                  "paired by seed: KL(training-prior Bayes ‖ agent) − KL(test-prior Bayes ‖ "
                  "agent), and agreement with the training-prior − with the test-prior Bayes "

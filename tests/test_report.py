@@ -154,7 +154,8 @@ def test_the_noise_matched_position_places_each_seed_between_its_own_references(
     references; decided only where every seed's two references are apart by > 2 SE."""
     def seed(r_agent, r_train, r_test, se=0.01):
         return {"test": {"pseudo_regret": r_agent},
-                "noise_matched": {"tau": 0.1, "train_model": {"pseudo_regret": {"mean": r_train, "stderr": se}},
+                "noise_matched": {"tau": 0.1,
+                                  "train_model": {"pseudo_regret": {"mean": r_train, "stderr": se}},
                                   "test_model": {"pseudo_regret": {"mean": r_test, "stderr": se}}}}
     near_training = [seed(3.0, 3.0, 2.0), seed(3.1, 3.2, 2.2), seed(2.9, 2.8, 1.8)]
     m = report.noise_matched_numbers(near_training)
