@@ -427,10 +427,12 @@ def noise_matched_references(train_cfg, test_cfg, own_regret, steps):
     pseudo-regret on the training tasks (matched_temperature), and both priors' softmax
     policies at that τ run on the test tasks (bayes_with_model): references that degrade
     as the agent's own policy does, so that noise is not read as "which prior"."""
-    tau = matched_temperature(train_cfg, own_regret, episodes(steps, train_cfg) // MATCH_FRACTION)
+    dp = belief.bayes_dp(train_cfg)   # built once: the matching and the reference share it
+    tau = matched_temperature(train_cfg, own_regret, episodes(steps, train_cfg) // MATCH_FRACTION,
+                              dp)
     n = episodes(steps, test_cfg)
     return {"tau": tau,
-            "train_model": bayes_with_model(train_cfg, test_cfg, n, REFERENCE_SEED, tau),
+            "train_model": bayes_with_model(train_cfg, test_cfg, n, REFERENCE_SEED, tau, dp),
             "test_model": bayes_with_model(test_cfg, test_cfg, n, REFERENCE_SEED, tau)}
 
 
@@ -439,13 +441,13 @@ TAU_HALVINGS = 10         # bisections of log τ: the bracket ends 5 decades / 2
 MATCH_FRACTION = 4        # the matching runs use 1/4 of the references' episodes
 
 
-def matched_temperature(cfg, target_regret, n):
+def matched_temperature(cfg, target_regret, n, dp=None):
     """τ at which the softmax policy of cfg's Bayes-optimal Q* (bayes_with_model, tau) has
     pseudo-regret target_regret on cfg's own tasks: bisection of log τ over TAU_RANGE, every
     run on the same n episodes (common random numbers, so the regret moves smoothly with τ).
     The regret grows with τ (from the Bayes-optimal one at τ → 0 towards the random policy's),
-    so a target outside the range's regrets returns the nearer end."""
-    dp = belief.bayes_dp(cfg)
+    so a target outside the range's regrets returns the nearer end. dp: cfg's DP, if built."""
+    dp = belief.bayes_dp(cfg) if dp is None else dp
     low, high = np.log(TAU_RANGE[0]), np.log(TAU_RANGE[1])
     for _ in range(TAU_HALVINGS):
         mid = 0.5 * (low + high)

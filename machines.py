@@ -33,6 +33,7 @@ Layout: Machine and its builders; maps (ridge, one-hidden-layer MLP); the four a
 family pieces; figures.
 """
 from dataclasses import dataclass, replace
+from functools import partial
 from types import SimpleNamespace
 from typing import Callable
 
@@ -174,7 +175,7 @@ def cross_fitted(X, Y, fold, kind, rng, shuffled=False, **mlp_options):
     for f in np.unique(row_fold):
         test, train = row_fold == f, row_fold != f
         linear = fit_ridge_per_column(Xr[train], Y_fit[train], groups[train], rng)
-        predict = linear.predict if kind == "linear" else fit_mlp(
+        predict = partial(ridge.ridge_predict, linear) if kind == "linear" else fit_mlp(
             Xr[train], Y_fit[train], groups[train], rng, linear,
             score_scale(Y[:, episode_fold != f]), **mlp_options)
         Yhat[test] = predict(Xr[test])
@@ -190,22 +191,10 @@ def score_scale(Y, min_sd=MIN_SD):
     return np.where(sd_delta >= min_sd, sd_delta, _safe_sd(Y.reshape(-1, M)))
 
 
-@dataclass(frozen=True)
-class LinearMap:
-    """Ŷ = ((X − mu) / sd) W + y_mean: a ridge map with its own λ per target column."""
-
-    mu: np.ndarray       # (D,)
-    sd: np.ndarray       # (D,)
-    W: np.ndarray        # (D, M)
-    y_mean: np.ndarray   # (M,)
-
-    def predict(self, X):
-        return ((np.asarray(X, np.float64) - self.mu) / self.sd) @ self.W + self.y_mean
-
-
 def fit_ridge_per_column(X, Y, groups, rng, lambdas=MAP_LAMBDAS, k_inner=INNER_FOLDS):
     """Ridge (ridge.ridge_path) with λ chosen *per target column* by a k_inner-fold CV over these
-    episodes (pooled held-out SSE), on the grid MAP_LAMBDAS. Returns the LinearMap."""
+    episodes (pooled held-out SSE), on the grid MAP_LAMBDAS. Returns the ridge.RidgeFit (lam:
+    the λ of each column); ridge.ridge_predict applies it."""
     X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
     inner = ridge.episode_folds(groups, k_inner, rng)
     sse = np.zeros((len(lambdas), Y.shape[1]))                 # (L, M)
@@ -217,7 +206,7 @@ def fit_ridge_per_column(X, Y, groups, rng, lambdas=MAP_LAMBDAS, k_inner=INNER_F
     best = sse.argmin(0)                                       # (M,) index of each column's λ
     mu, sd, y_mean, W = ridge.ridge_path(X, Y, lambdas)
     W = W[best, :, np.arange(Y.shape[1])].T                    # (D, M): column m at λ_best[m]
-    return LinearMap(mu=mu, sd=sd, W=W, y_mean=y_mean)
+    return ridge.RidgeFit(mu=mu, sd=sd, W=W, y_mean=y_mean, lam=lambdas[best])
 
 
 # --- the MLP map: forward and backward side by side ---------------------------------------
@@ -253,7 +242,7 @@ def mlp_backward(P, X, Z, dY):
 def mse_loss(Yhat, Y):
     """L = (1/(N M)) Σ (Ŷ − Y)² and dL/dŶ = 2 (Ŷ − Y) / (N M)."""
     diff = Yhat - Y
-    return float((diff * diff).mean()), 2.0 * diff / diff.size
+    return float((diff * diff).mean()), mse_gradient(Yhat, Y)
 
 
 def mse_gradient(Yhat, Y):
@@ -271,7 +260,7 @@ def fit_mlp(X, Y, groups, rng, linear, y_scale, hidden=32, lr=5e-3, batch=1024, 
             inits=MLP_INITS, check_every=MLP_CHECK_EVERY, validation=0.2, dtype=np.float32):
     """The MLP map: the linear map plus a one-hidden-layer tanh net on what it leaves,
 
-        Ŷ = linear.predict(X) + y_scale ⊙ f((X − μ) / sd),   f = mlp_forward,
+        Ŷ = ridge_predict(linear, X) + y_scale ⊙ f((X − μ) / sd),   f = mlp_forward,
 
     with f fitted by metarl's Adam to the linear map's residual in units of y_scale (per
     column: the unit the map is scored in, score_scale), so that the squared error it
@@ -286,7 +275,7 @@ def fit_mlp(X, Y, groups, rng, linear, y_scale, hidden=32, lr=5e-3, batch=1024, 
     Returns predict(X) in the targets' units."""
     X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
     Xs = ((X - linear.mu) / linear.sd).astype(dtype)
-    R = ((Y - linear.predict(X)) / y_scale).astype(dtype)      # the residual, scored units
+    R = ((Y - ridge.ridge_predict(linear, X)) / y_scale).astype(dtype)   # residual, scored units
     ids = np.unique(groups)
     val_ids = rng.choice(ids, size=max(1, int(round(validation * len(ids)))), replace=False)
     val = np.isin(groups, val_ids)
@@ -310,8 +299,8 @@ def fit_mlp(X, Y, groups, rng, linear, y_scale, hidden=32, lr=5e-3, batch=1024, 
                 if loss < best:
                     best, best_P = loss, {k: v.copy() for k, v in P.items()}
     if best_P is None:
-        return linear.predict
-    return lambda Xq: linear.predict(Xq) + y_scale * mlp_forward(
+        return partial(ridge.ridge_predict, linear)
+    return lambda Xq: ridge.ridge_predict(linear, Xq) + y_scale * mlp_forward(
         best_P, ((np.asarray(Xq, np.float64) - linear.mu) / linear.sd).astype(dtype))[0]
 
 

@@ -1070,11 +1070,11 @@ def noise_matched_numbers(seeds):
 
 
 def matched_verdict(matched):
-    """|u_τ| < SHIFT_POSITION_MAX, decided as position_verdict does, where every seed's two
-    noise-matched references are apart (None, undecided, otherwise)."""
+    """|u_τ| < SHIFT_POSITION_MAX (band_verdict), where every seed's two noise-matched
+    references are apart (None, undecided, otherwise)."""
     if matched["position"] is None or matched["position"]["ucl"] is None:
         return None
-    return position_verdict(matched["position"], 1.0, 0.0)
+    return band_verdict(matched["position"])
 
 
 def position_verdict(position, gap, excess_ucl):
@@ -1086,6 +1086,12 @@ def position_verdict(position, gap, excess_ucl):
     only gap > 2e (upper limit of e) keeps the second outside the band."""
     if position["ucl"] is None or not gap > 2 * excess_ucl:
         return None
+    return band_verdict(position)
+
+
+def band_verdict(position):
+    """|u| < SHIFT_POSITION_MAX by the two one-sided limits of a position with limits: held,
+    refuted or inconclusive, as position_verdict states."""
     if -SHIFT_POSITION_MAX < position["lcl"] and position["ucl"] < SHIFT_POSITION_MAX:
         return HELD
     if position["lcl"] >= SHIFT_POSITION_MAX or position["ucl"] <= -SHIFT_POSITION_MAX:

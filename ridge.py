@@ -104,7 +104,7 @@ class RidgeFit:
     sd: np.ndarray      # (D,) training-fold feature stds (1 for constant columns)
     W: np.ndarray       # (D, M) weights on standardised features
     y_mean: np.ndarray  # (M,) training-fold target means (the intercept)
-    lam: float          # N-scaled ridge strength λ
+    lam: float          # N-scaled ridge strength λ (or (M,), one per target column)
 
 
 def ridge_fit(X, Y, lam):
