@@ -839,6 +839,8 @@ class Family:
     uncertainty_name: str
     control_q: Callable          # (cfg, ref, S_window, t) → action scores of the splice control
     history: Callable            # (cfg, a, r, obs) → (T, B, n) NaN where undefined, names
+    unreset_step: Callable = None  # step without the task's resets (a long-memory non-belief
+                                   # for the panel), or None where the task never changes
 
 
 def check_step(cfg, S, a, r, obs):
@@ -1082,6 +1084,13 @@ def tiger_step(cfg, S, a, r, obs):
     return np.where((a == belief.LISTEN)[:, None], S + heard[:, None], 0.0)
 
 
+def tiger_unreset_step(cfg, S, a, r, obs):
+    """tiger_step without its reset: d' = d ± 1 on a listen, d' = d on an opening."""
+    S, a, _, obs = check_step(cfg, S, a, r, obs)
+    heard = np.where(obs[:, 0] > 0.5, 1.0, -1.0)
+    return S + np.where(a == belief.LISTEN, heard, 0.0)[:, None]
+
+
 def tiger_log_odds(cfg, S):
     """log P(left)/P(right) = d log(acc / (1 − acc)), (B,)."""
     acc = cfg.listen_accuracy
@@ -1126,7 +1135,7 @@ TIGER = Family(
     q=tiger_q, value0=lambda cfg, Q: float(Q[0, cfg.horizon].max()),
     uncertainty=lambda cfg, S, t: _entropy_bits(1 / (1 + np.exp(-tiger_log_odds(cfg, S)))),
     uncertainty_name="entropy of P(tiger left) (bits)",
-    control_q=tiger_q, history=tiger_history)
+    control_q=tiger_q, history=tiger_history, unreset_step=tiger_unreset_step)
 
 
 # --- two-step: the log-odds of P(state A is the good one) ----------------------------------

@@ -102,7 +102,12 @@ class Config:
 BANDIT_RECIPE = dict(gamma=1.0, gae_lambda=0.95, adv_norm=True, loss_reward_scale=10.0, lr=4e-3,
                      entropy_schedule="exp", entropy_end=1e-4, updates=12000, dtype="float32")
 RECIPES = {
-    "bandit": BANDIT_RECIPE,
+    # the bandit: twice the updates at half the batch (the same episodes). Which exploration
+    # trade-off a run settles into is decided late, by the run; more, smaller steps make it
+    # settle nearer Bayes (pseudo-regret / Bayes-optimal's over seeds 0-9, 100,000 episodes:
+    # mean 1.11, worst 1.18 with OpenBLAS's own kernels; mean 1.13, worst 1.16 pinned to
+    # Haswell; B = 64 × 12,000 gave 1.11-1.27 over seeds 0-4)
+    "bandit": {**BANDIT_RECIPE, "batch": 32, "updates": 24000},
     "dependent-bandit": {**BANDIT_RECIPE, "gae_lambda": 0.98, "entropy_start": 0.005,
                          "entropy_end": 1e-5, "updates": 8000},
     "two-step": {**BANDIT_RECIPE, "updates": 6000},

@@ -17,6 +17,10 @@ panel of such machines and runs each through exactly the measures that judge the
                                  each step, x' = κ · step(x): recency-weighted evidence, acting
                                  by the splice control's scores at x (bandits: greedy on the
                                  posterior means)
+                never reset      (Tiger) the hearing difference d of every listen in the
+                                 episode, not reset when a door opens: long memory, but after
+                                 the first opening not the posterior; acting by Q* at d
+                                 (any family whose record has an unreset_step)
                 recent events    machines.control_run, the exact belief of the last 3 events
                                  (splicing and value loss only: its state is a window of events)
 
@@ -178,6 +182,17 @@ def forgetful_filter(cfg, ref, kappa):
                     policy=lambda x, t: belief.tie_split_policy(fam.control_q(cfg, ref, x, t)))
 
 
+def never_reset_filter(cfg, ref):
+    """The family's filter without its resets (Family.unreset_step; Tiger: d' = d ± 1 on a
+    listen, d' = d on an opening, where the Bayes step sets d' = 0 for the new tiger). It
+    keeps every hearing of the episode, as a long-memory learner would, yet from the first
+    opening on its state is not the posterior; acting Bayes-optimally at that state."""
+    fam = machines.family(cfg)
+    return Scripted(name="never reset", known=NOT_BELIEF, prior=lambda B: fam.prior(cfg, B),
+                    step=lambda S, a, r, obs: fam.unreset_step(cfg, S, a, r, obs),
+                    policy=lambda S, t: belief.tie_split_policy(fam.q(cfg, ref, S, t)))
+
+
 def recent_events_targets(cfg, ref, tr, window=machines.CONTROL_WINDOW):
     """What the panel's trained non-belief LSTM learns on its own rollout tr: π_w (T, B, A),
     the recent-events control's policy at every step (machines.window_policy: the exact
@@ -318,6 +333,8 @@ def calibrate(hp, seed, episodes, splice_episodes, k=machines.FOLDS, distilled=N
     scripted = [embedded_bayes(cfg, ref, width, scale, rng),
                 *(value_learner(cfg, alpha, q0) for alpha in VALUE_RATES),
                 *(forgetful_filter(cfg, ref, kappa) for kappa in FORGETTING)]
+    if machines.family(cfg).unreset_step is not None:   # Tiger: the value learners' Q moves
+        scripted.append(never_reset_filter(cfg, ref))  # only when a door opens there
     networks = {"untrained": (untrained, NOT_BELIEF)}
     if distilled is not None:
         networks["distilled"] = (distilled, BELIEF)

@@ -72,6 +72,31 @@ def test_the_forgetful_filter_shrinks_old_evidence_by_kappa_per_step():
     np.testing.assert_allclose(S, [[0.375, 0.0, 0.0, 0.5]], atol=1e-15)
 
 
+def test_the_never_reset_filter_keeps_the_evidence_the_bayes_step_drops_at_an_opening():
+    """Listen (left), listen (left), open, listen (right): the Bayes d is 1, 2, 0, −1; the
+    never-reset filter keeps the opening's d, so 1, 2, 2, 1, and acts by Q* at its own d."""
+    _, cfg, ref = small("tiger")
+    listen, door = machines.belief.LISTEN, 1 - machines.belief.LISTEN
+    spec, bayes = panel.never_reset_filter(cfg, ref), panel.exact_bayes(cfg, ref)
+    S, B = spec.prior(1), bayes.prior(1)
+    kept, exact = [], []
+    for a, r, obs in ((listen, -1.0, [1.0, 0.0]), (listen, -1.0, [1.0, 0.0]),
+                      (door, 10.0, [0.0, 0.0]), (listen, -1.0, [0.0, 1.0])):
+        event = np.array([a]), np.array([r]), np.array([obs])
+        S, B = spec.step(S, *event), bayes.step(B, *event)
+        kept.append(S[0, 0]), exact.append(B[0, 0])
+    assert kept == [1.0, 2.0, 2.0, 1.0] and exact == [1.0, 2.0, 0.0, -1.0]
+    np.testing.assert_array_equal(spec.policy(S, 4), bayes.policy(np.array([[1.0]]), 4))
+    assert spec.known == panel.NOT_BELIEF
+
+
+def test_only_the_tiger_panel_has_the_never_reset_filter():
+    for env in ENVS:
+        hp, _, _ = small(env, T=8)
+        names = panel.calibrate(hp, 0, 10, 10)["machines"]
+        assert ("never reset" in names) == (env == "tiger"), env
+
+
 def test_a_scripted_splice_reads_the_donor_history_then_its_own_events():
     """Before t_s − 1 the spliced run is the original; the state at t_s is the step of the
     donor's state at t_s − 1 by the recipient's event t_s − 1, for the exact Bayes machine the
