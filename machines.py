@@ -1077,18 +1077,17 @@ def tiger_coordinates(cfg, beliefs):
     return beliefs["d"].astype(np.float64)[..., None]                  # (T+1, B, 1)
 
 
-def tiger_step(cfg, S, a, r, obs):
-    """Listening: d' = d + 1 (hear-left) or d − 1 (hear-right); opening: d' = 0."""
-    S, a, _, obs = check_step(cfg, S, a, r, obs)
-    heard = np.where(obs[:, 0] > 0.5, 1.0, -1.0)
-    return np.where((a == belief.LISTEN)[:, None], S + heard[:, None], 0.0)
-
-
 def tiger_unreset_step(cfg, S, a, r, obs):
-    """tiger_step without its reset: d' = d ± 1 on a listen, d' = d on an opening."""
+    """Listening: d' = d + 1 (hear-left) or d − 1 (hear-right); opening: d' = d (no reset)."""
     S, a, _, obs = check_step(cfg, S, a, r, obs)
     heard = np.where(obs[:, 0] > 0.5, 1.0, -1.0)
     return S + np.where(a == belief.LISTEN, heard, 0.0)[:, None]
+
+
+def tiger_step(cfg, S, a, r, obs):
+    """tiger_unreset_step, then the reset: opening a door places a new tiger, d' = 0."""
+    moved = tiger_unreset_step(cfg, S, a, r, obs)   # checks the event first
+    return np.where((np.asarray(a) == belief.LISTEN)[:, None], moved, 0.0)
 
 
 def tiger_log_odds(cfg, S):
