@@ -196,13 +196,7 @@ def fit_ridge_per_column(X, Y, groups, rng, lambdas=MAP_LAMBDAS, k_inner=INNER_F
     episodes (pooled held-out SSE), on the grid MAP_LAMBDAS. Returns the ridge.RidgeFit (lam:
     the λ of each column); ridge.ridge_predict applies it."""
     X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
-    inner = ridge.episode_folds(groups, k_inner, rng)
-    sse = np.zeros((len(lambdas), Y.shape[1]))                 # (L, M)
-    for f in range(k_inner):
-        test = inner == f
-        mu, sd, y_mean, W = ridge.ridge_path(X[~test], Y[~test], lambdas)
-        Yhat = ((X[test] - mu) / sd) @ W + y_mean              # (L, n_test, M)
-        sse += ((Y[test] - Yhat) ** 2).sum(1)
+    sse = ridge.held_out_sse_path(X, Y, ridge.episode_folds(groups, k_inner, rng), lambdas)
     best = sse.argmin(0)                                       # (M,) index of each column's λ
     mu, sd, y_mean, W = ridge.ridge_path(X, Y, lambdas)
     W = W[best, :, np.arange(Y.shape[1])].T                    # (D, M): column m at λ_best[m]

@@ -127,9 +127,10 @@ def ridge_path(X, Y, lambdas):
     X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
     N = len(X)
     mu = X.mean(0)
-    sd = X.std(0)
+    Xc = X - mu
+    sd = np.sqrt((Xc * Xc).sum(0) / N)              # X.std(0), reusing X − mu
     sd[sd < CONSTANT_SD * (1 + np.abs(mu))] = 1.0  # a constant column standardises to 0, not NaN
-    Xs = (X - mu) / sd                              # (N, D)
+    Xs = Xc / sd                                    # (N, D)
     y_mean = Y.mean(0)
     e, V = np.linalg.eigh(Xs.T @ Xs)
     Z = V.T @ (Xs.T @ (Y - y_mean))                 # (D, M), in the eigenbasis
@@ -225,16 +226,24 @@ def ridge_select_and_fit(X, Y, groups, *, rng, k=5, lambdas=LAMBDAS):
 
 def _select_lambda(X, Y, groups, lambdas, k, rng):
     """The λ maximising the mean (over columns with SST > 0) pooled held-out R² of a k-fold CV."""
-    fold = episode_folds(groups, k, rng)
-    sse = np.zeros((len(lambdas), Y.shape[1]))  # (L, M); SSE, not predictions, to stay O(L·M)
-    for f in range(k):
-        test = fold == f
-        for l, fit in enumerate(_ridge_path(X[~test], Y[~test], lambdas)):
-            sse[l] += ((Y[test] - ridge_predict(fit, X[test])) ** 2).sum(0)
+    sse = held_out_sse_path(X, Y, episode_folds(groups, k, rng), lambdas)
     sst = ((Y - Y.mean(0)) ** 2).sum(0)
     varying = sst > 0
     score = (1.0 - sse[:, varying] / sst[varying]).mean(1) if varying.any() else np.zeros(len(sse))
     return lambdas[int(np.argmax(score))]
+
+
+def held_out_sse_path(X, Y, fold, lambdas):
+    """(L, M) held-out SSE of each ridge fit of the path, per target column, pooled over the
+    folds: each fold f (rows with fold == f) predicted by the ridge_path fitted on the others."""
+    sse = np.zeros((len(lambdas), Y.shape[1]))  # SSE, not predictions, to stay O(L·M)
+    for f in np.unique(fold):
+        test = fold == f
+        mu, sd, y_mean, W = ridge_path(X[~test], Y[~test], lambdas)
+        Xs, Y_test = (X[test] - mu) / sd, Y[test]   # standardised once for the whole path
+        for l in range(len(lambdas)):               # (n_test, M) temporaries, not L of them
+            sse[l] += ((Y_test - (Xs @ W[l] + y_mean)) ** 2).sum(0)
+    return sse
 
 
 def decode(h, b, groups, *, rng, k=5, lambdas=LAMBDAS, folds=None):
