@@ -328,6 +328,7 @@ def calibrate_the_tests(run, agents):
                             cost=[horizon(job[2]) for job in jobs]))
     return ({name: {"seeds": [next(results) for _ in range(run.scale.panel_seeds)],
                     "distilled": {"updates": distilled[name]["updates"],
+                                  "batch": distilled[name]["batch"],
                                   "evaluation": distilled[name]["evaluation"]}}
              for name in PROBED},
             {name: distilled[name]["seconds"] for name in PROBED})
@@ -354,7 +355,7 @@ def train_panel_lstms(agent_hp, eval_steps):
     seconds = time.perf_counter() - start
     cfg = metarl.env_config(hp)
     return {"params": params, "recent": recent, "seconds": seconds, "updates": hp.updates,
-            "evaluation": metarl.evaluate(params, cfg, episodes(eval_steps, cfg), hp.seed)}
+            "batch": hp.batch, "evaluation": metarl.evaluate(params, cfg, episodes(eval_steps, cfg), hp.seed)}
 
 
 # ------------------------------------------------------------------------------------------

@@ -751,7 +751,9 @@ def value_loss(cfg, ref, tr, bins=6):
     sum is a myopic shortfall and the identity does not apply: bayes_value is None).
 
     tr: anything with a, r, obs (T, B, …) and pi (T, B, A). Means come with standard errors
-    over episodes as clusters. Returns value_loss_per_step (+ _se), value_loss_per_episode
+    over episodes as clusters. Returns value_loss_per_step (+ _se), value_loss_uniform_per_step
+    (ℓ of the uniform policy π = 1/A at the same beliefs), value_loss_relative (their ratio:
+    0 acts Bayes-optimally, 1 loses what acting at random would), value_loss_per_episode
     (+ _se), bayes_value V*_0, agent_return (+ _se), identity_gap (mean of Σ ℓ − (V*_0 − return)
     per episode, + _se), by_t and by_uncertainty (the family's uncertainty measure, quantile
     bins)."""
@@ -762,10 +764,13 @@ def value_loss(cfg, ref, tr, bins=6):
     gap = Q.max(-1, keepdims=True) - Q
     gap[gap < TIE_TOL] = 0.0
     loss = (np.asarray(tr.pi, np.float64) * gap).sum(-1)               # (T, B)
+    uniform = float(gap.mean(-1).mean())   # what π = 1/A would lose at the same beliefs
     per_episode, returns = loss.sum(0), np.asarray(tr.r, np.float64).sum(0)
     V0 = fam.value0(cfg, ref)
     result = {"value_loss_per_step": float(loss.mean()),
               "value_loss_per_step_se": _se(loss.mean(0)),
+              "value_loss_uniform_per_step": uniform,
+              "value_loss_relative": float(loss.mean()) / uniform if uniform > 0 else float("nan"),
               "value_loss_per_episode": float(per_episode.mean()), "value_loss_per_episode_se": _se(per_episode),
               "bayes_value": V0, "agent_return": float(returns.mean()), "agent_return_se": _se(returns),
               "episodes": B, "uncertainty": fam.uncertainty_name}

@@ -55,7 +55,7 @@ class Verdict:
     criterion: str
     measured: str
     held: object    # "held", "refuted", "inconclusive", a calibrated test's per-env line, or
-                    # None: undecided (one seed, or a test that cannot separate its
+                    # None: cannot decide (one seed, or a test that cannot separate its
                     # hypotheses; the measured text says which)
 
 
@@ -77,7 +77,8 @@ class Section:
 # up, of the type it uses it as; extra keys are allowed, as nothing reads them.
 PAIR = {"trained": "number", "untrained": "number"}
 MAPS = {net: {"linear": "number", "mlp": "number"} for net in ("trained", "untrained")}
-MEASURES = ("state_dissimilarity", "output_kl", "output_kl_relative", "action_agreement")
+MEASURES = ("state_dissimilarity", "output_kl", "output_kl_relative", "action_agreement",
+            "action_agreement_baseline")
 MAP_CHECK_SE = 2.0   # §2b: no MLP map's held-out error may exceed the linear map's by more SEs
 SPLICE = {"agreement_spliced": "number", "agreement_recipient": "number",
           "agreement_own": "number", "steps": "integer",
@@ -97,6 +98,7 @@ PROBE = {"features": ["string"], "decode": {"*": "number"},
                         "belief_design": "string"},
          "splice": {**SPLICE, "control": SPLICE},
          "value_loss": {"value_loss_per_step": "number", "value_loss_per_episode": "number",
+                        "value_loss_relative": "number?",
                         "identity_gap?": "number?", "uncertainty": "string",
                         "by_t": {"mean": ["number"]},
                         "by_uncertainty": [{"low": "number", "high": "number", "mean": "number"}]}}
@@ -128,7 +130,8 @@ RESULTS = {
                        "episodes": "integer"}}},
     "belief_states": {"*": [{"probe": PROBE, "over_training": [
         {"updates": "integer", "r2": "number", "return": "number"}]}]},
-    "calibration?": {"*": {"distilled": {"updates": "integer", "evaluation": {
+    "calibration?": {"*": {"distilled": {"updates": "integer", "batch?": "integer",
+                                         "evaluation": {
                                "mean": "number", "stderr": "number?", "episodes": "integer",
                                "pseudo_regret?": "number"}},
                            "seeds": [{"machines": {"*": {"known": "string",
@@ -192,13 +195,22 @@ def summary(values):
             "ucl": stats.upper_confidence_limit(values, LEVEL)}
 
 
-HELD, REFUTED, INCONCLUSIVE = "held", "refuted", "inconclusive"
+def summary_if_defined(values):
+    """summary(values), or one of NaN mean and SE (shown n/a) if a value is undefined (NaN)."""
+    if np.all(np.isfinite(values)):
+        return summary(values)
+    nan = float("nan")
+    return {"mean": nan, "stderr": nan, "n": len(values), "values": [float(v) for v in values],
+            "lcl": None, "ucl": None}
+
+
+HELD, REFUTED, INCONCLUSIVE, CANNOT_DECIDE = "held", "refuted", "inconclusive", "cannot decide"
 
 
 def below(s, margin):
     """The claim "the mean is below margin" from a summary s over seeds: held if its upper
     limit is below margin, refuted if its lower limit is at or above margin (the opposite
-    limit clears it), else inconclusive; None (undecided) with one seed (no limits)."""
+    limit clears it), else inconclusive; None (cannot decide) with one seed (no limits)."""
     if s["ucl"] is None:
         return None
     return HELD if s["ucl"] < margin else REFUTED if s["lcl"] >= margin else INCONCLUSIVE
@@ -213,7 +225,7 @@ def above(s, margin):
 
 def all_held(outcomes):
     """A claim made of parts (every env, every feature): refuted if any part is, else held if
-    all are, else undecided (None) if any is, else inconclusive."""
+    all are, else cannot decide (None) if any part cannot, else inconclusive."""
     outcomes = list(outcomes)
     if REFUTED in outcomes:
         return REFUTED
@@ -331,12 +343,14 @@ def capacity_table(results, numbers):
         rows.append([env, pm(numbers[env]), fmt(distilled["values"][0], 4),
                      fmt(evaluation["mean"]) + " ± " + fmt(evaluation["stderr"]),
                      fmt(evaluation.get("pseudo_regret")), str(evaluation["episodes"]),
-                     str(cal["distilled"]["updates"])])
+                     f"{cal['distilled']['updates']} of B = {cal['distilled'].get('batch', 'n/a')}"])
     return ("Capacity against optimisation: the Bayes-distilled LSTM of the agent's architecture "
             "(one network per family, seed 0; metarl.py distill) on the same measure as the "
             "agents (n = 1 network; return ± its evaluation SE). A distilled value near 1 (Tiger: "
             "near 0) says that a network of this size can represent the Bayes-optimal policy, so "
-            "the agents' excess is their training's.",
+            "the agents' excess is their training's. Its evaluation uses the agents' evaluation "
+            "seed and budget, so a figure here can differ by about its SE from a "
+            "`metarl.py evaluate` of the same network with another seed.",
             ["env", "agents' measure (mean ± SE)", "distilled measure", "distilled return",
              "distilled pseudo-regret", "episodes", "distillation updates"], rows)
 
@@ -455,6 +469,19 @@ def belief_state_numbers(seeds):
             "encode": summary(p["encode_r2"] for p in probes)}
 
 
+def decoding_validated(results):
+    """{env: whether the panel (§2c) validates the decoding test there}; empty for a run
+    without the panel, which validates nothing."""
+    return {env: panel.calibration_table(cal["seeds"])["decode"]["validated"]
+            for env, cal in results.get("calibration", {}).items()}
+
+
+def gated(held, validated):
+    """A decoding claim's outcome in one env: its own where the panel validates decoding,
+    else cannot decide."""
+    return outcome(held) if validated else CANNOT_DECIDE
+
+
 def belief_states_section(results, out):
     numbers = {env: belief_state_numbers(seeds) for env, seeds in results["belief_states"].items()}
     n = next(iter(numbers.values()))["learned"]["n"]
@@ -462,8 +489,19 @@ def belief_states_section(results, out):
     decoding_figure(numbers, os.path.join(out, "fig2_decoding.png"))
     over_training_figure(numbers, os.path.join(out, "fig2_over_training.png"))
 
+    valid = decoding_validated(results)
+
     def measured(describe, key):
-        return "; ".join(f"{env}: {describe(m)} → {outcome(m[key])}" for env, m in numbers.items())
+        return "; ".join(f"{env}: {describe(m)} → {outcome(m[key])}" + (
+            "" if valid.get(env) else ", but the panel does not validate decoding here → "
+            "cannot decide") for env, m in numbers.items())
+
+    def decided(key):
+        return across_envs({env: gated(m[key], valid.get(env, False))
+                            for env, m in numbers.items()})
+
+    gate = (" Decides an env only where the panel (§2c) validates decoding: where known "
+            "non-beliefs decode as well, decodability says nothing of a belief state.")
 
     def worst(m):
         return min((m["decode"][f]["trained"]["lcl"] or -np.inf, f) for f in m["means"])
@@ -474,24 +512,24 @@ def belief_states_section(results, out):
                 criterion=f"In every env, for each posterior mean: lower {LEVEL:.0%} limit over "
                           f"seeds of the held-out R² from [h, c] ≥ {DECODE_R2_MIN}, and of its "
                           f"margin over the memoryless and the shuffled controls (paired by "
-                          f"seed) ≥ {CONTROL_MARGIN}.",
+                          f"seed) ≥ {CONTROL_MARGIN}." + gate,
                 measured=measured(lambda m: f"lowest limit {fmt(worst(m)[0])} ({worst(m)[1]})",
                                   "decodable") + f"; n = {n}",
-                held=all_held(m["decodable"] for m in numbers.values())),
+                held=decided("decodable")),
         Verdict(claim="Training makes the state more belief-like than the same network untrained.",
                 criterion=f"In every env: lower {LEVEL:.0%} limit (t, n − 1 df) of trained − "
                           "untrained R² (mean over the posterior means; same episodes and folds, "
-                          "paired by seed) > 0.",
+                          "paired by seed) > 0." + gate,
                 measured=measured(lambda m: f"{pm(m['learned'])}", "learned_held") + f"; n = {n}",
-                held=all_held(m["learned_held"] for m in numbers.values())),
+                held=decided("learned_held")),
         Verdict(claim="Along training the state becomes more belief-like than the untrained "
                       "network, on the same histories.",
                 criterion=f"In every env: lower {LEVEL:.0%} limit of (trained − untrained R² at "
                           "the last snapshot) − (the same after one update), all snapshots "
                           "probed on one fixed set of the final agent's histories, paired by seed, "
-                          "> 0.",
+                          "> 0." + gate,
                 measured=measured(lambda m: f"{pm(m['growth'])}", "growth_held") + f"; n = {n}",
-                held=all_held(m["growth_held"] for m in numbers.values()))]
+                held=decided("growth_held"))]
     decode_rows = [[env, f + (" *" if f in m["means"] else ""),
                     *(pm(m["decode"][f][c]) for c in ("trained", "untrained", "memoryless",
                                                         "shuffled"))]
@@ -788,8 +826,10 @@ def calibration_numbers(results):
         out[env] = {"table": table, "seeds": cal["seeds"],
                     "placement": {t.name: panel.placement(t, [a[t.name] for a in agent],
                                                           table[t.name])
-                                  for t in panel.TESTS if table[t.name]["validated"]},
-                    "agent": {t.name: summary(a[t.name] for a in agent) for t in panel.TESTS},
+                                  for t in panel.TESTS if table[t.name]["validated"]
+                                  and np.all(np.isfinite([a[t.name] for a in agent]))},
+                    "agent": {t.name: summary_if_defined([a[t.name] for a in agent])
+                              for t in panel.TESTS},
                     "outcome": {t.name: panel.agent_outcome(t, [a[t.name] for a in agent],
                                                             table[t.name]["validated"])
                                 for t in panel.TESTS}}
@@ -823,7 +863,7 @@ def calibration_section(results, out):
         return "; ".join(one(env, m) for env, m in numbers.items()) + f"; agent n = {n_agent}"
 
     verdicts = [Verdict(
-        claim=f"The agent's state passes the test of {test.label}, as known belief states do.",
+        claim=f"The agent's state passes the test of {test.label}.",
         criterion=f"Decides an env only if the panel validates it (every known belief state "
                   f"passes, every known non-belief fails: one-sided {LEVEL:.0%} limits over "
                   f"n = {n_panel} panel seeds against the midpoint {fmt(test.midpoint(), 2)} of "
@@ -1075,7 +1115,7 @@ def noise_matched_numbers(seeds):
 
 def matched_verdict(matched):
     """|u_τ| < SHIFT_POSITION_MAX (band_verdict), where every seed's two noise-matched
-    references are apart (None, undecided, otherwise)."""
+    references are apart (None, cannot decide, otherwise)."""
     if matched["position"] is None or matched["position"]["ucl"] is None:
         return None
     return band_verdict(matched["position"])
@@ -1084,7 +1124,7 @@ def matched_verdict(matched):
 def position_verdict(position, gap, excess_ucl):
     """|u| < SHIFT_POSITION_MAX: held if both one-sided limits are inside the band, refuted if
     one limit is outside it on its own side (the whole interval beyond ±SHIFT_POSITION_MAX),
-    else inconclusive; None (undecided) when the test cannot tell the two hypotheses apart:
+    else inconclusive; None (cannot decide) when the test cannot tell the two hypotheses apart:
     an agent that follows one of the two Bayes policies with its usual in-distribution excess
     pseudo-regret e lands at u = −e / gap (training prior) or 1 − e / gap (test prior), so
     only gap > 2e (upper limit of e) keeps the second outside the band."""
@@ -1112,6 +1152,9 @@ def shift_section(results, out):
         return "; ".join(f"{label}: {describe(m)} → {outcome(m[key])}"
                          for label, m in numbers.items()) + f"; n = {n}"
 
+    decodes = decoding_validated(results)
+    valid = {label: decodes.get(results["facts"]["configs"][case["agent"]]["env"], False)
+             for label, case in results["shift"].items()}
     matched_run = all(m["matched"] is not None for m in numbers.values())
     position_claim = Verdict(
         claim="On shifted tasks the agent earns what the Bayes-optimal policy of its TRAINING "
@@ -1161,10 +1204,15 @@ def shift_section(results, out):
                           "test-task states: Δ = R²(training-model posterior) − R²(test-model "
                           f"posterior). Lower {LEVEL:.0%} limit (t, n − 1 df) of Δ(trained) − "
                           "Δ(the same network untrained, fed the same inputs, probed the same "
-                          "way), paired by seed, > 0.",
-                measured=measured(lambda m: f"{pm(m['shifted'])} vs untrained "
-                                            f"{pm(m['untrained'])}", "crossed_held"),
-                held=all_held(m["crossed_held"] for m in numbers.values()))]
+                          "way), paired by seed, > 0. Decides a case only where the panel "
+                          "(§2c) validates decoding in the agent's training family.",
+                measured="; ".join(
+                    f"{label}: {pm(m['shifted'])} vs untrained {pm(m['untrained'])} → "
+                    f"{outcome(m['crossed_held'])}" + ("" if valid[label] else
+                    ", but the panel does not validate decoding there → cannot decide")
+                    for label, m in numbers.items()) + f"; n = {n}",
+                held=all_held(m["crossed_held"] for m in numbers.values())
+                if all(valid.values()) else None)]
     returns = [[label, pm(m["return_test"]), fmt(m["r_train"]), fmt(m["r_test"]),
                 pm(m["excess_own"]), pm(m["excess_test"]), pm(m["position"]),
                 f"{fmt(m['position']['lcl'])} to {fmt(m['position']['ucl'])}",
@@ -1397,8 +1445,8 @@ def pm(s, digits=3):
 
 def outcome(held):
     """An outcome's words: held, refuted, inconclusive, a calibrated test's per-env line, or
-    undecided (None: one seed, or a test that cannot separate its hypotheses)."""
-    return "undecided" if held is None else held
+    cannot decide (None: one seed, or a test that cannot separate its hypotheses)."""
+    return CANNOT_DECIDE if held is None else held
 
 
 def markdown_table(header, rows):

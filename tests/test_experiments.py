@@ -21,7 +21,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 NOT_A_NUMBER = re.compile(r"\b(?:nan|inf|infinity)\b", re.IGNORECASE)
 CELL_SEPARATOR = re.compile(r"(?<!\\)\|")   # an escaped \| is text inside a cell
-OUTCOMES = ("held", "refuted", "inconclusive", "undecided")
+OUTCOMES = ("held", "refuted", "inconclusive", "cannot decide")
 # a calibrated test's outcome per env (report.across_envs): "held (bandit); cannot decide (tiger)"
 CALIBRATED_OUTCOME = re.compile(r"^(?:(?:held|refuted|inconclusive|cannot decide) \([a-z, -]+\)(?:; |$))+$")
 

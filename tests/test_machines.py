@@ -289,6 +289,18 @@ def test_value_loss_sums_to_the_performance_difference(name):
 
 
 @pytest.mark.parametrize("name", ["bandit", "tiger"])
+def test_the_relative_value_loss_is_one_for_the_uniform_policy(name):
+    cfg = envs.make_config(name, horizon=10)
+    ref = machines.reference(cfg)
+    run = run_belief_agent(cfg, ref, 200, seed=3)
+    uniform = SimpleNamespace(**{**vars(run), "pi": np.full_like(run.pi, 1.0 / run.pi.shape[-1])})
+    result = machines.value_loss(cfg, ref, uniform)
+    assert result["value_loss_uniform_per_step"] > 0    # some step has a worse action
+    assert np.isclose(result["value_loss_relative"], 1.0, rtol=1e-12)
+    assert machines.value_loss(cfg, ref, run)["value_loss_relative"] == 0.0
+
+
+@pytest.mark.parametrize("name", ["bandit", "tiger"])
 def test_value_loss_is_zero_for_the_bayes_optimal_policy(name):
     cfg = envs.make_config(name, horizon=12)
     ref = machines.reference(cfg)

@@ -1,6 +1,7 @@
 """panel.py: the calibration panel's machines do what their equations say, the known belief
 states pass the tests the panel validates and the known non-beliefs fail them, and the
 reading of a panel (judge, validation, the agent's three outcomes) follows its rule."""
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -166,6 +167,34 @@ def test_the_panel_separates_belief_states_on_the_validated_tests(bandit_panel):
     assert table["splice"]["validated"] and not table["splice"]["wrong"]
     # decoding is passed by machines that hold no belief: the panel says so
     assert not table["decode"]["validated"] and "untrained" in table["decode"]["wrong"]
+
+
+@pytest.mark.parametrize("env", ["dependent-bandit", "tiger", "two-step"])
+def test_the_embedded_bayes_machine_passes_the_known_belief_tests_in_every_family(env):
+    """The bandit's known answers (above) in the other families, on one small panel seed: the
+    embedded exact filter acts on the spliced history, loses no value, is simulated by the
+    Bayes step and holds nothing beyond the belief; the untrained network loses value."""
+    hp, _, _ = small(env, T=30)
+    machines_ = panel.calibrate(hp, 0, 40, 40)["machines"]
+    bayes = machines_["embedded Bayes"]["values"]
+    assert bayes["splice"] == 1.0 and bayes["value_loss"] == 0.0, env
+    assert bayes["a2b_state"] < 0.5 and bayes["within_between"] < 1e-12, env
+    assert machines_["untrained"]["values"]["value_loss"] > 0.1, env
+
+
+def test_the_agreement_gain_is_one_when_perfect_and_zero_at_the_mean_policy():
+    assert panel.agreement_gain(1.0, 0.6) == 1.0
+    assert panel.agreement_gain(0.6, 0.6) == 0.0
+    assert np.isclose(panel.agreement_gain(0.8, 0.6), 0.5)
+    assert np.isnan(panel.agreement_gain(1.0, 1.0))   # nothing left to gain: undefined
+
+
+def test_a_machine_undefined_on_some_seed_is_unclear_and_stops_the_test(bandit_panel):
+    seeds = copy.deepcopy(bandit_panel)
+    seeds[0]["machines"]["embedded Bayes"]["values"]["splice"] = float("nan")
+    row = panel.calibration_table(seeds)["splice"]
+    assert row["machines"]["embedded Bayes"]["verdict"] == "unclear"
+    assert not row["validated"] and "embedded Bayes" in row["wrong"]
 
 
 def test_the_same_seed_gives_the_same_panel(bandit_panel):

@@ -96,7 +96,7 @@ def test_every_one_sided_limit_widens_with_noise_and_narrows_with_seeds():
     assert more["ucl"] - more["mean"] < s["ucl"] - s["mean"]
 
 
-def test_undecided_with_one_seed_and_refuted_if_any_part_is_refuted():
+def test_cannot_decide_with_one_seed_and_refuted_if_any_part_is_refuted():
     one = report.near_optimal_measure("regret", [{"mean": 64.9}],
                                       {"bayes_optimal_exact": 64.9, "oracle_exact": 66.7,
                                        "policies": {}})
@@ -118,13 +118,13 @@ def test_three_outcomes_held_refuted_inconclusive_by_the_two_limits():
     assert report.below(report.summary([0.5]), 1.0) is None
 
 
-def test_the_shift_position_is_undecided_where_the_two_bayes_policies_are_too_close():
+def test_the_shift_position_cannot_decide_where_the_two_bayes_policies_are_too_close():
     """An agent that follows the TEST prior with its usual excess e lands at u = 1 − e / gap:
     inside the band |u| < 0.5 once gap < 2e, so there the test must not decide."""
     gap, e = 0.3, 0.25
     follows_test_prior = report.summary(1 - e / gap + np.array([-0.01, 0.0, 0.01]))
     assert abs(follows_test_prior["mean"]) < report.SHIFT_POSITION_MAX   # it would pass ...
-    assert report.position_verdict(follows_test_prior, gap, e) is None   # ... so: undecided
+    assert report.position_verdict(follows_test_prior, gap, e) is None   # ... so: cannot decide
     near_training = report.summary(np.array([-0.05, 0.0, 0.05]))
     assert report.position_verdict(near_training, 1.0, e) == "held"
     assert report.position_verdict(report.summary(np.array([0.9, 1.0, 1.1])), 1.0, e) == "refuted"
