@@ -355,7 +355,8 @@ def train_panel_lstms(agent_hp, eval_steps):
     seconds = time.perf_counter() - start
     cfg = metarl.env_config(hp)
     return {"params": params, "recent": recent, "seconds": seconds, "updates": hp.updates,
-            "batch": hp.batch, "evaluation": metarl.evaluate(params, cfg, episodes(eval_steps, cfg), hp.seed)}
+            "batch": hp.batch,
+            "evaluation": metarl.evaluate(params, cfg, episodes(eval_steps, cfg), hp.seed)}
 
 
 # ------------------------------------------------------------------------------------------

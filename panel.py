@@ -307,9 +307,11 @@ def driven_values(machine, bayes, posterior_means, history, names, fold, k, seed
     mini = machines.minimality(machine, bayes, history, names, fold, seed)
     return {"decode": float(decoded.r2.mean()), "a2b_state": a2b["state_dissimilarity"],
             "a2b_output": a2b["output_kl_relative"],
-            "a2b_agreement": agreement_gain(a2b["action_agreement"], a2b["action_agreement_baseline"]),
+            "a2b_agreement": agreement_gain(a2b["action_agreement"],
+                                            a2b["action_agreement_baseline"]),
             "b2a_state": b2a["state_dissimilarity"], "b2a_output": b2a["output_kl_relative"],
-            "b2a_agreement": agreement_gain(b2a["action_agreement"], b2a["action_agreement_baseline"]),
+            "b2a_agreement": agreement_gain(b2a["action_agreement"],
+                                            b2a["action_agreement_baseline"]),
             "partial_r2": float(np.mean(list(mini["partial_r2"].values()))),
             "within_between": mini["within_between_ratio"],
             "within_between_whitened": mini["within_between_whitened"]}

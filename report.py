@@ -482,6 +482,11 @@ def gated(held, validated):
     return outcome(held) if validated else CANNOT_DECIDE
 
 
+def decoding_caveat(validated, where="here"):
+    """What a decoding claim's measured text adds where the panel does not validate decoding."""
+    return "" if validated else f", but the panel does not validate decoding {where} → cannot decide"
+
+
 def belief_states_section(results, out):
     numbers = {env: belief_state_numbers(seeds) for env, seeds in results["belief_states"].items()}
     n = next(iter(numbers.values()))["learned"]["n"]
@@ -492,9 +497,8 @@ def belief_states_section(results, out):
     valid = decoding_validated(results)
 
     def measured(describe, key):
-        return "; ".join(f"{env}: {describe(m)} → {outcome(m[key])}" + (
-            "" if valid.get(env) else ", but the panel does not validate decoding here → "
-            "cannot decide") for env, m in numbers.items())
+        return "; ".join(f"{env}: {describe(m)} → {outcome(m[key])}"
+                         + decoding_caveat(valid.get(env, False)) for env, m in numbers.items())
 
     def decided(key):
         return across_envs({env: gated(m[key], valid.get(env, False))
@@ -1208,8 +1212,7 @@ def shift_section(results, out):
                           "(§2c) validates decoding in the agent's training family.",
                 measured="; ".join(
                     f"{label}: {pm(m['shifted'])} vs untrained {pm(m['untrained'])} → "
-                    f"{outcome(m['crossed_held'])}" + ("" if valid[label] else
-                    ", but the panel does not validate decoding there → cannot decide")
+                    f"{outcome(m['crossed_held'])}" + decoding_caveat(valid[label], "there")
                     for label, m in numbers.items()) + f"; n = {n}",
                 held=all_held(m["crossed_held"] for m in numbers.values())
                 if all(valid.values()) else None)]
