@@ -863,6 +863,13 @@ def belief_features(cfg, actions, rewards, obs):
     return belief_family(cfg).features(cfg, belief_trajectory(cfg, actions, rewards, obs))
 
 
+def posterior_mean_columns(names):
+    """Indices of the belief features that are a posterior mean: bandit mean_i,
+    dependent-bandit mean_p, tiger p_left, two-step p_A_good. The sd, count, log-odds and
+    hearing-difference features are other coordinates of the same belief."""
+    return [j for j, f in enumerate(names) if f.startswith(("mean_", "p_"))]
+
+
 # --- a policy against the reference: the tie-split policy of its Q, KL, agreement ---
 
 def tie_split_policy(q, atol=TIE_TOL):

@@ -337,3 +337,18 @@ def run_cli(prog, command):
 
 def one_line(err):
     return " ".join(str(err).split()) or type(err).__name__
+
+
+def to_builtin(x):
+    """x with NumPy arrays and scalars turned into lists and numbers (JSON-ready); NaN and
+    ±inf become None, which JSON can hold."""
+    if isinstance(x, dict):
+        return {str(k): to_builtin(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_builtin(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return to_builtin(x.tolist())
+    if isinstance(x, (np.generic, float)):
+        x = x.item() if isinstance(x, np.generic) else x
+        return None if isinstance(x, float) and not np.isfinite(x) else x
+    return x

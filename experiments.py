@@ -29,7 +29,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numba
 import numpy as np
@@ -43,7 +43,7 @@ import report
 import ridge
 import twostep
 from boundary import (OneLineErrorParser, atomic_write, check_int, check_memory,
-                      check_output_folder, prepare_output_folder, run_cli)
+                      check_output_folder, prepare_output_folder, run_cli, to_builtin)
 
 # ------------------------------------------------------------------------------------------
 # The agents: each trains with its family's recipe (metarl.RECIPES), plus these fields
@@ -294,7 +294,7 @@ def probe_over_training(agent, scale):
     histories = metarl.rollout(agent.params, cfg, scale.snapshot_episodes,
                                metarl.stream(agent.hp.seed, SNAPSHOT_STREAM))
     F, names = belief.belief_features(cfg, histories.a, histories.r, histories.obs)
-    Y, groups = ridge.flatten_episodes(F[..., probe.posterior_mean_columns(names)])
+    Y, groups = ridge.flatten_episodes(F[..., belief.posterior_mean_columns(names)])
     folds = ridge.episode_folds(groups, scale.folds, np.random.default_rng(agent.hp.seed))
     points = []
     for updates, params in sorted(agent.snapshots.items()):
@@ -315,23 +315,37 @@ def calibrate_the_tests(run, agents):
     """§2c's raw numbers: per probed env, a Bayes-distilled LSTM of the seed-0 agent's
     architecture and budget scale (metarl.distill_recipe), its evaluation on the agent's
     evaluation budget (the capacity row of §1), and the panel (panel.calibrate) on
-    scale.panel_seeds seeds. Returns (the section, the distillations' training seconds)."""
+    scale.panel_seeds seeds. Returns (the section, the distillations' training seconds, their
+    parameters: §3's known machines)."""
     jobs = [(f"{name} distilled", train_panel_lstms, agents[name][0].hp, run.scale.eval_steps)
             for name in PROBED]
     distilled = dict(zip(PROBED, run_jobs(run, "2c train the panel's LSTMs", jobs,
                                           cost=[horizon(job[2]) for job in jobs])))
-    jobs = [(f"{name} panel seed {seed}", panel.calibrate, agents[name][0].hp, seed,
-             run.scale.simulation_episodes, run.scale.splice_episodes, run.scale.folds,
-             distilled[name]["params"], distilled[name]["recent"])
+    jobs = [(f"{name} panel seed {seed}", calibrate_job, agents[name][seed % len(agents[name])],
+             seed, run.scale, distilled[name]["params"], distilled[name]["recent"])
             for name in PROBED for seed in range(run.scale.panel_seeds)]
     results = iter(run_jobs(run, "2c calibrate the tests", jobs,
-                            cost=[horizon(job[2]) for job in jobs]))
+                            cost=[horizon(job[2].hp) for job in jobs]))
     return ({name: {"seeds": [next(results) for _ in range(run.scale.panel_seeds)],
                     "distilled": {"updates": distilled[name]["updates"],
                                   "batch": distilled[name]["batch"],
                                   "evaluation": distilled[name]["evaluation"]}}
              for name in PROBED},
-            {name: distilled[name]["seconds"] for name in PROBED})
+            {name: distilled[name]["seconds"] for name in PROBED},
+            {name: distilled[name]["params"] for name in PROBED})
+
+
+def calibrate_job(agent, seed, scale, distilled, recent):
+    """Worker job: panel seed `seed` (panel.calibrate), its driven tests read along the
+    agent's own episodes of the probe's stream at that seed. For the agent of that seed (the
+    main job's panel seeds 0, 1, 2) those are its §2 probe's episodes and folds, and the
+    panel's untrained network is its own initial one; with fewer agents than panel seeds, an
+    agent's fresh episodes of another seed."""
+    cfg = metarl.env_config(agent.hp)
+    tr = metarl.rollout(agent.params, cfg, scale.probe_episodes,
+                        metarl.stream(seed, probe.PROBE_STREAM))
+    return panel.calibrate(agent.hp, seed, scale.simulation_episodes, scale.splice_episodes,
+                           scale.folds, distilled, recent, along=tr)
 
 
 def train_panel_lstms(agent_hp, eval_steps):
@@ -340,18 +354,13 @@ def train_panel_lstms(agent_hp, eval_steps):
     episodes, and the recent-events LSTM (panel.train_recent_events_lstm, RECENT_UPDATES or
     the distillation's updates if fewer). Returns both parameter sets, the distilled one's
     evaluation and the training seconds of both."""
-    fields = {k: getattr(agent_hp, k) for k in ("env", "arms", "horizon", "prior_a", "prior_b",
-                                                "hidden", "log_every")}
-    default = metarl.distill_recipe(agent_hp.env)
-    hp = metarl.distill_recipe(**fields, updates=min(default.updates, agent_hp.updates),
-                               batch=min(default.batch, agent_hp.batch))
+    hp = panel.distill_recipe_for(agent_hp)
     start = time.perf_counter()
     params = metarl.train(hp, None, log=lambda line: print(f"    {hp.env} distilled: {line}",
                                                            flush=True))
-    recent_hp = replace(hp, updates=min(panel.RECENT_UPDATES, hp.updates),
-                        log_every=max(1, min(panel.RECENT_UPDATES, hp.updates) // 2))
     recent = panel.train_recent_events_lstm(
-        recent_hp, log=lambda line: print(f"    {hp.env} recent events: {line}", flush=True))
+        panel.recent_events_recipe(hp),
+        log=lambda line: print(f"    {hp.env} recent events: {line}", flush=True))
     seconds = time.perf_counter() - start
     cfg = metarl.env_config(hp)
     return {"params": params, "recent": recent, "seconds": seconds, "updates": hp.updates,
@@ -362,13 +371,20 @@ def train_panel_lstms(agent_hp, eval_steps):
 # ------------------------------------------------------------------------------------------
 # §3 Failures are belief failures: distribution shift
 # ------------------------------------------------------------------------------------------
-def failures_are_belief_failures(run, agents):
+def failures_are_belief_failures(run, agents, distilled):
     """§3's raw numbers, per case of SHIFTS: each seed of the shifted agent on the test tasks
     (return, behaviour against the Bayes policies of both priors, crossed decoding), each seed
-    of the control agent (the one trained on the test tasks) decoded the same way, and the
-    two Bayes-optimal policies run on the test tasks."""
+    of the control agent (the one trained on the test tasks) decoded the same way, the two
+    Bayes-optimal policies run on the test tasks, and the known machines of the position and
+    behaviour tests (shift_machines) through the same measurement on scale.panel_seeds
+    evaluation seeds. distilled: {agent name: Bayes-distilled parameters} (§2c's); a training
+    family without one is distilled here."""
     cases = [(name, shifted_config(metarl.env_config(agents[name][0].hp), fields), control)
              for name, fields, control in SHIFTS]
+    missing = sorted({name for name, _, _ in SHIFTS} - set(distilled))
+    distilled = {**distilled, **dict(zip(missing, run_jobs(
+        run, "3 distil the training families", [(f"{name} distilled", distill_job,
+                                                 agents[name][0].hp) for name in missing])))}
     jobs = []
     for name, test, control in cases:
         train = metarl.env_config(agents[name][0].hp)
@@ -378,6 +394,10 @@ def failures_are_belief_failures(run, agents):
                   run.scale) for a in agents[control]]
         jobs.append((f"{name} on {test.name} references", shift_references, train, test,
                      run.scale.baseline_steps))
+        jobs += [(f"{name} on {test.name}: {machine} seed {seed}", shift_behaviour,
+                  distilled[source], train, test, run.scale, seed)
+                 for machine, (source, _) in shift_machines(name, control).items()
+                 for seed in range(run.scale.panel_seeds)]
     results = iter(run_jobs(run, "3 failures are belief failures", jobs))
     numbers = {}
     for name, test, control in cases:
@@ -385,7 +405,10 @@ def failures_are_belief_failures(run, agents):
             "agent": name, "control": control, "test": asdict(test),
             "seeds": [next(results) for _ in agents[name]],
             "control_seeds": [next(results) for _ in agents[control]],
-            "references": next(results)}
+            "references": next(results),
+            "known": {machine: {"expected": expected,
+                                "seeds": [next(results) for _ in range(run.scale.panel_seeds)]}
+                      for machine, (_, expected) in shift_machines(name, control).items()}}
     return numbers
 
 
@@ -400,25 +423,44 @@ def case_label(name, test_cfg):
     return f"{name} agent on {test_cfg.name} tasks{prior}"
 
 
+def shift_machines(name, control):
+    """§3's known machines for the agent `name` tested on its control's tasks: {machine:
+    (whose Bayes-distilled LSTM it is, the prior it acts on)}. Each is an LSTM of the agent's
+    architecture that carries one prior's exact belief (metarl.py distill): the training
+    prior's must pass the position and behaviour tests, the test prior's must fail them."""
+    return {"distilled on the training prior": (name, "train"),
+            "distilled on the test prior": (control, "test")}
+
+
+def distill_job(agent_hp):
+    """Worker job: the Bayes-distilled LSTM of the agent's family (panel.distill_recipe_for)."""
+    hp = panel.distill_recipe_for(agent_hp)
+    return metarl.train(hp, None, log=lambda line: print(f"    {hp.env} distilled: {line}",
+                                                         flush=True))
+
+
 def shift_test(agent, train_cfg, test_cfg, scale):
-    """Worker job: the shifted agent on its training tasks and on the test tasks (return and
-    pseudo-regret), its behaviour on the test tasks against the Bayes-optimal policy under
-    each prior/model, and the crossed decoding."""
-    seed = agent.hp.seed
-    tr = metarl.rollout(agent.params, test_cfg, scale.probe_episodes,
-                        metarl.stream(seed, SHIFT_STREAM))
+    """Worker job: shift_behaviour of the shifted agent (its seed), and its crossed decoding."""
+    return {**shift_behaviour(agent.params, train_cfg, test_cfg, scale, agent.hp.seed),
+            "decoding": crossed_decoding(agent, train_cfg, test_cfg, scale)}
+
+
+def shift_behaviour(params, train_cfg, test_cfg, scale, seed):
+    """Worker job (and part of shift_test): a network on the training tasks and on the test
+    tasks (return and pseudo-regret), its behaviour on the test tasks against the
+    Bayes-optimal policy under each prior/model, and the noise-matched references at its own
+    pseudo-regret on the training tasks; episodes from `seed`."""
+    tr = metarl.rollout(params, test_cfg, scale.probe_episodes, metarl.stream(seed, SHIFT_STREAM))
     behaviour = {}
     for model, cfg in (("train", train_cfg), ("test", test_cfg)):
         q = belief.reference_q(cfg, tr.a, tr.r, tr.obs).reshape(-1, tr.pi.shape[-1])
         pi = tr.pi.reshape(-1, tr.pi.shape[-1])
         behaviour[model] = {"kl": belief.policy_kl(belief.tie_split_policy(q), pi),
                             "agreement": belief.agreement_rate(q, pi)}
-    own = metarl.evaluate(agent.params, train_cfg, episodes(scale.eval_steps, train_cfg), seed)
+    own = metarl.evaluate(params, train_cfg, episodes(scale.eval_steps, train_cfg), seed)
     return {"own": own,
-            "test": metarl.evaluate(agent.params, test_cfg, episodes(scale.eval_steps, test_cfg),
-                                    seed),
+            "test": metarl.evaluate(params, test_cfg, episodes(scale.eval_steps, test_cfg), seed),
             "behaviour": behaviour,
-            "decoding": crossed_decoding(agent, train_cfg, test_cfg, scale),
             "noise_matched": noise_matched_references(train_cfg, test_cfg, own["pseudo_regret"],
                                                       scale.baseline_steps)}
 
@@ -622,10 +664,11 @@ def run_experiments(configs, scale, workers, out, command, quick):
                                   agents_act_near_bayes_optimally, agents),
             "belief_states": stage("2 hidden states are belief states",
                                    hidden_states_are_belief_states, agents)}
-        sections["calibration"], distilled_seconds = stage("2c calibrate the tests",
-                                                           calibrate_the_tests, agents)
+        sections["calibration"], distilled_seconds, distilled = stage(
+            "2c calibrate the tests", calibrate_the_tests, agents)
         sections |= {
-            "shift": stage("3 failures are belief failures", failures_are_belief_failures, agents),
+            "shift": stage("3 failures are belief failures", failures_are_belief_failures,
+                           agents, distilled),
             "two_step": stage("4 model-based behaviour",
                               model_based_behaviour_from_a_model_free_learner, agents)}
     facts = {"command": command, "quick": quick, "wall_seconds": time.perf_counter() - start,
@@ -644,21 +687,6 @@ def run_experiments(configs, scale, workers, out, command, quick):
     report.write_report(results, out)
     print(f"wrote {os.path.join(out, 'REPORT.md')} in {facts['wall_seconds']:.1f} s", flush=True)
     return results
-
-
-def to_builtin(x):
-    """x with NumPy arrays and scalars turned into lists and numbers (JSON-ready); NaN and
-    ±inf become None, which JSON can hold."""
-    if isinstance(x, dict):
-        return {str(k): to_builtin(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_builtin(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return to_builtin(x.tolist())
-    if isinstance(x, (np.generic, float)):
-        x = x.item() if isinstance(x, np.generic) else x
-        return None if isinstance(x, float) and not np.isfinite(x) else x
-    return x
 
 
 def machine_facts():

@@ -25,7 +25,8 @@ panel of such machines and runs each through exactly the measures that judge the
                                  (splicing and value loss only: its state is a window of events)
 
 The driven measures (decoding, simulation, minimality) read every machine along the same
-episodes: the Bayes-optimal policy's own, so that what differs is the machine. Splicing and
+episodes, so that what differs is the machine: the agent's own (its probe's episodes and
+folds), or without an agent the Bayes-optimal policy's own. Splicing and
 value loss run each machine on its own (same tasks, noise and donors as the agent's test).
 
 Each test states, before any number, its perfect value and its null value, and a machine
@@ -36,6 +37,7 @@ fails; only then does it judge the agent, with three outcomes: held (the agent p
 refuted (it fails), inconclusive (neither limit clears the midpoint).
 """
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
@@ -44,12 +46,11 @@ import belief
 import envs
 import machines
 import metarl
-import probe
 import ridge
 import stats
 from boundary import check_int
 
-PANEL_STREAM = 2 ** 33 + 2   # the panel's driven episodes, beside probe.PROBE_STREAM (2³³)
+PANEL_STREAM = 2 ** 33 + 2   # the panel's driven episodes, beside probe's stream (2³³)
 LEVEL = 0.95
 VALUE_RATES = (0.01, 0.05, 0.3)   # α of the value learners: from long memory to short (α = 0.01
                                   # passed the dependent bandit's splice test, measured)
@@ -216,6 +217,23 @@ def recent_events_targets(cfg, ref, tr, window=machines.CONTROL_WINDOW):
     return target.astype(tr.pi.dtype), np.concatenate(lagged, axis=-1).astype(tr.pi.dtype)
 
 
+def distill_recipe_for(agent_hp):
+    """The distillation recipe (metarl.distill_recipe) of the agent's env, horizon and width,
+    with no more updates or episodes per update than the agent had (for --quick runs)."""
+    fields = {k: getattr(agent_hp, k) for k in ("env", "arms", "horizon", "prior_a", "prior_b",
+                                                "hidden", "log_every")}
+    default = metarl.distill_recipe(agent_hp.env)
+    return metarl.distill_recipe(**fields, updates=min(default.updates, agent_hp.updates),
+                                 batch=min(default.batch, agent_hp.batch))
+
+
+def recent_events_recipe(hp):
+    """The recent-events LSTM's recipe from a distillation recipe hp: RECENT_UPDATES updates,
+    or hp's if fewer."""
+    updates = min(RECENT_UPDATES, hp.updates)
+    return replace(hp, updates=updates, log_every=max(1, updates // 2))
+
+
 def train_recent_events_lstm(hp, log=None):
     """A *trained* LSTM that is not a belief state: hp (objective distill, the agent's
     architecture) trained by metarl.train with recent_events_targets, so it acts as the
@@ -333,23 +351,41 @@ def own_values(cfg, ref, original, splices):
 
 
 def calibrate(hp, seed, episodes, splice_episodes, k=machines.FOLDS, distilled=None,
-              recent=None):
+              recent=None, along=None):
     """One seed of the panel on hp's task family: {"machines": {name: {"known", "values":
-    {test: value}}}, "episodes", "splice_episodes"}. The panel's LSTMs have hp's architecture
-    (the untrained one initialised from `seed`); distilled: parameters of a distilled LSTM
-    of the same architecture, or None; recent: those of train_recent_events_lstm, or None.
-    The recent-events machine has splicing and value loss only (None elsewhere)."""
+    {test: value}}}, "episodes", "splice_episodes", "along"}. The panel's LSTMs have hp's
+    architecture (the untrained one initialised from `seed`); distilled: parameters of a
+    distilled LSTM of the same architecture, or None; recent: those of
+    train_recent_events_lstm, or None. The recent-events machine has splicing and value loss
+    only (None elsewhere). along: recorded episodes (x, a, r, obs of a metarl.rollout, at
+    least `episodes` of them) whose first `episodes` the driven tests read: the agent's own,
+    so that machines and agent are measured on the same histories and folds; None: the exact
+    Bayes machine's own episodes (a panel with no agent)."""
     cfg = metarl.env_config(hp)
     machines.check_sizes(cfg, episodes, k)
     check_int("splice_episodes", splice_episodes, 2)
     check_int("seed", seed, 0)
     ref = machines.reference(cfg)
-    # the panel's episodes: the exact Bayes machine's own (the embedding does not change them)
-    run = scripted_run(cfg, exact_bayes(cfg, ref), episodes, metarl.stream(seed, PANEL_STREAM))
-    scale = np.maximum(run.states.reshape(-1, run.states.shape[-1]).std(0), 1e-3)
+    untrained = metarl.initial_params(replace(hp, seed=seed), cfg, np.float64)
+    if along is None:   # the exact Bayes machine's own episodes, the LSTMs' inputs replayed
+        run = scripted_run(cfg, exact_bayes(cfg, ref), episodes,
+                           metarl.stream(seed, PANEL_STREAM))
+        tr = metarl.rollout(untrained, cfg, episodes, metarl.stream(seed, PANEL_STREAM),
+                            actions=run.a)
+        if not (np.array_equal(tr.r, run.r) and np.array_equal(tr.obs, run.obs)):
+            raise RuntimeError("the panel's LSTM rollout did not replay the Bayes machine's "
+                               "episodes")
+    else:
+        if along.a.shape[1] < episodes:
+            raise ValueError(f"along holds {along.a.shape[1]} episodes; the panel reads "
+                             f"{episodes}")
+        tr = SimpleNamespace(**{key: getattr(along, key)[:, :episodes]
+                                for key in ("x", "a", "r", "obs")})
+    # the embedding's unit scale: the exact belief coordinates' spread along these episodes
+    states = scripted_machine(exact_bayes(cfg, ref), tr).states
+    scale = np.maximum(states.reshape(-1, states.shape[-1]).std(0), 1e-3)
     rng = metarl.stream(seed, PANEL_STREAM, 1)
     q0 = prior_rewards(cfg, rng)
-    untrained = metarl.initial_params(replace(hp, seed=seed), cfg, np.float64)
     width = 2 * hp.hidden
     scripted = [embedded_bayes(cfg, ref, width, scale, rng),
                 *(value_learner(cfg, alpha, q0) for alpha in VALUE_RATES),
@@ -361,14 +397,10 @@ def calibrate(hp, seed, episodes, splice_episodes, k=machines.FOLDS, distilled=N
         networks["distilled"] = (distilled, BELIEF)
     if recent is not None:
         networks["trained on recent events"] = (recent, NOT_BELIEF)
-    # the LSTMs read the same episodes through their inputs: actions replayed, same stream
-    tr = metarl.rollout(untrained, cfg, episodes, metarl.stream(seed, PANEL_STREAM), actions=run.a)
-    if not (np.array_equal(tr.r, run.r) and np.array_equal(tr.obs, run.obs)):
-        raise RuntimeError("the panel's LSTM rollout did not replay the Bayes machine's episodes")
     fold = machines.episode_folds(episodes, k, np.random.default_rng(seed))
     bayes = machines.bayes_machine(cfg, tr, ref)
     F, feature_names = belief.belief_features(cfg, tr.a, tr.r, tr.obs)
-    posterior_means = F[..., probe.posterior_mean_columns(feature_names)]
+    posterior_means = F[..., belief.posterior_mean_columns(feature_names)]
     history, names = machines.history_features(cfg, tr.a, tr.r, tr.obs)
 
     def driven(m):
@@ -386,7 +418,8 @@ def calibrate(hp, seed, episodes, splice_episodes, k=machines.FOLDS, distilled=N
     control = machines.control_splice_runs(cfg, ref, splice_episodes, seed)
     out["recent events"] = {"known": NOT_BELIEF,
                             "values": {**dict.fromkeys(DRIVEN), **own_values(cfg, ref, *control)}}
-    return {"machines": out, "episodes": episodes, "splice_episodes": splice_episodes}
+    return {"machines": out, "episodes": episodes, "splice_episodes": splice_episodes,
+            "along": "bayes" if along is None else "agent"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -500,10 +533,30 @@ def placement(test, agent_values, row, level=LEVEL):
             "equivalence": equivalence}
 
 
+def agent_beside_panel(agent, seeds):
+    """One agent's values {test: value} (agent_values) beside the panel over seeds
+    [calibrate(...)]: per test, whether the panel validates it and the machines that stop it,
+    each machine's known answer, mean, SE, n and verdict, and the agent's value with the side
+    of the midpoint it lies on ("perfect" or "null"; None if undefined). One agent is a point,
+    not a verdict: the report judges the agent over its seeds (agent_outcome)."""
+    table = calibration_table(seeds)
+    out = {}
+    for test in TESTS:
+        row, value = table[test.name], agent[test.name]
+        side = None if not np.isfinite(value) else "perfect" if test.passes(value) else "null"
+        out[test.name] = {
+            "label": test.label, "perfect": test.perfect, "null": test.null,
+            "validated": row["validated"], "wrong": row["wrong"], "agent": value,
+            "agent_side": side,
+            "machines": {name: {key: r[key] for key in ("known", "mean", "se", "n", "verdict")}
+                         for name, r in row["machines"].items()}}
+    return out
+
+
 def agent_values(summary):
     """The panel's tests read off one probe.probe_agent summary of the trained agent (the
     same functions, on the agent's own episodes): {test: value}."""
-    mean_columns = probe.posterior_mean_columns(summary["features"])
+    mean_columns = belief.posterior_mean_columns(summary["features"])
     sim = summary["simulation"]
     mini = summary["minimality"]
     def trained_mlp(direction):   # the trained network's agreement and its baseline

@@ -4,27 +4,24 @@ The claim under test: the LSTM's hidden state is a belief state, i.e. the poster
 b_t (posterior means, variances, P(tiger left), ...) are a linear read-out of h_t, and h_t is in
 turn largely a linear function of b_t (ridge.py: decode and encode, cross-validated over
 episodes), beside controls on the same episodes and folds; then the tests beyond decoding
-(machines.analyse). Here: the agent's probe, behaviour metrics, PCA, plots and the command
-line.
+(machines.analyse); and from the command line, the calibration panel beside them (panel.py),
+which says which of those tests separate known belief machines from known non-belief ones.
+Here: the agent's probe, behaviour metrics, PCA, plots and the command line.
 """
 import json
 import os
+import sys
+import time
 
 import numpy as np
 
 import belief
 import machines
 import metarl
+import panel
 import ridge
 from boundary import (OneLineErrorParser, check_int, check_memory, check_output_folder,
-                      new_figure, run_cli, save_png, write_files_together)
-
-def posterior_mean_columns(names):
-    """Indices of the belief features that are a posterior mean: bandit mean_i,
-    dependent-bandit mean_p, tiger p_left, two-step p_A_good. The sd, count, log-odds and
-    hearing-difference features are other coordinates of the same belief."""
-    return [j for j, f in enumerate(names) if f.startswith(("mean_", "p_"))]
-
+                      new_figure, run_cli, save_png, to_builtin, write_files_together)
 
 # ----------------------------------------------------------------------------- PCA
 
@@ -111,6 +108,7 @@ FOLDS = 5
 
 SIMULATION_EPISODES = 500   # episodes of the simulation and minimality analyses (MLP maps)
 SPLICE_EPISODES = 500       # fresh episodes of the splicing test
+PANEL_SEEDS = 3             # seeds of the calibration panel beside the agent, as in the main job
 
 
 def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULATION_EPISODES,
@@ -203,6 +201,31 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULAT
     return summary, arrays
 
 
+def beside_the_panel(params, hp, summary, seeds, episodes, seed, k=FOLDS, distilled=None,
+                     log=None):
+    """The calibration panel of the agent's family beside the agent's probe summary
+    (panel.agent_beside_panel): panel.calibrate on seeds seed … seed + seeds − 1, each reading
+    along the agent's own `episodes` episodes of the probe's stream at that seed (the first
+    are the probe's own), simulation on min(SIMULATION_EPISODES, episodes) of them and
+    splicing on SPLICE_EPISODES. The recent-events LSTM is trained here
+    (panel.recent_events_recipe); the distilled LSTM is the one given, or the panel goes
+    without it. `log` gets a line per stage (they take minutes)."""
+    log = log or (lambda line: None)
+    start = time.perf_counter()
+    recent = panel.train_recent_events_lstm(
+        panel.recent_events_recipe(panel.distill_recipe_for(hp)),
+        log=lambda line: log(f"panel: recent-events LSTM {line}"))
+    cfg, n = metarl.env_config(hp), min(SIMULATION_EPISODES, episodes)
+    runs = []
+    for s in range(seed, seed + seeds):
+        along = metarl.rollout(params, cfg, episodes, metarl.stream(s, PROBE_STREAM))
+        runs.append(panel.calibrate(hp, s, n, SPLICE_EPISODES, k, distilled, recent, along))
+        log(f"panel: seed {s} done, {time.perf_counter() - start:.0f} s")
+    return {"seeds": list(range(seed, seed + seeds)), "episodes": n,
+            "splice_episodes": SPLICE_EPISODES, "machines": list(runs[0]["machines"]),
+            "tests": panel.agent_beside_panel(panel.agent_values(summary), runs)}
+
+
 def behaviour(cfg, tr):
     """{"policy_kl", "agreement", "mean_return"} of a network on its own episodes tr: KL(the
     reference's tie-split policy ‖ π) and the agreement of π's most likely action with the
@@ -257,12 +280,19 @@ def main(argv=None):
     parser.add_argument("--control", metavar="CKPT", help="a checkpoint of the same task "
                         "distribution measured beside the agent in every test, under key "
                         "'distilled' if it was trained by metarl.py distill, else 'control'")
+    parser.add_argument("--panel-seeds", type=int, default=PANEL_SEEDS,
+                        help="seeds of the calibration panel run beside the agent (panel.py; "
+                        "a distilled --control joins it): 0 for none, else 2 to 10")
     args = parser.parse_args(argv)
 
     def command():
         check_int("--folds", args.folds, 2, 100)
         check_int("--episodes", args.episodes, 1)
         check_int("--seed", args.seed, 0)
+        check_int("--panel-seeds", args.panel_seeds, 0, 10)
+        if args.panel_seeds == 1:
+            raise ValueError("--panel-seeds must be 0 (no panel) or an integer in [2, 10], "
+                             "got 1: one seed gives the panel no limits to judge by")
         ckpt = metarl.load_checkpoint(args.checkpoint)
         cfg = metarl.env_config(ckpt["hp"])
         controls = {}
@@ -274,17 +304,24 @@ def main(argv=None):
             name = "distilled" if other["hp"].objective == "distill" else "control"
             controls[name] = other["params"]
         machines.check_sizes(cfg, args.episodes, args.folds, ("--episodes", "--folds"))
-        check_memory(probe_bytes(cfg, ckpt["hp"].hidden, args.episodes) * (1 + len(controls)),
+        # each control network, and the panel (one machine at a time), hold about a probe more
+        check_memory(probe_bytes(cfg, ckpt["hp"].hidden, args.episodes)
+                     * (1 + len(controls) + (args.panel_seeds > 0)),
                      f"probing {args.episodes} episodes")
         if args.plot:   # checked now, created only when every figure is drawn
             check_output_folder(args.plot, "--plot")
         summary, arrays = probe_agent(ckpt["params"], ckpt["hp"], args.episodes, args.seed,
                                       args.folds, controls=controls)
+        if args.panel_seeds:
+            summary["panel"] = beside_the_panel(
+                ckpt["params"], ckpt["hp"], summary, args.panel_seeds, args.episodes,
+                args.seed, args.folds, controls.get("distilled"),
+                log=lambda line: print(line, file=sys.stderr, flush=True))
         if args.plot:
             summary["plots"] = write_files_together(
                 args.plot, lambda stage: write_plots(summary, arrays, stage, args.plot))
         if args.json:
-            print(json.dumps(summary))
+            print(json.dumps(to_builtin(summary)))
         else:
             print_summary(summary)
 
@@ -351,10 +388,22 @@ def print_summary(s):
     for name, v in s.get("value_loss_by_network", {}).items():
         print(f"value loss of {name}: {v['value_loss_per_step']:.4f} ± "
               f"{v['value_loss_per_step_se']:.4f} per step")
+    if "panel" in s:
+        print_panel(s["panel"])
+
+
+def print_panel(p):
+    """The calibration panel's verdict per test beside the agent's value."""
+    print(f"\nCalibration panel ({len(p['seeds'])} seeds, {p['episodes']} episodes; machines: "
+          f"{', '.join(p['machines'])}): a test judges the agent only where it separates them")
+    print(f"{'test':26s}{'separates':>10s}{'agent':>9s}{'side':>9s}  machines on the wrong side")
+    for name, t in p["tests"].items():
+        print(f"{name:26s}{'yes' if t['validated'] else 'no':>10s}{fmt(t['agent']):>9s}"
+              f"{t['agent_side'] or 'n/a':>9s}  {', '.join(t['wrong']) or '-'}")
 
 
 def fmt(x):
-    return "n/a" if x is None else f"{x:.3f}"
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.3f}"
 
 
 if __name__ == "__main__":

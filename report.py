@@ -109,6 +109,12 @@ STAY = {"stay": {cell: {"p": "number", "se": "number"} for cell in twostep.CELLS
 BEHAVIOUR = {"stay": STAY, "hybrid": {"estimates": {"w": "number"}, "se": {"w": "number?"},
                                       "at_bound": "strings"}}
 GRID_POINT = {k: "number" for k in ("alpha", "beta", "lam", "interaction", "se")}
+SHIFT_BEHAVIOUR = {"own": {"pseudo_regret": "number"},   # experiments.shift_behaviour
+                   "test": {"pseudo_regret": "number", "mean": "number"},
+                   "noise_matched?": {"tau": "number", **{m: {"pseudo_regret": {
+                       "mean": "number", "stderr": "number"}} for m in ("train_model", "test_model")}},
+                   "behaviour": {m: {"kl": "number", "agreement": "number"}
+                                 for m in ("train", "test")}}
 RESULTS = {
     "facts": {"command": "string", "quick": "boolean", "wall_seconds": "number",
               "workers": "integer", "seeds": "integer", "stages": [("string", "number")],
@@ -136,16 +142,13 @@ RESULTS = {
                                "pseudo_regret?": "number"}},
                            "seeds": [{"machines": {"*": {"known": "string",
                                                          "values": {"*": "number?"}}},
-                                      "episodes": "integer", "splice_episodes": "integer"}]}},
+                                      "episodes": "integer", "splice_episodes": "integer",
+                                      "along?": "string"}]}},
     "shift": {"*": {
         "agent": "string",
-        "seeds": [{"own": {"pseudo_regret": "number"},
-                   "test": {"pseudo_regret": "number", "mean": "number"},
-                   "noise_matched?": {"tau": "number", **{m: {"pseudo_regret": {
-                       "mean": "number", "stderr": "number"}} for m in ("train_model", "test_model")}},
-                   "behaviour": {m: {"kl": "number", "agreement": "number"}
-                                 for m in ("train", "test")},
+        "seeds": [{**SHIFT_BEHAVIOUR,
                    "decoding": {"trained": TRAIN_TEST, "untrained": TRAIN_TEST}}],
+        "known?": {"*": {"expected": "string", "seeds": [SHIFT_BEHAVIOUR]}},
         "control_seeds": [{"trained": TRAIN_TEST}],
         "references": {"own_exact": EXACT, "test_exact": EXACT,
                        "bayes_train_model": {"pseudo_regret": {"mean": "number"}},
@@ -918,17 +921,30 @@ def calibration_section(results, out):
                "difference of every listen in the episode, not reset when a door opens; "
                "*trained on recent events* an LSTM of the agent's architecture trained to act "
                "on its last 3 events and carry them; *recent events* the exact belief of the "
-               "last 3 events (splicing only). Driven tests read every "
-               "machine along the Bayes-optimal policy's own episodes; splicing runs each "
-               "machine on its own.",
+               "last 3 events (splicing only). " + panel_episodes(results),
                "A test that the panel does not validate says nothing about the agent in either "
                "direction, whatever the agent's value: its row names the machines on the "
                "wrong side.",
                "Where a test is validated, the last two columns place the agent on the scale "
-               "(null 0, perfect 1) by Welch t tests at one-sided 95 % (agent seeds and panel "
-               "seeds are independent): is it nearer perfect than the strongest known "
+               "(null 0, perfect 1) by Welch t tests at one-sided 95 %, agent and panel "
+               "seeds taken as independent samples (where a panel seed reads an agent's "
+               "episodes, the two share them, and a shared episode that moves both values "
+               "the same way makes the test conservative): is it nearer perfect than the "
+               "strongest known "
                "non-belief, and is it within δ of the weakest known belief state by two "
                "one-sided tests (equivalent), measurably further, or unresolved."])
+
+
+def panel_episodes(results):
+    """Which episodes the panel's driven tests read (panel.calibrate's "along"; a run made
+    before it was recorded read the Bayes-optimal policy's)."""
+    along = {s.get("along", "bayes") for m in results["calibration"].values() for s in m["seeds"]}
+    if along == {"agent"}:
+        return ("Driven tests read every machine along the agent's own episodes, the same "
+                "histories and folds as its §2 probe (panel seed s: the seed-s agent's); "
+                "splicing runs each machine on its own.")
+    return ("Driven tests read every machine along the Bayes-optimal policy's own episodes; "
+            "splicing runs each machine on its own.")
 
 
 def placement_cells(place):
@@ -1079,13 +1095,17 @@ def shift_numbers(case):
     excess_own = summary(s["own"]["pseudo_regret"] - own_regret for s in case["seeds"])
     matched = noise_matched_numbers(case["seeds"])
     exact_held = position_verdict(position, r_train - r_test, excess_own["ucl"])
+    calibration = shift_calibration(case)
+    position_held = matched_verdict(matched) if matched is not None else exact_held
+    kl_held = below(summary(s["behaviour"]["train"]["kl"] - s["behaviour"]["test"]["kl"]
+                            for s in case["seeds"]), 0.0)
     return {"position": position, "matched": matched, "position_exact_held": exact_held,
-            "position_held": matched_verdict(matched) if matched is not None else exact_held,
+            "position_measured": position_held, "kl_measured": kl_held,
+            "position_held": calibrated(position_held, calibration, "position"),
+            "calibration": calibration,
             "resolvable": excess_own["ucl"] is not None
                           and r_train - r_test > 2 * excess_own["ucl"],
-            "kl": kl, "kl_held": below(summary(s["behaviour"]["train"]["kl"]
-                                               - s["behaviour"]["test"]["kl"]
-                                               for s in case["seeds"]), 0.0),
+            "kl": kl, "kl_held": calibrated(kl_held, calibration, "kl"),
             "agreement": agreement,
             "shifted": summary(shifted), "untrained": summary(untrained),
             "control": summary(contrast(s["trained"]) for s in case["control_seeds"]),
@@ -1094,6 +1114,48 @@ def shift_numbers(case):
             "r_train": r_train, "r_test": r_test, "excess_own": excess_own,
             "excess_test": summary(s["test"]["pseudo_regret"] - test_regret for s in case["seeds"]),
             "return_test": summary(s["test"]["mean"] for s in case["seeds"])}
+
+
+def shift_calibration(case):
+    """§3's position and behaviour tests on the case's known machines
+    (experiments.shift_machines: LSTMs distilled on the training prior and on the test
+    prior), each machine over its evaluation seeds: u_τ (noise_matched_numbers) with its
+    |u_τ| < SHIFT_POSITION_MAX outcome, and KL(training-prior Bayes ‖ π) − KL(test-prior
+    Bayes ‖ π) with its "< 0" outcome. A test separates them (validated) when the training
+    prior's machine holds it and the test prior's is refuted; "wrong" names the machines on
+    the wrong side. None for a run made before the known machines."""
+    if "known" not in case:
+        return None
+    rows, wrong = {}, {"position": [], "kl": []}
+    for name, m in case["known"].items():
+        matched = noise_matched_numbers(m["seeds"])
+        kl = summary(s["behaviour"]["train"]["kl"] - s["behaviour"]["test"]["kl"]
+                     for s in m["seeds"])
+        outcomes = {"position": matched_verdict(matched) if matched is not None else None,
+                    "kl": below(kl, 0.0)}
+        right = HELD if m["expected"] == "train" else REFUTED
+        for test, result in outcomes.items():
+            if result != right:
+                wrong[test].append(name)
+        rows[name] = {"expected": m["expected"], "matched": matched, "kl": kl,
+                      "outcomes": outcomes}
+    return {"machines": rows, "wrong": wrong,
+            "validated": {test: not names for test, names in wrong.items()}}
+
+
+def calibrated(held, calibration, test):
+    """A §3 case's outcome where its known machines validate `test` (shift_calibration); else
+    None, cannot decide. A run made before the known machines keeps its outcome."""
+    return held if calibration is None or calibration["validated"][test] else None
+
+
+def shift_caveat(calibration, test):
+    """The words a §3 case's measured value gets where its known machines do not validate
+    the test (empty where they do, or where the run has none)."""
+    if calibration is None or calibration["validated"][test]:
+        return ""
+    return (", but the known machines do not separate here (wrong side: "
+            f"{', '.join(calibration['wrong'][test])}) → cannot decide")
 
 
 def noise_matched_numbers(seeds):
@@ -1152,8 +1214,10 @@ def shift_section(results, out):
     n = next(iter(numbers.values()))["position"]["n"]
     shift_figure(numbers, os.path.join(out, "fig3_shift.png"))
 
-    def measured(describe, key):
+    def measured(describe, key, test=None):
         return "; ".join(f"{label}: {describe(m)} → {outcome(m[key])}"
+                         + (shift_caveat(m["calibration"], test)
+                            if test and m[key] is not None else "")
                          for label, m in numbers.items()) + f"; n = {n}"
 
     decodes = decoding_validated(results)
@@ -1171,12 +1235,14 @@ def shift_section(results, out):
                   "Bayes-optimal values, τ (per seed) the temperature at which the training "
                   "prior's softmax policy has the agent's own pseudo-regret on its own tasks, so "
                   "that both references degrade as the agent does. Decided only where every "
-                  "seed's two references are apart (their difference > 2 SE).",
+                  "seed's two references are apart (their difference > 2 SE), and where the "
+                  "known machines separate (LSTMs distilled on each prior, measured the same "
+                  "way: the training prior's holds, the test prior's is refuted).",
         measured=measured(lambda m: (
             f"u_τ = {pm(m['matched']['position'])}" if m["matched"]["apart"] else
             "the noise-matched references are not apart: the test cannot tell the priors apart")
             + f" at τ = {pm(m['matched']['tau'])} (exact references: u = {pm(m['position'])})",
-            "position_held"),
+            "position_measured", "position"),
         held=all_held(m["position_held"] for m in numbers.values())) if matched_run else None
     verdicts = [
         position_claim or Verdict(
@@ -1199,8 +1265,9 @@ def shift_section(results, out):
                 held=all_held(m["position_held"] for m in numbers.values())),
         Verdict(claim="On shifted tasks the agent acts like the training-prior Bayes policy.",
                 criterion=f"Upper {LEVEL:.0%} limit of KL(training-prior Bayes ‖ agent) − "
-                          "KL(test-prior Bayes ‖ agent) per step, paired by seed, < 0.",
-                measured=measured(lambda m: f"{pm(m['kl'])} nats/step", "kl_held"),
+                          "KL(test-prior Bayes ‖ agent) per step, paired by seed, < 0. Decided "
+                          "only where the known machines separate (as above).",
+                measured=measured(lambda m: f"{pm(m['kl'])} nats/step", "kl_measured", "kl"),
                 held=all_held(m["kl_held"] for m in numbers.values())),
         Verdict(claim="On shifted tasks the agent's state holds the training-prior posterior, "
                       "beyond what running sums of the same inputs give.",
@@ -1221,8 +1288,30 @@ def shift_section(results, out):
                 f"{fmt(m['position']['lcl'])} to {fmt(m['position']['ucl'])}",
                 outcome(m["position_exact_held"])]
                for label, m in numbers.items()]
-    behaviour = [[label, pm(m["kl"]), pm(m["agreement"]), outcome(m["kl_held"])]
+    behaviour = [[label, pm(m["kl"]), pm(m["agreement"]), outcome(m["kl_measured"])]
                  for label, m in numbers.items()]
+    known_rows = [[label, machine, {"train": "the training prior",
+                                    "test": "the test prior"}[row["expected"]],
+                   *((pm(row["matched"]["tau"]), pm(row["matched"]["position"])
+                      if row["matched"]["position"] is not None else "not apart")
+                     if row["matched"] is not None else ("n/a", "n/a")),
+                   outcome(row["outcomes"]["position"]), pm(row["kl"]),
+                   outcome(row["outcomes"]["kl"]),
+                   *("yes" if m["calibration"]["validated"][t] else "no"
+                     for t in ("position", "kl"))]
+                  for label, m in numbers.items() if m["calibration"] is not None
+                  for machine, row in m["calibration"]["machines"].items()]
+    known_n = next((row["kl"]["n"] for m in numbers.values() if m["calibration"] is not None
+                    for row in m["calibration"]["machines"].values()), None)
+    known_tables = [] if not known_rows else [(
+        "Known machines of the position and behaviour tests: an LSTM of the agent's "
+        "architecture distilled on each prior (metarl.py distill; one network each, mean ± SE "
+        f"over n = {known_n} evaluation seeds, so the SE is over episodes only), measured "
+        "exactly as the agent is. A test decides a case only where the training prior's "
+        "machine holds it and the test prior's is refuted.",
+        ["case", "machine", "acts on", "τ", "position u_τ", "|u_τ| < 0.5",
+         "KL difference (nats/step)", "KL difference < 0", "position test separates",
+         "behaviour test separates"], known_rows)]
     matched_tables = [] if not matched_run else [(
         f"Noise-matched references (n = {n} seeds, each with its own τ): the softmax policies of "
         "the two priors' Q* at the temperature τ at which the training prior's has the agent's "
@@ -1256,6 +1345,7 @@ def shift_section(results, out):
                  f"action (mean ± SE, n = {n}).", ["case", "KL difference (nats/step)", "agreement difference",
                              "nearer the training prior"], behaviour),
                 *matched_tables,
+                *known_tables,
                 ("Crossed decoding: Δ = R²(training-model posterior) − R²(test-model posterior) "
                  "of a probe fitted on a network's states on the agent's own tasks and applied "
                  "unchanged to its states on the test tasks, for the trained agent and for the "

@@ -202,6 +202,25 @@ def test_the_same_seed_gives_the_same_panel(bandit_panel):
     assert panel.calibrate(hp, 1, 40, 40) == bandit_panel[1]
 
 
+def test_the_driven_tests_read_the_episodes_they_are_given(bandit_panel):
+    """along = recorded episodes: handed the very episodes the panel reads without an agent
+    (the Bayes machine's own, the LSTM's inputs replayed), calibrate gives the same panel;
+    handed an agent's episodes it reads those (other values); too few are refused."""
+    hp, _, _ = small("bandit", T=PANEL_HORIZON)
+    cfg = metarl.env_config(hp)
+    bayes_run = panel.scripted_run(cfg, panel.exact_bayes(cfg, machines.reference(cfg)), 40,
+                                   metarl.stream(1, panel.PANEL_STREAM))
+    replayed = metarl.rollout(metarl.initial_params(hp, cfg, np.float64), cfg, 40,
+                              metarl.stream(1, panel.PANEL_STREAM), actions=bayes_run.a)
+    same = panel.calibrate(hp, 1, 40, 40, along=replayed)
+    assert same["machines"] == bandit_panel[1]["machines"] and same["along"] == "agent"
+    agent = metarl.rollout(metarl.initial_params(hp, cfg), cfg, 50, metarl.stream(7))
+    other = panel.calibrate(hp, 1, 40, 40, along=agent)["machines"]["untrained"]["values"]
+    assert other["decode"] != bandit_panel[1]["machines"]["untrained"]["values"]["decode"]
+    with pytest.raises(ValueError, match="along holds 50 episodes; the panel reads 60"):
+        panel.calibrate(hp, 1, 60, 40, along=agent)
+
+
 # ----------------------------------------------------------------------------- reading
 def synthetic_panel(belief_values, other_values, test="splice"):
     """Panel seeds with one test measured: a belief machine and a non-belief machine."""

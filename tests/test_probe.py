@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 import belief
+import machines
+import panel
 import probe
 import ridge
 
@@ -238,7 +240,7 @@ def small_agent(tmp_path_factory):
 
 def test_probe_cli_json_has_the_documented_keys_and_sane_values(small_agent, tmp_path):
     done = subprocess.run([sys.executable, "probe.py", str(small_agent), "--episodes", "200",
-                           "--seed", "0", "--json", "--plot", str(tmp_path)],
+                           "--seed", "0", "--json", "--plot", str(tmp_path), "--panel-seeds", "0"],
                           capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     s = json.loads(done.stdout)
@@ -266,7 +268,7 @@ def test_probe_cli_json_has_the_documented_keys_and_sane_values(small_agent, tmp
         assert 0 <= s["splice"][key] <= 1 and len(s["splice"]["per_lag"][key]) > 0
     assert s["splice"]["steps"] > 0
     assert s["value_loss_per_step"] >= 0 and s["value_loss_per_step_se"] > 0
-    assert len(s["plots"]) == 8
+    assert len(s["plots"]) == 8 and "panel" not in s
     for png in s["plots"].values():
         assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -284,7 +286,7 @@ def small_distilled(tmp_path_factory):
 def test_probe_cli_measures_a_distilled_control_beside_the_agent_in_every_test(
         small_agent, small_distilled):
     done = subprocess.run([sys.executable, "probe.py", str(small_agent), "--episodes", "200",
-                           "--json", "--control", str(small_distilled)],
+                           "--json", "--control", str(small_distilled), "--panel-seeds", "2"],
                           capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     s = json.loads(done.stdout)
@@ -299,6 +301,26 @@ def test_probe_cli_measures_a_distilled_control_beside_the_agent_in_every_test(
     assert s["behaviour_by_network"]["distilled"]["agreement"] > 0.9
     # and the posterior means are decodable from its state driven by the agent's inputs
     assert min(s["controls_by_feature"]["distilled"][f] for f in ("mean_0", "mean_1")) > 0.8
+    # the calibration panel beside the agent, the distilled network among its positives
+    p = s["panel"]
+    assert p["seeds"] == [0, 1] and p["episodes"] == 200
+    assert {"embedded Bayes", "distilled", "untrained", "trained on recent events"} <= set(
+        p["machines"])
+    assert set(p["tests"]) == {t.name for t in panel.TESTS}
+    value_loss, splice = p["tests"]["value_loss"], p["tests"]["splice"]
+    # known answers: the embedded Bayes machine acts Bayes-optimally (value loss exactly 0)
+    # and reads the donor's history (contrast 1); the untrained network loses what acting at
+    # random loses (relative value loss ≈ 1)
+    assert value_loss["machines"]["embedded Bayes"]["mean"] == 0.0
+    assert splice["machines"]["embedded Bayes"]["verdict"] == "passes"
+    assert value_loss["machines"]["untrained"]["verdict"] == "fails"
+    # the agent's values are its own probe's, read by the panel's functions
+    assert splice["agent"] == machines.splice_contrast(s["splice"])
+    assert value_loss["agent"] == s["value_loss"]["value_loss_relative"]
+    for test in p["tests"].values():   # validated exactly when no machine is on the wrong side
+        assert test["validated"] == (not test["wrong"])
+        assert test["agent_side"] in ("perfect", "null", None)
+    assert "panel: seed 1 done" in done.stderr   # progress goes to stderr, the JSON to stdout
 
 
 def test_probe_cli_refuses_a_control_of_other_tasks(small_agent, tmp_path):
@@ -314,6 +336,8 @@ def test_probe_cli_refuses_a_control_of_other_tasks(small_agent, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--episodes", "5"], "--episodes must be"),
     (["--folds", "1"], "--folds must be an integer in [2, 100], got 1"),
+    (["--panel-seeds", "1"], "--panel-seeds must be 0 (no panel) or an integer in [2, 10], got 1"),
+    (["--panel-seeds", "11"], "--panel-seeds must be an integer in [0, 10], got 11"),
 ])
 def test_probe_cli_bad_arguments_give_a_clear_error(small_agent, args, message):
     done = subprocess.run([sys.executable, "probe.py", str(small_agent), *args],

@@ -134,6 +134,37 @@ def test_the_shift_position_cannot_decide_where_the_two_bayes_policies_are_too_c
         == "inconclusive"
 
 
+def test_the_shift_tests_decide_only_where_the_known_machines_separate():
+    """§3's position and behaviour tests on the LSTMs distilled on each prior: validated when
+    the training prior's machine holds them and the test prior's is refuted; a case whose
+    known machines land on the wrong side cannot decide, whatever the agent's value."""
+    def seed(r_net, kl_train, kl_test, r_train=3.0, r_test=2.0):
+        return {"test": {"pseudo_regret": r_net},
+                "noise_matched": {"tau": 0.1,
+                                  "train_model": {"pseudo_regret": {"mean": r_train, "stderr": 0.01}},
+                                  "test_model": {"pseudo_regret": {"mean": r_test, "stderr": 0.01}}},
+                "behaviour": {"train": {"kl": kl_train}, "test": {"kl": kl_test}}}
+    on_train = [seed(3.0, 0.1, 0.5), seed(3.05, 0.12, 0.5), seed(2.95, 0.11, 0.52)]   # u ≈ 0
+    on_test = [seed(2.0, 0.5, 0.1), seed(2.05, 0.52, 0.1), seed(1.95, 0.5, 0.12)]     # u ≈ 1
+    separating = {"known": {"train machine": {"expected": "train", "seeds": on_train},
+                            "test machine": {"expected": "test", "seeds": on_test}}}
+    c = report.shift_calibration(separating)
+    assert c["validated"] == {"position": True, "kl": True} and c["wrong"]["position"] == []
+    assert c["machines"]["train machine"]["outcomes"] == {"position": "held", "kl": "held"}
+    assert c["machines"]["test machine"]["outcomes"] == {"position": "refuted", "kl": "refuted"}
+    assert report.calibrated("held", c, "position") == "held"
+    # the test prior's machine inside the band: the position test does not separate
+    blurred = {"known": {"train machine": {"expected": "train", "seeds": on_train},
+                         "test machine": {"expected": "test", "seeds": on_train}}}
+    c = report.shift_calibration(blurred)
+    assert c["validated"] == {"position": False, "kl": False}
+    assert c["wrong"]["position"] == ["test machine"]
+    assert report.calibrated("held", c, "position") is None            # cannot decide
+    assert "wrong side: test machine" in report.shift_caveat(c, "position")
+    assert report.shift_calibration({}) is None                        # a run before them
+    assert report.calibrated("refuted", None, "kl") == "refuted"
+
+
 def test_the_readme_findings_are_generated_from_the_committed_results(tmp_path):
     """The README's block between the findings markers is exactly what the report code makes
     of docs/results.json, so its prose cannot drift from the committed numbers."""
