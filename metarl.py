@@ -1226,6 +1226,34 @@ def gemm_flops_per_second(dtype, n=2048, repeats=5):
     return 2 * n ** 3 / best
 
 
+def floor_seconds(B, T, I, H, A, dtype, repeats):
+    """Median seconds per update of what no fusing removes, at the update's shapes on random
+    numbers: its matrix products (per step h U and dz Uᵀ as rollout and BPTT make them; over
+    all steps lstm_param_grads and the heads' two products) and its two NumPy tanh per step
+    (gate_activations). The rest of an update's time is element-wise work and calls."""
+    rng = stream(0)
+
+    def draw(*shape):
+        return (0.1 * rng.standard_normal(shape)).astype(dtype)
+
+    U, W_heads = draw(H, 4 * H), draw(H, A + 1)
+    h, x, dz, dY, c = draw(T + 1, B, H), draw(T, B, I), draw(T, B, 4 * H), draw(T * B, A + 1), \
+        draw(T, B, H)
+    gates, dh = np.empty((T, B, 4 * H), dtype), np.empty((B, H), dtype)
+
+    def products_and_tanh():
+        for t in range(T):
+            np.matmul(h[t], U, out=gates[t])
+            np.tanh(gates[t], out=gates[t])
+            np.tanh(c[t], out=c[t])
+            np.matmul(dz[t], U.T, out=dh)
+        lstm_param_grads(x, h[:T], dz)
+        dY @ W_heads.T, h[:T].reshape(-1, H).T @ dY
+
+    products_and_tanh()
+    return float(np.median([timed(products_and_tanh) for _ in range(repeats)]))
+
+
 def timed(fn):
     t0 = time.perf_counter()
     fn()
@@ -1235,7 +1263,8 @@ def timed(fn):
 def bench(batches=(16, 64, 256), dtypes=("float64", "float32"), hidden=48, horizon=100,
           repeats=20):
     """Median seconds per full update (rollout + BPTT + Adam) on the 2-arm bandit, per
-    (dtype, B), with updates/s, agent-steps/s and the fraction of the GEMM peak reached."""
+    (dtype, B), with updates/s, agent-steps/s, the fraction of the GEMM peak reached, and the
+    floor (floor_seconds: the same update's matrix products and tanh alone)."""
     rows = []
     for dtype in dtypes:
         peak = gemm_flops_per_second(np.dtype(dtype))
@@ -1252,7 +1281,10 @@ def bench(batches=(16, 64, 256), dtypes=("float64", "float32"), hidden=48, horiz
             runs = runs[3:]
             sec = float(np.median(runs))
             flops = update_flops(B, horizon, envs.n_inputs(cfg), hidden, 2)
+            floor = floor_seconds(B, horizon, envs.n_inputs(cfg), hidden, 2, np.dtype(dtype),
+                                  repeats)
             rows.append({"dtype": dtype, "batch": B, "ms_per_update": 1e3 * sec,
+                         "floor_ms": 1e3 * floor,
                          "updates_per_s": 1 / sec, "steps_per_s": B * horizon / sec,
                          "gemm_peak_gflops": peak / 1e9, "fraction_of_gemm_peak": flops / sec / peak})
     return {"hidden": hidden, "horizon": horizon, "arms": 2, "repeats": repeats,
@@ -1394,10 +1426,13 @@ def command_bench(args):
     print(f"full update (rollout + BPTT + Adam), bandit k=2, H={result['hidden']}, "
           f"T={result['horizon']}, OPENBLAS_CORETYPE={result['OPENBLAS_CORETYPE']}, "
           f"OPENBLAS_NUM_THREADS={result['OPENBLAS_NUM_THREADS']}")
-    print(f"{'dtype':8s} {'B':>4s} {'ms/update':>10s} {'updates/s':>10s} {'steps/s':>11s} {'GEMM peak':>10s}")
+    print(f"{'dtype':8s} {'B':>4s} {'ms/update':>10s} {'updates/s':>10s} {'steps/s':>11s} "
+          f"{'GEMM peak':>10s} {'floor ms':>9s}")
     for r in result["rows"]:
         print(f"{r['dtype']:8s} {r['batch']:4d} {r['ms_per_update']:10.2f} {r['updates_per_s']:10.1f} "
-              f"{r['steps_per_s']:11.0f} {100 * r['fraction_of_gemm_peak']:9.1f}%")
+              f"{r['steps_per_s']:11.0f} {100 * r['fraction_of_gemm_peak']:9.1f}% "
+              f"{r['floor_ms']:9.2f}")
+    print("floor: the update's matrix products and NumPy tanh alone (metarl.floor_seconds)")
 
 
 def command_curve(args):
