@@ -1128,6 +1128,9 @@ def shift_calibration(case):
         return None
     rows, wrong = {}, {"position": [], "kl": []}
     for name, m in case["known"].items():
+        if m["expected"] not in ("train", "test"):
+            raise ValueError(f"results.json: §3's known machine {name!r} acts on prior "
+                             f"{m['expected']!r}; 'train' or 'test' is accepted")
         matched = noise_matched_numbers(m["seeds"])
         kl = summary(s["behaviour"]["train"]["kl"] - s["behaviour"]["test"]["kl"]
                      for s in m["seeds"])
