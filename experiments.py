@@ -356,8 +356,7 @@ def train_panel_lstms(agent_hp, eval_steps):
     evaluation and the training seconds of both."""
     hp = panel.distill_recipe_for(agent_hp)
     start = time.perf_counter()
-    params = metarl.train(hp, None, log=lambda line: print(f"    {hp.env} distilled: {line}",
-                                                           flush=True))
+    params = distill_job(agent_hp)
     recent = panel.train_recent_events_lstm(
         panel.recent_events_recipe(hp),
         log=lambda line: print(f"    {hp.env} recent events: {line}", flush=True))
@@ -433,7 +432,8 @@ def shift_machines(name, control):
 
 
 def distill_job(agent_hp):
-    """Worker job: the Bayes-distilled LSTM of the agent's family (panel.distill_recipe_for)."""
+    """Worker job (and part of train_panel_lstms): the Bayes-distilled LSTM of the agent's
+    family (panel.distill_recipe_for)."""
     hp = panel.distill_recipe_for(agent_hp)
     return metarl.train(hp, None, log=lambda line: print(f"    {hp.env} distilled: {line}",
                                                          flush=True))
