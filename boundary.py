@@ -114,6 +114,7 @@ def check_json(value, spec, where):
     {"*": spec}              a non-empty object whose every value matches spec;
     [spec]                   a non-empty list whose every item matches spec;
     a tuple (spec, ...)      a list of exactly that many items, matching position by position;
+    a frozenset of strings   one of these strings;
     "number", "integer", "string", "boolean", "strings" (a list of strings, maybe empty),
     "any"; a trailing "?" ("number?") also accepts null. Numbers must be finite."""
     if isinstance(spec, str) and spec.endswith("?"):
@@ -135,6 +136,9 @@ def check_json(value, spec, where):
         json_type(isinstance(value, list) and value, where, "a non-empty list", value)
         for i, item in enumerate(value):
             check_json(item, spec[0], f"{where}[{i}]")
+    elif isinstance(spec, frozenset):
+        json_type(isinstance(value, str) and value in spec, where,
+                  "one of " + ", ".join(map(repr, sorted(spec))), value)
     elif isinstance(spec, tuple):
         json_type(isinstance(value, list) and len(value) == len(spec), where,
                   f"a list of {len(spec)} items", value)

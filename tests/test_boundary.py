@@ -660,6 +660,12 @@ def damage_results(results, damage):
     if damage == "list for an object":
         results["two_step"]["seeds"][0]["stay"] = []
         return "key results.two_step.seeds[0].stay must be an object, got an empty list"
+    if damage == "known machine on an unknown prior":   # was a KeyError while rendering
+        label, case = next(iter(results["shift"].items()))
+        name = next(iter(case["known"]))
+        case["known"][name]["expected"] = "both"
+        return (f"key results.shift.{label}.known.{name}.expected must be one of 'test', "
+                "'train', got 'both'")
     if damage == "pair of the wrong length":
         results["facts"]["stages"][0] = ["train agents"]
         return "key results.facts.stages[0] must be a list of 2 items"
@@ -668,7 +674,8 @@ def damage_results(results, damage):
 
 RESULTS_DAMAGE = ["section a list", "empty section", "nan wall time", "infinite curve point",
                   "empty seeds", "string for a number", "bool for an integer",
-                  "missing deep key", "list for an object", "pair of the wrong length"]
+                  "missing deep key", "list for an object", "pair of the wrong length",
+                  "known machine on an unknown prior"]
 
 
 @pytest.fixture
