@@ -8,6 +8,7 @@ status 2, never a traceback; files are only ever replaced whole (`atomic_write`)
 cannot leave a half-written or corrupted one behind.
 """
 import argparse
+import fcntl
 import json
 import math
 import numbers
@@ -16,6 +17,7 @@ import re
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -116,7 +118,10 @@ def check_json(value, spec, where):
     a tuple (spec, ...)      a list of exactly that many items, matching position by position;
     a frozenset of strings   one of these strings;
     "number", "integer", "string", "boolean", "strings" (a list of strings, maybe empty),
-    "any"; a trailing "?" ("number?") also accepts null. Numbers must be finite."""
+    "any"; a trailing "?" ("number?") also accepts null. Numbers must be finite.
+    "number or undefined"    a finite number, or {"undefined": "why"}: a measure that has no
+                             value on this data, with its reason (a null would not say which
+                             of "undefined" and "missing" it is)."""
     if isinstance(spec, str) and spec.endswith("?"):
         if value is not None:
             check_json(value, spec[:-1], where)
@@ -138,7 +143,7 @@ def check_json(value, spec, where):
             check_json(item, spec[0], f"{where}[{i}]")
     elif isinstance(spec, frozenset):
         json_type(isinstance(value, str) and value in spec, where,
-                  "one of " + ", ".join(map(repr, sorted(spec))), value)
+                  ("one of " if len(spec) > 1 else "") + ", ".join(map(repr, sorted(spec))), value)
     elif isinstance(spec, tuple):
         json_type(isinstance(value, list) and len(value) == len(spec), where,
                   f"a list of {len(spec)} items", value)
@@ -148,15 +153,26 @@ def check_json(value, spec, where):
         json_type(JSON_LEAVES[spec](value), where, JSON_LEAF_WORDS[spec], value)
 
 
+def finite_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def undefined_record(v):
+    """{"undefined": "why"}: a measure with no value on this data, and its reason."""
+    return isinstance(v, dict) and list(v) == ["undefined"] and isinstance(v["undefined"], str)
+
+
 JSON_LEAVES = {
-    "number": lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)
-                         and math.isfinite(v)),
+    "number": finite_number,
+    "number or undefined": lambda v: finite_number(v) or undefined_record(v),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "string": lambda v: isinstance(v, str),
     "boolean": lambda v: isinstance(v, bool),
     "strings": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
     "any": lambda v: True}
-JSON_LEAF_WORDS = {"number": "a finite number", "integer": "an integer", "string": "a string",
+JSON_LEAF_WORDS = {"number": "a finite number",
+                   "number or undefined": 'a finite number or {"undefined": "why"}',
+                   "integer": "an integer", "string": "a string",
                    "boolean": "true or false", "strings": "a list of strings", "any": "anything"}
 
 
@@ -165,6 +181,7 @@ def json_type(ok, where, wanted, value):
     if not ok:
         got = {dict: "an object", list: "a list"}.get(type(value))
         got = got if got is None or value else f"an empty {got.split()[-1]}"
+        got = "null" if value is None else got   # JSON's word, not Python's None
         raise ValueError(f"key {where} must be {wanted}, got {got or repr(value)[:40]}")
 
 
@@ -269,12 +286,43 @@ def write_files_together(folder, write_all):
         shutil.rmtree(stage, ignore_errors=True)
 
 
+@contextmanager
+def one_writer(path, flag):
+    """Hold `path` (a file or a folder to be written) for the block's duration: a second
+    command writing the same output meanwhile is refused at once, naming it. The lock is an
+    flock on `path`.lock, which the OS releases when the process ends, however it ends, so a
+    crash leaves no lock behind; the file itself is removed on the way out."""
+    lock_path = os.path.abspath(path).rstrip(os.sep) + ".lock"
+    try:
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as err:
+        raise ValueError(f"{flag} {path}: cannot write beside it ({err.strerror or err})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ValueError(f"{flag} {path} is being written by another command right now; wait "
+                         f"for it to finish or choose another {flag}") from None
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(lock_path)
+        except OSError:
+            pass   # already gone (its folder replaced): the flock is released all the same
+        os.close(fd)
+
+
 def atomic_write(path, write):
     """Call write(file) on a temp file beside `path`, then rename it over `path`: a reader
-    (or a crash) never sees a half-written file, and the old file survives any failure."""
+    (or a crash) never sees a half-written file, and the old file survives any failure. A
+    file system refusal is a ValueError naming `path`, never the temp file."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    except OSError as err:
+        raise ValueError(f"cannot write {path} ({err.strerror or err})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -284,9 +332,24 @@ def atomic_write(path, write):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise ValueError(f"cannot write {path} ({err.strerror or err})") from None
         raise
+
+
+def check_writable_file(path, flag):
+    """ValueError naming `flag` and `path` unless `path` can be replaced by atomic_write: it is
+    not a folder, and its folder accepts new files. Checked before work whose outputs must be
+    written together, so that a later file cannot fail after an earlier one was replaced."""
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a folder; give a file path")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        probe_write(folder)
+    except OSError as err:
+        raise ValueError(f"{flag} {path}: cannot write in {folder} ({err.strerror or err})") from None
 
 
 def new_figure(rows=1, columns=1, width=5.0, height=4.0, **kwargs):

@@ -12,9 +12,10 @@ One RL² agent is trained per (agent of AGENTS, seed), each with its task family
     3. failures_are_belief_failures                      distribution shift: return, behaviour, belief
     4. model_based_behaviour_from_a_model_free_learner   two-step stays, hybrid fit, model-free grid
 
-This module only measures: every number goes, raw (per seed), into results.json. report.py
-reads that file alone, states the criteria, decides the verdicts and writes REPORT.md and the
-figures, so the report can be rewritten (`report DIR`) without training anything.
+This module only measures: every number goes, raw (per seed), into results.json, whose schema
+(RESULTS, version SCHEMA) is stated here beside the code that writes it. The report reads that
+file alone: claims.py states the criteria and decides the verdicts, report.py writes REPORT.md
+and the figures, so the report can be rewritten (`report DIR`) without training anything.
 
 Parallelism and reproducibility: each job (train one agent, probe one agent, ...) runs in a
 worker process and depends only on its arguments; results are gathered in a fixed order, so
@@ -25,25 +26,30 @@ import multiprocessing
 import os
 import platform
 import shlex
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields as dataclass_fields
 
 import numba
 import numpy as np
 
 import belief
 import envs
+import machines
 import metarl
 import panel
 import probe
 import report
 import ridge
+import runs
 import twostep
-from boundary import (OneLineErrorParser, atomic_write, check_int, check_memory,
-                      check_output_folder, prepare_output_folder, run_cli, to_builtin)
+from boundary import (OneLineErrorParser, atomic_write, check_int, check_json, check_memory,
+                      check_output_folder, one_writer, parse_json, prepare_output_folder, run_cli,
+                      to_builtin)
 
 # ------------------------------------------------------------------------------------------
 # The agents: each trains with its family's recipe (metarl.RECIPES), plus these fields
@@ -54,7 +60,6 @@ AGENTS = {"bandit": ("bandit", {}), "dependent-bandit": ("dependent-bandit", {})
           SKEWED: ("bandit", dict(prior_a=2.0, prior_b=5.0))}
 PROBED = ("bandit", "dependent-bandit", "tiger", "two-step")   # §2: one agent per family
 QUICK_BUDGET = dict(updates=300, batch=32, hidden=16)   # --quick: replaces these in every agent
-QUICK_HORIZONS = {"bandit": 20, "dependent-bandit": 20, "tiger": 10, "two-step": 20}
 PROGRESS_LINES = 5    # training progress lines per agent
 CURVE_POINTS = 100    # points of each agent's learning curve in results.json
 SEEDS, QUICK_SEEDS = 5, 2
@@ -128,18 +133,52 @@ def worker_pool(workers):
     The thread count must be in the environment before a worker imports NumPy: it is set in
     this process's environment for the pool's lifetime (the workers inherit it; the old values
     come back after), and the workers are spawned, not forked, since a fork would inherit this
-    process's already-started BLAS threads."""
+    process's already-started BLAS threads. If the block ends by an exception (Ctrl-C
+    included), the queued jobs are cancelled and the workers stopped at once, rather than
+    left to finish jobs whose results nobody will read."""
     saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES}
     os.environ.update({name: BLAS_THREADS_PER_WORKER for name in BLAS_THREAD_VARIABLES})
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=worker_start, initargs=(os.getpid(),))
+        try:
             yield pool
+        except BaseException:
+            stop_workers(pool)
+            raise
+        pool.shutdown(wait=True)
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def worker_start(parent):
+    """A worker's first act. Ctrl-C (sent to the whole process group) is the main process's
+    to handle: it cancels the queue and stops the workers. And a worker whose main process is
+    gone (killed) exits within a second instead of finishing a job for nobody."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=exit_with, args=(parent,), daemon=True).start()
+
+
+def exit_with(parent):
+    """Poll the parent's pid; once this process has been re-parented, end it."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def stop_workers(pool):
+    """Cancel the pool's queued jobs and end its workers now. The executor offers no public
+    way to end a running job, so its processes are terminated through its `_processes`."""
+    processes = list((pool._processes or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.terminate()
+    for p in processes:
+        p.join(5)
 
 
 def progress(run, message):
@@ -179,12 +218,12 @@ class Agent:
 
 def agent_configs(seeds, quick):
     """name → [metarl.Config for seeds 0 … seeds − 1]: each agent's recipe; quick swaps in
-    QUICK_BUDGET and QUICK_HORIZONS."""
+    QUICK_BUDGET and its family's quick horizon (envs.Family.quick_horizon)."""
     configs = {}
     for name, (env, fields) in AGENTS.items():
         fields = dict(fields)
         if quick:
-            fields.update(QUICK_BUDGET, horizon=QUICK_HORIZONS[env])
+            fields.update(QUICK_BUDGET, horizon=envs.family(env).quick_horizon)
         updates = fields.get("updates", metarl.recipe(env).updates)
         fields["log_every"] = max(1, updates // PROGRESS_LINES)
         configs[name] = [metarl.recipe(env, **fields, seed=seed) for seed in range(seeds)]
@@ -229,7 +268,7 @@ def train_agent(name, hp, snapshot_updates):
             snapshots[u + 1] = {k: v.copy() for k, v in params.items()}
 
     start = time.perf_counter()
-    params = metarl.train(hp, None, log=lambda line: print(f"    {name} seed {hp.seed}: {line}",
+    params = runs.train(hp, None, log=lambda line: print(f"    {name} seed {hp.seed}: {line}",
                                                            flush=True),
                           on_update=keep_snapshot)
     blocks = np.array_split(returns, min(CURVE_POINTS, hp.updates))
@@ -241,7 +280,7 @@ def train_agent(name, hp, snapshot_updates):
 # §1 Agents act near Bayes-optimally: each agent on fresh episodes, and the references
 # ------------------------------------------------------------------------------------------
 def agents_act_near_bayes_optimally(run, agents):
-    """§1's raw numbers: per env, every seed's evaluation (metarl.evaluate) and the exact
+    """§1's raw numbers: per env, every seed's evaluation (runs.evaluate) and the exact
     values and baselines of the task distribution (belief.baselines_report)."""
     names = [name for name in AGENTS if name != SKEWED]
     jobs = [(f"{name} seed {a.hp.seed}", evaluate_agent, a, run.scale.eval_steps)
@@ -254,9 +293,9 @@ def agents_act_near_bayes_optimally(run, agents):
 
 
 def evaluate_agent(agent, steps):
-    """Worker job: metarl.evaluate on fresh episodes of the agent's own tasks."""
+    """Worker job: runs.evaluate on fresh episodes of the agent's own tasks."""
     cfg = metarl.env_config(agent.hp)
-    return metarl.evaluate(agent.params, cfg, episodes(steps, cfg), agent.hp.seed)
+    return runs.evaluate(agent.params, cfg, episodes(steps, cfg), agent.hp.seed)
 
 
 def reference_values(cfg, steps):
@@ -303,7 +342,7 @@ def probe_over_training(agent, scale):
         X = ridge.flatten_episodes(np.concatenate([tr.h[1:], tr.c[1:]], -1))[0]
         fit = ridge.cross_validated_r2(X, Y, groups, rng=np.random.default_rng(agent.hp.seed),
                                        k=scale.folds, folds=folds)
-        own = metarl.evaluate(params, cfg, scale.snapshot_episodes, agent.hp.seed)
+        own = runs.evaluate(params, cfg, scale.snapshot_episodes, agent.hp.seed)
         points.append({"updates": updates, "r2": float(fit.r2.mean()), "return": own["mean"]})
     return points
 
@@ -313,7 +352,7 @@ def probe_over_training(agent, scale):
 # ------------------------------------------------------------------------------------------
 def calibrate_the_tests(run, agents):
     """§2c's raw numbers: per probed env, a Bayes-distilled LSTM of the seed-0 agent's
-    architecture and budget scale (metarl.distill_recipe), its evaluation on the agent's
+    architecture and budget scale (distill.distill_recipe), its evaluation on the agent's
     evaluation budget (the capacity row of §1), and the panel (panel.calibrate) on
     scale.panel_seeds seeds. Returns (the section, the distillations' training seconds, their
     parameters: §3's known machines)."""
@@ -364,7 +403,7 @@ def train_panel_lstms(agent_hp, eval_steps):
     cfg = metarl.env_config(hp)
     return {"params": params, "recent": recent, "seconds": seconds, "updates": hp.updates,
             "batch": hp.batch,
-            "evaluation": metarl.evaluate(params, cfg, episodes(eval_steps, cfg), hp.seed)}
+            "evaluation": runs.evaluate(params, cfg, episodes(eval_steps, cfg), hp.seed)}
 
 
 # ------------------------------------------------------------------------------------------
@@ -435,7 +474,7 @@ def distill_job(agent_hp):
     """Worker job (and part of train_panel_lstms): the Bayes-distilled LSTM of the agent's
     family (panel.distill_recipe_for)."""
     hp = panel.distill_recipe_for(agent_hp)
-    return metarl.train(hp, None, log=lambda line: print(f"    {hp.env} distilled: {line}",
+    return runs.train(hp, None, log=lambda line: print(f"    {hp.env} distilled: {line}",
                                                          flush=True))
 
 
@@ -457,9 +496,9 @@ def shift_behaviour(params, train_cfg, test_cfg, scale, seed):
         pi = tr.pi.reshape(-1, tr.pi.shape[-1])
         behaviour[model] = {"kl": belief.policy_kl(belief.tie_split_policy(q), pi),
                             "agreement": belief.agreement_rate(q, pi)}
-    own = metarl.evaluate(params, train_cfg, episodes(scale.eval_steps, train_cfg), seed)
+    own = runs.evaluate(params, train_cfg, episodes(scale.eval_steps, train_cfg), seed)
     return {"own": own,
-            "test": metarl.evaluate(params, test_cfg, episodes(scale.eval_steps, test_cfg), seed),
+            "test": runs.evaluate(params, test_cfg, episodes(scale.eval_steps, test_cfg), seed),
             "behaviour": behaviour,
             "noise_matched": noise_matched_references(train_cfg, test_cfg, own["pseudo_regret"],
                                                       scale.baseline_steps)}
@@ -642,11 +681,165 @@ def model_free_bound(cfg, n):
 
 
 # ------------------------------------------------------------------------------------------
+# results.json: what it holds, in boundary.check_json's terms, with its version
+# ------------------------------------------------------------------------------------------
+SCHEMA = 2   # results.json's "schema": raised whenever what run_experiments writes changes, so
+             # that `report DIR` refuses another version's file instead of reading it with
+             # fallbacks (2: a panel value with none is a record of why, never null)
+# Every key the report reads, of the type it uses it as; other keys are allowed, as nothing
+# reads them. "key?": absent in some runs by design (a bandit's pseudo-regret, say). A string
+# with a fixed vocabulary is a frozenset of its words. A null ("number?") is a value that the
+# run leaves undefined by design (a standard error of one value, say); the calibration panel's
+# values, which decide verdicts, are never null: a number, or a record of why there is none.
+PAIR = {"trained": "number", "untrained": "number"}
+MAPS = {net: {"linear": "number", "mlp": "number"} for net in ("trained", "untrained")}
+MEASURES = ("state_dissimilarity", "output_kl", "output_kl_relative", "action_agreement",
+            "action_agreement_baseline")
+SPLICE = {"agreement_spliced": "number", "agreement_recipient": "number",
+          "agreement_own": "number", "steps": "integer",
+          "per_lag": {"agreement_spliced": ["number?"], "agreement_recipient": ["number?"],
+                      "steps": ["integer"]}}
+PROBE = {"features": ["string"], "decode": {"*": "number"},
+         "controls_by_feature": {c: {"*": "number"} for c in ("untrained", "memoryless", "shuffled")},
+         "policy_kl": "number", "agreement": "number", "encode_r2": "number",
+         "simulation": {**{d: {**{m: MAPS for m in MEASURES}, "map_error": MAPS}
+                           for d in machines.DIRECTION_LABEL},
+                        "shuffled": {d: {m: {"trained": {"linear": "number", "mlp": "number"}}
+                                         for m in MEASURES}
+                                     for d in machines.DIRECTION_LABEL}},
+         "simulation_episodes": "integer",
+         "minimality": {"partial_r2": {"trained": {"*": "number"}, "untrained": {"*": "number"}},
+                        "within_between_ratio": PAIR, "within_between_whitened": PAIR,
+                        "belief_design": "string"},
+         "splice": {**SPLICE, "control": SPLICE},
+         "value_loss": {"value_loss_per_step": "number", "value_loss_per_episode": "number",
+                        "value_loss_relative": "number?",
+                        "identity_gap?": "number?", "uncertainty": "string",
+                        "by_t": {"mean": ["number"]},
+                        "by_uncertainty": [{"low": "number", "high": "number", "mean": "number"}]}}
+EXACT = {"bayes_optimal_exact": "number", "oracle_exact": "number"}
+TRAIN_TEST = {"train": "number", "test": "number"}
+STAY = {"stay": {cell: {"p": "number", "se": "number"} for cell in twostep.CELLS},
+        "interaction": {"mean": "number", "se": "number"}}
+BEHAVIOUR = {"stay": STAY, "hybrid": {"estimates": {"w": "number"}, "se": {"w": "number?"},
+                                      "at_bound": "strings"}}
+GRID_POINT = {k: "number" for k in ("alpha", "beta", "lam", "interaction", "se")}
+DTYPES = frozenset(next(f for f in dataclass_fields(metarl.Config) if f.name == "dtype")
+                   .metadata["accepted"]["choices"])   # those a Config accepts
+
+
+def panel_machines(cfg, distilled=True, recent=True):
+    """A panel seed's machines on cfg's family (panel.lineup): every one, with its known
+    answer, and per test a finite number or {"undefined": why} where it is measured, a
+    {"not measured": why} record where it is not."""
+    return {name: {"known": frozenset({known}),
+                   "values": {t.name: "number or undefined" if t.name in tests
+                              else {panel.NOT_MEASURED: "string"} for t in panel.TESTS}}
+            for name, (known, tests) in panel.lineup(cfg, distilled, recent).items()}
+
+
+SHIFT_BEHAVIOUR = {"own": {"pseudo_regret": "number"},   # shift_behaviour
+                   "test": {"pseudo_regret": "number", "mean": "number"},
+                   "noise_matched": {"tau": "number", **{m: {"pseudo_regret": {
+                       "mean": "number", "stderr": "number"}} for m in ("train_model", "test_model")}},
+                   "behaviour": {m: {"kl": "number", "agreement": "number"}
+                                 for m in ("train", "test")}}
+RESULTS = {
+    "facts": {"command": "string", "quick": "boolean", "wall_seconds": "number",
+              "workers": "integer", "seeds": "integer", "stages": [("string", "number")],
+              "training_seconds": {"*": ["number"]},
+              "learning_curves": {"*": {"updates": "integer", "seeds": [["number"]]}},
+              "configs": {"*": {"env": frozenset(envs.FAMILIES), "horizon": "integer?",
+                                "prior_a": "number",
+                                "prior_b": "number", "hidden": "integer", "batch": "integer",
+                                "updates": "integer", "lr": "number", "gamma": "number",
+                                "dtype": DTYPES,
+                                "entropy_start": "number",
+                                "entropy_end": "number"}},
+              "machine": {"*": "any", "cpu_count": "any"},
+              "scale": {k: "integer" for k in ("folds", "probe_episodes", "snapshot_episodes",
+                                               "eval_steps", "stay_episodes", "grid_episodes")}},
+    "near_optimal": {"*": {
+        "seeds": [{"mean": "number", "stderr": "number?", "horizon": "integer",
+                   "episodes": "integer", "pseudo_regret?": "number"}],
+        "references": {"policies": {"*": {"mean": "number", "stderr": "number?"}},
+                       "bayes_optimal_exact": "number?", "oracle_exact": "number",
+                       "episodes": "integer"}}},
+    "belief_states": {"*": [{"probe": PROBE, "over_training": [
+        {"updates": "integer", "r2": "number", "return": "number"}]}]},
+    "calibration": {name: {"distilled": {"updates": "integer", "batch": "integer",
+                                         "evaluation": {
+                               "mean": "number", "stderr": "number?", "episodes": "integer",
+                               "pseudo_regret?": "number"}},
+                           "seeds": [{"machines": panel_machines(envs.make_config(AGENTS[name][0])),
+                                      "episodes": "integer", "splice_episodes": "integer",
+                                      "along": frozenset({"agent"})}]}
+                    for name in PROBED},
+    "shift": {"*": {
+        "agent": frozenset(AGENTS),
+        "seeds": [{**SHIFT_BEHAVIOUR,
+                   "decoding": {"trained": TRAIN_TEST, "untrained": TRAIN_TEST}}],
+        # both known machines, each on its prior (their names do not depend on the agents)
+        "known": {machine: {"expected": frozenset({expected}), "seeds": [SHIFT_BEHAVIOUR]}
+                  for machine, (_, expected) in shift_machines("agent", "control").items()},
+        "control_seeds": [{"trained": TRAIN_TEST}],
+        "references": {"own_exact": EXACT, "test_exact": EXACT,
+                       "bayes_train_model": {"pseudo_regret": {"mean": "number"}},
+                       "bayes_test_model": {"pseudo_regret": {"mean": "number"}}}}},
+    "two_step": {"swap_prob": "number", "seeds": [BEHAVIOUR], "belief_greedy": BEHAVIOUR,
+                 "model_free_td": BEHAVIOUR,
+                 "grid": {"largest": GRID_POINT, "settings": [GRID_POINT]}}}
+
+
+def load_results(folder):
+    """The results.json of a run's folder, its version and structure checked (SCHEMA,
+    RESULTS); ValueError naming the file (and the key) if it is missing, not JSON, nested too
+    deep, of another version, or lacks what the report reads."""
+    path = os.path.join(folder, "results.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist: run experiments.py --out {folder} first") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a readable results file: {e}") from None
+    try:
+        results = parse_json(text)
+    except ValueError as e:
+        raise ValueError(f"{path} is not a readable results file: {e}") from None
+    if not isinstance(results, dict):
+        raise ValueError(f"{path} is not an experiments.py results file: not a JSON object")
+    check_schema(results, path, folder)
+    missing = [k for k in RESULTS if k not in results]
+    if missing:
+        raise ValueError(f"{path} is not an experiments.py results file: missing "
+                         f"{', '.join(missing)}")
+    try:
+        check_json(results, RESULTS, "results")
+    except ValueError as e:
+        raise ValueError(f"{path} lacks what the report reads: {e}") from None
+    return results
+
+
+def check_schema(results, path, folder):
+    """ValueError, saying how to make the file again, unless results is of schema SCHEMA."""
+    version = results.get("schema")
+    if type(version) is not int or version != SCHEMA:   # 1.0 or true are not 1
+        found = ("has no schema version: it predates versioned results" if version is None
+                 else f"is of schema {version!r}")
+        raise ValueError(f"{path} {found}, and this experiments.py reads schema {SCHEMA}: "
+                         f"make it again with python3 experiments.py --out {folder} (or "
+                         f"python3 experiments.py --quick --out {folder}, a check of the "
+                         "pipeline)")
+
+
+# ------------------------------------------------------------------------------------------
 # The whole run, results.json, and the command line
 # ------------------------------------------------------------------------------------------
 def run_experiments(configs, scale, workers, out, command, quick):
     """Train every agent of `configs` (name → [Config per seed]), run §1–§4, write
-    results.json, then REPORT.md and the figures (report.write_report) into `out`."""
+    results.json, then REPORT.md and the figures (report.write_report) into `out`, made from
+    results.json as load_results reads it."""
     stages, start = [], time.perf_counter()
     with worker_pool(workers) as pool:
         run = Run(pool=pool, scale=scale, start=start)
@@ -681,12 +874,19 @@ def run_experiments(configs, scale, workers, out, command, quick):
                                  for name, trained in agents.items()},
              "configs": {name: asdict(hps[0]) for name, hps in configs.items()},
              "machine": machine_facts(), "scale": asdict(scale)}
-    results = to_builtin({"facts": facts, **sections})
-    atomic_write(os.path.join(out, "results.json"),
-                 lambda f: f.write(json.dumps(results, indent=1).encode("utf-8")))
+    write_results({"schema": SCHEMA, "facts": facts, **sections}, out)
+    results = load_results(out)   # the report reads the file, as `report DIR` does: one path
     report.write_report(results, out)
     print(f"wrote {os.path.join(out, 'REPORT.md')} in {facts['wall_seconds']:.1f} s", flush=True)
     return results
+
+
+def write_results(results, out):
+    """results.json in `out`: NumPy arrays and scalars as JSON lists and numbers, NaN and ±inf
+    as null (to_builtin), which RESULTS accepts only where a value is undefined by design
+    ("number?"): load_results refuses any other, naming its key."""
+    text = json.dumps(to_builtin(results), indent=1)
+    atomic_write(os.path.join(out, "results.json"), lambda f: f.write(text.encode("utf-8")))
 
 
 def machine_facts():
@@ -711,10 +911,10 @@ def build_parser():
     parser.add_argument("--seeds", type=int, default=None,
                         help=f"agents per task distribution, seeds 0 … N−1 (default {SEEDS}; "
                              f"--quick {QUICK_SEEDS})")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: the number of CPUs)")
-    parser.add_argument("--out", default="results", help="folder for results.json, REPORT.md "
-                                                         "and the figures")
+    parser.add_argument("--out", default=None, help="folder for results.json, REPORT.md "
+                                                    "and the figures (default results)")
     parser.add_argument("--readme", default=None,
                         help="report: also rewrite this README's findings block from the same "
                              "verdicts (between its findings markers)")
@@ -729,30 +929,45 @@ def main(argv=None):
         if args.command == "report":
             if args.folder is None:
                 raise ValueError("report needs the folder of a run: experiments.py report DIR")
-            check_output_folder(args.folder, "report")   # creates nothing: a refusal leaves
-            report.rewrite_report(args.folder, args.readme)   # no folder behind
+            for flag, value in (("--quick", args.quick), ("--seeds", args.seeds),
+                                ("--workers", args.workers), ("--out", args.out)):
+                if value not in (None, False):
+                    raise ValueError(f"{flag} does not apply to the report command, which "
+                                     "rewrites DIR's report from its results.json alone")
+            # check_output_folder creates nothing: a refusal leaves no folder behind
+            check_output_folder(args.folder, "report")
+            results = load_results(args.folder)   # a missing folder is refused here
+            with one_writer(args.folder, "report"):
+                report.rewrite_report(results, args.folder, args.readme)
             print(f"wrote {os.path.join(args.folder, 'REPORT.md')}"
                   + (f" and the findings of {args.readme}" if args.readme else ""), flush=True)
             return
         if args.readme is not None:
             raise ValueError("--readme is for the report command: experiments.py report DIR "
                              "--readme README.md")
+        if args.folder is not None:
+            raise ValueError(f"{args.folder}: a folder is for the report command; the run "
+                             "writes to --out")
         seeds = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else SEEDS)
+        workers = args.workers if args.workers is not None else os.cpu_count() or 1
+        out = args.out if args.out is not None else "results"
         check_int("--seeds", seeds, 1, MAX_SEEDS)
-        check_int("--workers", args.workers, 1, MAX_WORKERS)
-        check_memory(args.workers * WORKER_BYTES, f"--workers {args.workers}")
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise ValueError(f"--out {args.out} is a file; give a folder")
+        check_int("--workers", workers, 1, MAX_WORKERS)
+        check_memory(workers * WORKER_BYTES, f"--workers {workers}")
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(f"--out {out} is a file; give a folder")
         configs = agent_configs(seeds, args.quick)
         for hps in configs.values():
             metarl.check_hyperparameters(hps[0])
-        prepare_output_folder(args.out, "--out")
-        run_experiments(configs, QUICK_SCALE if args.quick else FULL_SCALE, args.workers,
-                        args.out, " ".join(["python experiments.py", *map(shlex.quote, argv)]),
-                        args.quick)
+        prepare_output_folder(out, "--out")
+        with one_writer(out, "--out"):
+            run_experiments(configs, QUICK_SCALE if args.quick else FULL_SCALE, workers, out,
+                            " ".join(["python experiments.py", *map(shlex.quote, argv)]),
+                            args.quick)
 
     return run_cli("experiments.py", command)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import experiments   # as the module itself: workers and Numba caches never see __main__
+    sys.exit(experiments.main())

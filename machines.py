@@ -41,6 +41,7 @@ import numpy as np
 
 import belief
 import envs
+import kernels
 import metarl
 import ridge
 from boundary import check_int, check_real_array, check_shape, new_figure, save_png
@@ -102,17 +103,17 @@ def agent_machine(params, tr, name="agent"):
     states = np.empty((T, B, 2 * H))                                      # (T, B, 2H)
     h, c = np.zeros((B, H)), np.zeros((B, H))
     for t in range(T):
-        h, c, _ = metarl.lstm_step(x[t], h, c, P["W"], P["U"], P["b"])
+        h, c, _ = kernels.lstm_step(x[t], h, c, P["W"], P["U"], P["b"])
         states[t] = np.concatenate([h, c], axis=1)
 
     def step(S, t):
         check_shape("a state of the agent machine", S, (B, 2 * H))
         h, c = np.ascontiguousarray(S[:, :H]), np.ascontiguousarray(S[:, H:])
-        h_new, c_new, _ = metarl.lstm_step(x[t + 1], h, c, P["W"], P["U"], P["b"])
+        h_new, c_new, _ = kernels.lstm_step(x[t + 1], h, c, P["W"], P["U"], P["b"])
         return np.concatenate([h_new, c_new], axis=1)
 
     def policy(S, t):
-        return metarl.policy_head(np.ascontiguousarray(S[:, :H]), P["W_pi"], P["b_pi"])[1]
+        return kernels.policy_head(np.ascontiguousarray(S[:, :H]), P["W_pi"], P["b_pi"])[1]
 
     return Machine(name=name, states=states, step=step, policy=policy)
 
@@ -614,7 +615,7 @@ def control_run(cfg, ref, episodes, seed, window=CONTROL_WINDOW, implant=None):
             for past, donor_events in zip(read, implant[1]):
                 past[:t - 1] = donor_events
         pi[t] = window_policy(cfg, ref, *read, t, window)
-        metarl.sample_categorical(pi[t], u[t], a[t])  # uniform among the tied actions
+        kernels.sample_categorical(pi[t], u[t], a[t])  # uniform among the tied actions
         _, r[t], _ = env.step(a[t])
         obs[t] = env.obs
         for past, now in zip(read, (a[t], r[t], obs[t])):

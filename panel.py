@@ -35,7 +35,15 @@ limit over panel seeds (t, n − 1 df) it passes, by the opposite limit it fails
 is unclear. A test is *validated* on a family when every positive passes and every negative
 fails; only then does it judge the agent, with three outcomes: held (the agent passes),
 refuted (it fails), inconclusive (neither limit clears the midpoint).
+
+A machine's value of a test on a seed is a finite number or a record of why there is none,
+the same in memory (calibrate) and in results.json, so that both are read alike:
+{"undefined": why} where its measure has no value on that seed's episodes (a relative KL whose
+no-information KL is 0): the machine is then unclear, which stops the test;
+{"not measured": why} where it has no such measure by design (the recent-events machine's
+driven tests): it is not among that test's machines. A bare NaN or None is refused.
 """
+import numbers
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Callable
@@ -43,34 +51,57 @@ from typing import Callable
 import numpy as np
 
 import belief
+import distill
 import envs
+import kernels
 import machines
 import metarl
 import ridge
+import runs
 import stats
-from boundary import check_int
+from boundary import check_float, check_int, check_real_array
 
 PANEL_STREAM = 2 ** 33 + 2   # the panel's driven episodes, beside probe's stream (2³³)
-LEVEL = 0.95
 VALUE_RATES = (0.01, 0.05, 0.3)   # α of the value learners: from long memory to short (α = 0.01
                                   # passed the dependent bandit's splice test, measured)
 FORGETTING = (0.8,)          # κ of the forgetful filters
 EMBED_OFFSET = 0.5           # the embedding's offsets c ~ U(−0.5, 0.5): units not all odd in x
 BELIEF, NOT_BELIEF = "belief state", "not a belief state"
+KNOWN = (BELIEF, NOT_BELIEF)   # a machine's known answer is one of these
+UNDEFINED, NOT_MEASURED = "undefined", "not measured"   # the records of a value that is not there
+WINDOW_STATE = ("its state is a window of the last events, not a vector that the maps and "
+                "probes read")   # why the recent-events machine has no driven tests
 RECENT_UPDATES = 800         # the recent-events LSTM's budget: on the bandit its most likely
                              # action agreed with the control's at every step of 500 fresh
                              # episodes after 2,000 updates, its loss flat from ~800 (measured)
 
 
+# ------------------------------------------------------------------------------------------
+# The registry of belief-state tests: the panel, probe.py and the report all read TESTS
+# ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Test:
-    """One measure of the belief-state claim as the panel judges it: the value a belief state
-    has (perfect) and the value of a machine that holds nothing of the belief (null)."""
+    """One measure of the belief-state claim: the value a belief state has (perfect), the
+    value of a machine that holds nothing of the belief (null), and how the value is read off
+    a machine's measures, the dict that driven_values and own_values build for a panel
+    machine and probe_measures for the agent:
+
+        decode                          mean held-out R² of the posterior means (linear probe)
+        agent_to_bayes, bayes_to_agent  machines.agent_to_bayes / bayes_to_agent, MLP map
+        minimality                      machines.minimality
+        splice, value_loss              machines.splice_agreement, machines.value_loss (own)
+
+    Adding a test is adding a record here (and its measure there, if it is a new one)."""
 
     name: str
     label: str
     perfect: float
     null: float
+    value: Callable              # a machine's measures → the test's value
+    own: bool = False            # read on the machine's own episodes, not along the panel's
+    paired_label: str = None     # its row in the report's §2b table of trained − untrained
+    trained_alone: bool = False  # ... where the trained network's own value is shown too
+    undefined: str = "its measure gave no number on these episodes"   # recorded for a NaN
 
     def midpoint(self):
         return 0.5 * (self.perfect + self.null)
@@ -80,25 +111,53 @@ class Test:
         return (value < self.midpoint()) if self.perfect < self.null else (value > self.midpoint())
 
 
+def agreement_beyond_mean_policy(direction):
+    """A map's action agreement beyond its machine's mean policy's (agreement_gain)."""
+    return lambda m: agreement_gain(m[direction]["action_agreement"],
+                                    m[direction]["action_agreement_baseline"])
+
+
+NOTHING_TO_GAIN = "the machine's mean policy already agrees at every step: nothing is left to gain"
+NO_GROUPS = "no step has two groups of episodes with the same belief"
 TESTS = (
-    Test("decode", "decoding: held-out R² of the posterior means (linear probe)", 1.0, 0.0),
-    Test("a2b_state", "agent → Bayes state dissimilarity (MLP map)", 0.0, 1.0),
-    Test("a2b_output", "agent → Bayes relative output KL (MLP map)", 0.0, 1.0),
+    Test("decode", "decoding: held-out R² of the posterior means (linear probe)", 1.0, 0.0,
+         lambda m: m["decode"], undefined="a posterior mean does not vary along these episodes"),
+    Test("a2b_state", "agent → Bayes state dissimilarity (MLP map)", 0.0, 1.0,
+         lambda m: m["agent_to_bayes"]["state_dissimilarity"],
+         paired_label="agent → Bayes state dissimilarity (MLP)", trained_alone=True),
+    Test("a2b_output", "agent → Bayes relative output KL (MLP map)", 0.0, 1.0,
+         lambda m: m["agent_to_bayes"]["output_kl_relative"],
+         paired_label="agent → Bayes relative output KL (MLP)", trained_alone=True,
+         undefined="the Bayes policy at the mapped states is the machine's mean policy at every "
+                   "step (no-information KL 0)"),
     Test("a2b_agreement", "agent → Bayes action agreement beyond the mean policy's (MLP map)",
-         1.0, 0.0),
-    Test("b2a_state", "Bayes → agent state dissimilarity (MLP map)", 0.0, 1.0),
-    Test("b2a_output", "Bayes → agent relative output KL (MLP map)", 0.0, 1.0),
+         1.0, 0.0, agreement_beyond_mean_policy("agent_to_bayes"), undefined=NOTHING_TO_GAIN),
+    Test("b2a_state", "Bayes → agent state dissimilarity (MLP map)", 0.0, 1.0,
+         lambda m: m["bayes_to_agent"]["state_dissimilarity"],
+         paired_label="Bayes → agent state dissimilarity (MLP)", trained_alone=True),
+    Test("b2a_output", "Bayes → agent relative output KL (MLP map)", 0.0, 1.0,
+         lambda m: m["bayes_to_agent"]["output_kl_relative"],
+         undefined="the machine's policy is its mean policy at every step (no-information KL 0)"),
     Test("b2a_agreement", "Bayes → agent action agreement beyond the mean policy's (MLP map)",
-         1.0, 0.0),
-    Test("partial_r2", "minimality: partial R² of history beyond the belief", 0.0, 1.0),
-    Test("within_between", "within/between spread (per-unit standardised)", 0.0, 1.0),
-    Test("within_between_whitened", "within/between spread (whitened state)", 0.0, 1.0),
-    Test("splice", "splice contrast at lags ≥ 3 (spliced − recipient agreement)", 1.0, 0.0),
+         1.0, 0.0, agreement_beyond_mean_policy("bayes_to_agent"), undefined=NOTHING_TO_GAIN),
+    Test("partial_r2", "minimality: partial R² of history beyond the belief", 0.0, 1.0,
+         lambda m: float(np.mean(list(m["minimality"]["partial_r2"].values()))),
+         paired_label="partial R² beyond the belief (mean over features)",
+         undefined="the belief alone predicts a history feature without error"),
+    Test("within_between", "within/between spread (per-unit standardised)", 0.0, 1.0,
+         lambda m: m["minimality"]["within_between_ratio"],
+         paired_label="within/between spread ratio (per-unit standardised)",
+         undefined=NO_GROUPS),
+    Test("within_between_whitened", "within/between spread (whitened state)", 0.0, 1.0,
+         lambda m: m["minimality"]["within_between_whitened"],
+         paired_label="within/between spread ratio (whitened state)", undefined=NO_GROUPS),
+    Test("splice", "splice contrast at lags ≥ 3 (spliced − recipient agreement)", 1.0, 0.0,
+         lambda m: machines.splice_contrast(m["splice"]), own=True),
     Test("value_loss", "value loss per step relative to the uniform policy's at the same beliefs",
-         0.0, 1.0),
+         0.0, 1.0, lambda m: m["value_loss"]["value_loss_relative"], own=True,
+         undefined="every action is optimal at every belief reached: the uniform policy loses "
+                   "nothing"),
 )
-OWN = ("splice", "value_loss")   # read on the machine's own episodes; the rest along the panel's
-DRIVEN = tuple(t.name for t in TESTS if t.name not in OWN)
 EQUIVALENCE = 0.25   # δ of the agent's equivalence to the panel's positives, as a fraction of
                      # |perfect − null| (on the scale where the null is 0 and perfect is 1)
 
@@ -108,21 +167,32 @@ EQUIVALENCE = 0.25   # δ of the agent's equivalence to the panel's positives, a
 # ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Scripted:
-    """A machine given by its equations: state S (B, D), S_0 = prior(B), S_{t+1} = step(S_t,
-    a_t, r_t, o_t) (any S, so mapped states too), π_t = policy(S_t, t) (B, A)."""
+    """A machine given by its equations on the events of cfg's task family: state S (B, D),
+    S_0 = prior(B), S_{t+1} = step(S_t, a_t, r_t, o_t) (any S, so mapped states too),
+    π_t = policy(S_t, t) (B, A); known: BELIEF or NOT_BELIEF."""
 
     name: str
     known: str
+    cfg: envs.EnvConfig
     prior: Callable
     step: Callable
     policy: Callable
+
+    def __post_init__(self):
+        check_known(self.known, f"the known answer of {self.name!r}")
+
+
+def check_known(known, what):
+    """ValueError unless known is one of KNOWN: any other word would count as neither."""
+    if not (isinstance(known, str) and known in KNOWN):
+        raise ValueError(f"{what} must be {BELIEF!r} or {NOT_BELIEF!r}, got {known!r}")
 
 
 def exact_bayes(cfg, ref):
     """The exact Bayes filter on the family's coordinates x, acting with the tie-split
     Bayes-optimal policy (two-step: belief-greedy) at x."""
     fam = machines.family(cfg)
-    return Scripted(name="Bayes", known=BELIEF, prior=lambda B: fam.prior(cfg, B),
+    return Scripted(name="Bayes", known=BELIEF, cfg=cfg, prior=lambda B: fam.prior(cfg, B),
                     step=lambda x, a, r, obs: fam.step(cfg, x, a, r, obs),
                     policy=lambda x, t: belief.tie_split_policy(fam.q(cfg, ref, x, t)))
 
@@ -133,9 +203,16 @@ def embedded_bayes(cfg, ref, width, scale, rng):
     has full row rank), g⁻¹(z) = (atanh(z) − c) M⁺ σ with z clipped into (−1, 1), so mapped
     states have a preimage too. step(z) = g(step_Bayes(g⁻¹(z))); policy: the tie-split
     Bayes-optimal policy (two-step: belief-greedy) at g⁻¹(z). scale σ (D,): the coordinates'
-    sd, so that tanh is neither linear nor saturated."""
+    sd, so that tanh is neither linear nor saturated. width ≥ D, or M could not have full row
+    rank and g would merge beliefs."""
     fam = machines.family(cfg)
     D = len(fam.coordinate_names(cfg))
+    if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < D:
+        raise ValueError(f"width must be an integer ≥ the {D} belief coordinates of "
+                         f"{cfg.name}, so that the embedding is injective; got {width!r}")
+    scale = check_real_array("scale", scale, (D,))
+    if (scale <= 0).any():
+        raise ValueError(f"scale (the coordinates' sd) must be positive, got {scale.min():g}")
     M = rng.standard_normal((D, width)) / np.sqrt(D)
     c = rng.uniform(-EMBED_OFFSET, EMBED_OFFSET, width)
     M_pinv = np.linalg.pinv(M)
@@ -148,7 +225,7 @@ def embedded_bayes(cfg, ref, width, scale, rng):
         return ((np.arctanh(z) - c) @ M_pinv) * scale
 
     return Scripted(
-        name="embedded Bayes", known=BELIEF, prior=lambda B: g(fam.prior(cfg, B)),
+        name="embedded Bayes", known=BELIEF, cfg=cfg, prior=lambda B: g(fam.prior(cfg, B)),
         step=lambda z, a, r, obs: g(fam.step(cfg, g_inv(z), a, r, obs)),
         policy=lambda z, t: belief.tie_split_policy(fam.q(cfg, ref, g_inv(z), t)))
 
@@ -157,7 +234,9 @@ def value_learner(cfg, alpha, q0):
     """Q_a ← Q_a + α 1[a_t = a] (r_t − Q_a) from Q = q0 (A,), greedy with ties split: it
     remembers old rewards for ~1/α steps but holds no counts, so no posterior. q0 should be
     the prior's expected reward of each action (prior_rewards): from Q = 0 a greedy learner
-    never leaves the first arm that paid."""
+    never leaves the first arm that paid. α in (0, 1]: at α = 0 it would learn nothing."""
+    alpha = check_float("alpha", alpha, 0.0, 1.0, low_open=True)
+    q0 = check_real_array("q0 (one value per action)", q0, (envs.n_actions(cfg),))
 
     def step(Q, a, r, obs):
         Q = np.array(Q, dtype=np.float64)
@@ -165,7 +244,7 @@ def value_learner(cfg, alpha, q0):
         Q[e, a] += alpha * (r - Q[e, a])
         return Q
 
-    return Scripted(name=f"value learner α = {alpha:g}", known=NOT_BELIEF,
+    return Scripted(name=f"value learner α = {alpha:g}", known=NOT_BELIEF, cfg=cfg,
                     prior=lambda B: np.tile(q0, (B, 1)), step=step,
                     policy=lambda Q, t: belief.tie_split_policy(Q))
 
@@ -186,7 +265,7 @@ def forgetful_filter(cfg, ref, kappa):
     event k steps back counts κᵏ; acting by the family's splice-control scores at x (the
     scores meant for states that are not the exact belief)."""
     fam = machines.family(cfg)
-    return Scripted(name=f"forgetful κ = {kappa:g}", known=NOT_BELIEF,
+    return Scripted(name=f"forgetful κ = {kappa:g}", known=NOT_BELIEF, cfg=cfg,
                     prior=lambda B: fam.prior(cfg, B),
                     step=lambda x, a, r, obs: kappa * fam.step(cfg, x, a, r, obs),
                     policy=lambda x, t: belief.tie_split_policy(fam.control_q(cfg, ref, x, t)))
@@ -198,7 +277,8 @@ def never_reset_filter(cfg, ref):
     keeps every hearing of the episode, as a long-memory learner would, yet from the first
     opening on its state is not the posterior; acting Bayes-optimally at that state."""
     fam = machines.family(cfg)
-    return Scripted(name="never reset", known=NOT_BELIEF, prior=lambda B: fam.prior(cfg, B),
+    return Scripted(name="never reset", known=NOT_BELIEF, cfg=cfg,
+                    prior=lambda B: fam.prior(cfg, B),
                     step=lambda S, a, r, obs: fam.unreset_step(cfg, S, a, r, obs),
                     policy=lambda S, t: belief.tie_split_policy(fam.q(cfg, ref, S, t)))
 
@@ -208,7 +288,7 @@ def recent_events_targets(cfg, ref, tr, window=machines.CONTROL_WINDOW):
     the recent-events control's policy at every step (machines.window_policy: the exact
     belief of the last `window` events only), and F (T, B, window · n_in), its last `window`
     inputs [x_t, x_{t−1}, …] (zeros before the episode), which the state choosing a_t has
-    read; both in tr's dtype, for metarl.distill_update."""
+    read; both in tr's dtype, for distill.distill_update."""
     a, r, obs = tr.a, np.asarray(tr.r, np.float64), np.asarray(tr.obs, np.float64)
     target = np.stack([machines.window_policy(cfg, ref, a, r, obs, t, window)
                        for t in range(cfg.horizon)])
@@ -218,12 +298,12 @@ def recent_events_targets(cfg, ref, tr, window=machines.CONTROL_WINDOW):
 
 
 def distill_recipe_for(agent_hp):
-    """The distillation recipe (metarl.distill_recipe) of the agent's env, horizon and width,
+    """The distillation recipe (distill.distill_recipe) of the agent's env, horizon and width,
     with no more updates or episodes per update than the agent had (for --quick runs)."""
     fields = {k: getattr(agent_hp, k) for k in ("env", "arms", "horizon", "prior_a", "prior_b",
                                                 "hidden", "log_every")}
-    default = metarl.distill_recipe(agent_hp.env)
-    return metarl.distill_recipe(**fields, updates=min(default.updates, agent_hp.updates),
+    default = distill.distill_recipe(agent_hp.env)
+    return distill.distill_recipe(**fields, updates=min(default.updates, agent_hp.updates),
                                  batch=min(default.batch, agent_hp.batch))
 
 
@@ -236,11 +316,11 @@ def recent_events_recipe(hp):
 
 def train_recent_events_lstm(hp, log=None):
     """A *trained* LSTM that is not a belief state: hp (objective distill, the agent's
-    architecture) trained by metarl.train with recent_events_targets, so it acts as the
+    architecture) trained by runs.train with recent_events_targets, so it acts as the
     recent-events control does and carries its last 3 inputs, nothing older on purpose."""
     cfg = metarl.env_config(hp)
     ref = machines.reference(cfg)   # the control's scores read the reference (Tiger's Q table)
-    return metarl.train(hp, None, log=log or (lambda line: None),
+    return runs.train(hp, None, log=log or (lambda line: None),
                         targets=lambda tr: recent_events_targets(cfg, ref, tr))
 
 
@@ -274,7 +354,7 @@ def scripted_run(cfg, machine, episodes, rng, implant=None):
     for t in range(T):
         states[t] = S
         pi[t] = machine.policy(S, t)
-        metarl.sample_categorical(pi[t], u[t], a[t])
+        kernels.sample_categorical(pi[t], u[t], a[t])
         _, r[t], _ = env.step(a[t])
         obs[t] = env.obs
         if implant is not None and t == implant[0] - 1:
@@ -298,8 +378,9 @@ def scripted_splices(cfg, machine, episodes, seed, times=None):
 
 
 def scripted_machine(machine, tr):
-    """`machine` as a machines.Machine along the recorded episodes tr (a, r, obs)."""
-    a, r, obs = tr.a, np.asarray(tr.r, np.float64), np.asarray(tr.obs, np.float64)
+    """`machine` as a machines.Machine along the recorded episodes tr (a, r, obs), checked as
+    events of its family (envs.check_history: the steps index with a and obs)."""
+    a, r, obs = envs.check_history(machine.cfg, tr.a, tr.r, tr.obs)
     T, B = a.shape
     S = machine.prior(B)
     states = np.zeros((T,) + S.shape)
@@ -316,23 +397,17 @@ def scripted_machine(machine, tr):
 # ------------------------------------------------------------------------------------------
 def driven_values(machine, bayes, posterior_means, history, names, fold, k, seed):
     """The driven tests of one Machine along the panel's episodes: {test: value}, each by the
-    function that measures the agent (every fit from default_rng(seed), the same folds)."""
+    function that measures the agent (every fit from default_rng(seed), the same folds), as
+    recorded (a number, or why there is none)."""
     X, groups = ridge.flatten_episodes(machine.states)
     Y = ridge.flatten_episodes(posterior_means)[0]
     decoded = ridge.decode(X, Y, groups, rng=np.random.default_rng(seed), k=k, folds=fold[groups])
     a2b = machines.agent_to_bayes(machine, bayes, fold, "mlp", np.random.default_rng(seed))
     b2a = machines.bayes_to_agent(bayes, machine, fold, "mlp", np.random.default_rng(seed))
     mini = machines.minimality(machine, bayes, history, names, fold, seed)
-    return {"decode": float(decoded.r2.mean()), "a2b_state": a2b["state_dissimilarity"],
-            "a2b_output": a2b["output_kl_relative"],
-            "a2b_agreement": agreement_gain(a2b["action_agreement"],
-                                            a2b["action_agreement_baseline"]),
-            "b2a_state": b2a["state_dissimilarity"], "b2a_output": b2a["output_kl_relative"],
-            "b2a_agreement": agreement_gain(b2a["action_agreement"],
-                                            b2a["action_agreement_baseline"]),
-            "partial_r2": float(np.mean(list(mini["partial_r2"].values()))),
-            "within_between": mini["within_between_ratio"],
-            "within_between_whitened": mini["within_between_whitened"]}
+    measures = {"decode": float(decoded.r2.mean()), "agent_to_bayes": a2b,
+                "bayes_to_agent": b2a, "minimality": mini}
+    return {t.name: recorded(t, t.value(measures)) for t in TESTS if not t.own}
 
 
 def agreement_gain(agree, base):
@@ -344,23 +419,31 @@ def agreement_gain(agree, base):
 
 def own_values(cfg, ref, original, splices):
     """The tests of a machine acting on its own: splice contrast, and value loss per step on
-    the unspliced run of the splice test (the machine's own episodes)."""
-    splice = machines.splice_agreement(cfg, ref, original, splices)
-    return {"splice": machines.splice_contrast(splice),
-            "value_loss": machines.value_loss(cfg, ref, original)["value_loss_relative"]}
+    the unspliced run of the splice test (the machine's own episodes), as recorded."""
+    measures = {"splice": machines.splice_agreement(cfg, ref, original, splices),
+                "value_loss": machines.value_loss(cfg, ref, original)}
+    return {t.name: recorded(t, t.value(measures)) for t in TESTS if t.own}
+
+
+def recorded(test, value):
+    """A measured value as the panel keeps it: the number, or {UNDEFINED: why} (test.undefined)
+    where the measure has no value on these episodes (NaN)."""
+    return float(value) if np.isfinite(value) else {UNDEFINED: test.undefined}
 
 
 def calibrate(hp, seed, episodes, splice_episodes, k=machines.FOLDS, distilled=None,
               recent=None, along=None):
     """One seed of the panel on hp's task family: {"machines": {name: {"known", "values":
-    {test: value}}}, "episodes", "splice_episodes", "along"}. The panel's LSTMs have hp's
-    architecture (the untrained one initialised from `seed`); distilled: parameters of a
-    distilled LSTM of the same architecture, or None; recent: those of
-    train_recent_events_lstm, or None. The recent-events machine has splicing and value loss
-    only (None elsewhere). along: recorded episodes (x, a, r, obs of a metarl.rollout, at
-    least `episodes` of them) whose first `episodes` the driven tests read: the agent's own,
-    so that machines and agent are measured on the same histories and folds; None: the exact
-    Bayes machine's own episodes (a panel with no agent)."""
+    {test: value}}}, "episodes", "splice_episodes", "along"}, its machines those of lineup.
+    The panel's LSTMs have hp's architecture (the untrained one initialised from `seed`);
+    distilled: parameters of a distilled LSTM of the same architecture, or None; recent: those
+    of train_recent_events_lstm, or None. A value is a number or a record of why there is
+    none (the module's docstring): the recent-events machine has splicing and value loss
+    only, its other tests {NOT_MEASURED: WINDOW_STATE}. along: recorded episodes (x, a, r,
+    obs of a metarl.rollout, at least `episodes` of them) whose first `episodes` the driven
+    tests read: the agent's own, so that machines and agent are measured on the same
+    histories and folds; None: the exact Bayes machine's own episodes (a panel with no
+    agent)."""
     cfg = metarl.env_config(hp)
     machines.check_sizes(cfg, episodes, k)
     check_int("splice_episodes", splice_episodes, 2)
@@ -417,15 +500,36 @@ def calibrate(hp, seed, episodes, splice_episodes, k=machines.FOLDS, distilled=N
         out[name] = {"known": known, "values": values}
     control = machines.control_splice_runs(cfg, ref, splice_episodes, seed)
     out["recent events"] = {"known": NOT_BELIEF,
-                            "values": {**dict.fromkeys(DRIVEN), **own_values(cfg, ref, *control)}}
+                            "values": {**{t.name: {NOT_MEASURED: WINDOW_STATE}
+                                          for t in TESTS if not t.own},
+                                       **own_values(cfg, ref, *control)}}
     return {"machines": out, "episodes": episodes, "splice_episodes": splice_episodes,
             "along": "bayes" if along is None else "agent"}
+
+
+def lineup(cfg, distilled=True, recent=True):
+    """The machines of calibrate's panel on cfg's family, in its order: {name: (known answer,
+    the names of the tests it is measured by)}; distilled, recent: whether those LSTMs are
+    given. The results schema requires each of them (experiments.RESULTS)."""
+    every, own = tuple(t.name for t in TESTS), tuple(t.name for t in TESTS if t.own)
+    known = {"embedded Bayes": BELIEF,
+             **{f"value learner α = {alpha:g}": NOT_BELIEF for alpha in VALUE_RATES},
+             **{f"forgetful κ = {kappa:g}": NOT_BELIEF for kappa in FORGETTING}}
+    if machines.family(cfg).unreset_step is not None:
+        known["never reset"] = NOT_BELIEF
+    known["untrained"] = NOT_BELIEF
+    if distilled:
+        known["distilled"] = BELIEF
+    if recent:
+        known["trained on recent events"] = NOT_BELIEF
+    return {**{name: (answer, every) for name, answer in known.items()},
+            "recent events": (NOT_BELIEF, own)}
 
 
 # ------------------------------------------------------------------------------------------
 # Reading the panel: which tests separate, and what they say of the agent
 # ------------------------------------------------------------------------------------------
-def limits(values, level=LEVEL):
+def limits(values, level=stats.LEVEL):
     """(mean, SE, lower, upper) one-sided limits over seeds (t, n − 1 df); limits None for n < 2."""
     x = np.asarray(values, np.float64)
     s = stats.mean_ci(x, level)
@@ -433,7 +537,7 @@ def limits(values, level=LEVEL):
             stats.upper_confidence_limit(x, level))
 
 
-def judge(test, values, level=LEVEL):
+def judge(test, values, level=stats.LEVEL):
     """"passes" if the limit on the perfect side clears the midpoint, "fails" if the opposite
     limit clears it the other way, else "unclear" (also with one value: no limits)."""
     _, _, low, high = limits(values, level)
@@ -448,24 +552,30 @@ def judge(test, values, level=LEVEL):
 
 
 def calibration_table(seeds):
-    """The panel over seeds [calibrate(...)], per test: each machine's mean, SE, n, verdict and
-    values, and whether the test separates (validated: every measured positive passes, every
-    measured negative fails, and both kinds were measured) with the machines that stop it."""
+    """The panel over seeds [calibrate(...)], per test: each machine's mean, SE, n, verdict,
+    values (NaN where undefined) and the reasons of its undefined values, and whether the test
+    separates (validated: every measured positive passes, every measured negative fails, and
+    both kinds were measured) with the machines that stop it. A machine undefined on any seed
+    is unclear, so it stops the test; one not measured is not among the test's machines.
+    seeds are checked first (check_panel), so a value missing, NaN or None is refused."""
+    check_panel(seeds)
     names = list(seeds[0]["machines"])
     table = {}
     for test in TESTS:
         rows, wrong = {}, []
         for name in names:
             known = seeds[0]["machines"][name]["known"]
-            values = [s["machines"][name]["values"].get(test.name) for s in seeds]
-            if any(v is None for v in values):
-                continue   # not measured on this machine (recent events' driven tests)
-            if all(np.isfinite(values)):
-                (mean, se, _, _), verdict = limits(values), judge(test, values)
-            else:      # undefined on some seed: unclear, so that it stops the test
+            kept = [s["machines"][name]["values"][test.name] for s in seeds]
+            if record_of(kept[0]) == NOT_MEASURED:   # then on every seed (check_panel)
+                continue
+            values = [float("nan") if record_of(v) else float(v) for v in kept]
+            undefined = sorted({v[UNDEFINED] for v in kept if record_of(v)})
+            if undefined:   # no value on some seed: no limits, so unclear, and the test stops
                 mean, se, verdict = float("nan"), float("nan"), "unclear"
+            else:
+                (mean, se, _, _), verdict = limits(values), judge(test, values)
             rows[name] = {"known": known, "mean": mean, "se": se, "n": len(values),
-                          "verdict": verdict, "values": values}
+                          "verdict": verdict, "values": values, "undefined": undefined}
             if verdict != ("passes" if known == BELIEF else "fails"):
                 wrong.append(name)
         kinds = {r["known"] for r in rows.values()}
@@ -475,6 +585,57 @@ def calibration_table(seeds):
                             "validated": not wrong and kinds == {BELIEF, NOT_BELIEF},
                             "wrong": wrong}
     return table
+
+
+def record_of(value):
+    """UNDEFINED or NOT_MEASURED if value is that record, None if it is a finite number;
+    ValueError for anything else (a bare NaN or None does not say which it is)."""
+    if isinstance(value, dict) and len(value) == 1:
+        kind, why = next(iter(value.items()))
+        if kind in (UNDEFINED, NOT_MEASURED) and isinstance(why, str):
+            return kind
+    elif (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and np.isfinite(value)):
+        return None
+    raise ValueError(f"must be a finite number, {{{UNDEFINED!r}: why}} or "
+                     f"{{{NOT_MEASURED!r}: why}}, got {value!r}")
+
+
+def check_panel(seeds):
+    """ValueError, naming the seed, machine and test, unless seeds is a non-empty list of
+    panel seeds (calibrate's) with the same machines, each with a known answer of KNOWN, the
+    same on every seed, and per test of TESTS a value that record_of accepts, not measured
+    on every seed or on none."""
+    if not isinstance(seeds, (list, tuple)) or not seeds:
+        raise ValueError(f"the panel needs at least one seed (a list of calibrate's results), "
+                         f"got {seeds!r}")
+    first = seeds[0]["machines"]
+    for s, seed in enumerate(seeds):
+        missing = [n for n in first if n not in seed["machines"]]
+        extra = [n for n in seed["machines"] if n not in first]
+        if missing or extra:
+            raise ValueError(f"machine {(missing + extra)[0]!r} is "
+                             + (f"missing on panel seed {s}" if missing else
+                                f"on panel seed {s} but not on panel seed 0")
+                             + ": every seed of the panel holds the same machines")
+        for name, machine in seed["machines"].items():
+            check_known(machine["known"], f"the known answer of {name!r} on panel seed {s}")
+            if machine["known"] != first[name]["known"]:
+                raise ValueError(f"{name!r} is {machine['known']!r} on panel seed {s} but "
+                                 f"{first[name]['known']!r} on panel seed 0")
+            for test in TESTS:
+                where = f"test {test.name!r} of {name!r} on panel seed {s}"
+                if test.name not in machine["values"]:
+                    raise ValueError(f"{where} has no value: a value that is not there is "
+                                     f"recorded as {{{UNDEFINED!r}: why}} or "
+                                     f"{{{NOT_MEASURED!r}: why}}")
+                try:
+                    kind = record_of(machine["values"][test.name])
+                except ValueError as e:
+                    raise ValueError(f"{where} {e}") from None
+                if (kind == NOT_MEASURED) != (record_of(first[name]["values"][test.name])
+                                              == NOT_MEASURED):
+                    raise ValueError(f"{where} is measured on some seeds and not on others")
 
 
 def agent_outcome(test, values, validated):
@@ -493,7 +654,7 @@ def scaled(test, values):
     return (np.asarray(values, np.float64) - test.null) / (test.perfect - test.null)
 
 
-def placement(test, agent_values, row, level=LEVEL):
+def placement(test, agent_values, row, level=stats.LEVEL):
     """Where the agent sits between the panel's groups on a validated test (row: the test's
     calibration_table entry), on the common scale, by Welch t tests (agent seeds and panel
     seeds are independent samples):
@@ -539,6 +700,13 @@ def agent_beside_panel(agent, seeds):
     each machine's known answer, mean, SE, n and verdict, and the agent's value with the side
     of the midpoint it lies on ("perfect" or "null"; None if undefined). One agent is a point,
     not a verdict: the report judges the agent over its seeds (agent_outcome)."""
+    for test in TESTS:
+        if test.name not in agent:
+            raise ValueError(f"the agent has no value of test {test.name!r}: agent_values "
+                             "gives one for every test of panel.TESTS")
+        if isinstance(agent[test.name], bool) or not isinstance(agent[test.name], numbers.Real):
+            raise ValueError(f"the agent's value of test {test.name!r} must be a number (NaN "
+                             f"where undefined), got {agent[test.name]!r}")
     table = calibration_table(seeds)
     out = {}
     for test in TESTS:
@@ -555,24 +723,38 @@ def agent_beside_panel(agent, seeds):
 
 def agent_values(summary):
     """The panel's tests read off one probe.probe_agent summary of the trained agent (the
-    same functions, on the agent's own episodes): {test: value}."""
-    mean_columns = belief.posterior_mean_columns(summary["features"])
-    sim = summary["simulation"]
-    mini = summary["minimality"]
-    def trained_mlp(direction):   # the trained network's agreement and its baseline
-        return (direction["action_agreement"]["trained"]["mlp"],
-                direction["action_agreement_baseline"]["trained"]["mlp"])
+    same functions, on the agent's own episodes): {test: value}, NaN where undefined (a NaN
+    that results.json holds as null, so the summary read back gives the same values)."""
+    try:
+        measures = probe_measures(summary)
+    except KeyError as e:
+        raise ValueError(f"the probe summary has no {e.args[0]!r}, which the panel's tests "
+                         "read: give probe.probe_agent's summary") from None
+    values = {}
+    for t in TESTS:
+        try:
+            value = t.value(measures)
+        except KeyError as e:
+            raise ValueError(f"the probe summary has no {e.args[0]!r}, which test {t.name!r} "
+                             "reads: give probe.probe_agent's summary") from None
+        values[t.name] = float("nan") if value is None else value
+    return values
 
-    return {"decode": float(np.mean([summary["decode"][summary["features"][j]]
-                                     for j in mean_columns])),
-            "a2b_state": sim["agent_to_bayes"]["state_dissimilarity"]["trained"]["mlp"],
-            "a2b_output": sim["agent_to_bayes"]["output_kl_relative"]["trained"]["mlp"],
-            "a2b_agreement": agreement_gain(*trained_mlp(sim["agent_to_bayes"])),
-            "b2a_state": sim["bayes_to_agent"]["state_dissimilarity"]["trained"]["mlp"],
-            "b2a_output": sim["bayes_to_agent"]["output_kl_relative"]["trained"]["mlp"],
-            "b2a_agreement": agreement_gain(*trained_mlp(sim["bayes_to_agent"])),
-            "partial_r2": float(np.mean(list(mini["partial_r2"]["trained"].values()))),
-            "within_between": mini["within_between_ratio"]["trained"],
-            "within_between_whitened": mini["within_between_whitened"]["trained"],
-            "splice": machines.splice_contrast(summary["splice"]),
-            "value_loss": summary["value_loss"]["value_loss_relative"]}
+
+def probe_measures(summary, net="trained"):
+    """The measures (see Test) of network `net` ("trained" or "untrained") in one
+    probe.probe_agent summary: its MLP maps, its minimality, the held-out R² of the posterior
+    means from its state, and for the trained agent its splicing and value loss."""
+    features = summary["features"]
+    r2 = summary["decode"] if net == "trained" else summary["controls_by_feature"][net]
+    mini = summary["minimality"]
+    measures = {
+        "decode": float(np.mean([r2[features[j]]
+                                 for j in belief.posterior_mean_columns(features)])),
+        **{d: {k: v[net]["mlp"] for k, v in summary["simulation"][d].items()}
+           for d in machines.DIRECTION_LABEL},
+        "minimality": {k: mini[k][net] for k in ("partial_r2", "within_between_ratio",
+                                                 "within_between_whitened")}}
+    if net == "trained":   # splicing and value loss run the trained agent alone
+        measures.update(splice=summary["splice"], value_loss=summary["value_loss"])
+    return measures

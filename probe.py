@@ -16,10 +16,12 @@ import time
 import numpy as np
 
 import belief
+import kernels
 import machines
 import metarl
 import panel
 import ridge
+import runs
 from boundary import (OneLineErrorParser, check_int, check_memory, check_output_folder,
                       new_figure, run_cli, save_png, to_builtin, write_files_together)
 
@@ -293,11 +295,11 @@ def main(argv=None):
         if args.panel_seeds == 1:
             raise ValueError("--panel-seeds must be 0 (no panel) or an integer in [2, 10], "
                              "got 1: one seed gives the panel no limits to judge by")
-        ckpt = metarl.load_checkpoint(args.checkpoint)
+        ckpt = runs.load_checkpoint(args.checkpoint)
         cfg = metarl.env_config(ckpt["hp"])
         controls = {}
         if args.control:
-            other = metarl.load_checkpoint(args.control)
+            other = runs.load_checkpoint(args.control)
             if metarl.env_config(other["hp"]) != cfg:
                 raise ValueError(f"--control {args.control} was trained on other tasks than "
                                  f"{args.checkpoint}")
@@ -332,7 +334,7 @@ def probe_bytes(cfg, H, episodes):
     """Bytes probe_agent holds at its peak: two rollouts (trained and untrained) and, per
     step, [h, c] with its standardised copies and predictions (≈ 10 copies of 2H numbers)."""
     rows = cfg.horizon * episodes
-    return 2 * metarl.rollout_bytes(cfg, episodes, H, np.float64) + rows * 8 * (20 * H + 64)
+    return 2 * kernels.rollout_bytes(cfg, episodes, H, np.float64) + rows * 8 * (20 * H + 64)
 
 
 def print_summary(s):
@@ -359,7 +361,7 @@ def print_summary(s):
     columns = [(n, k) for n in nets for k in ("linear", "mlp")]
     print(f"{'direction':16s}{'measure':22s}" + "".join(f"{n + ' ' + k:>17s}" for n, k in columns)
           + f"{'shuffled lin.':>17s}{'shuffled mlp':>17s}")
-    for d in ("agent_to_bayes", "bayes_to_agent"):
+    for d in machines.DIRECTION_LABEL:
         for m in ("state_dissimilarity", "output_kl", "output_kl_relative", "action_agreement"):
             print(f"{d:16s}{m:22s}" + "".join(f"{sim[d][m][n][k]:>17.4f}" for n, k in columns)
                   + "".join(f"{sim['shuffled'][d][m]['trained'][k]:>17.4f}"
@@ -407,4 +409,5 @@ def fmt(x):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import probe   # run as the module itself: Numba caches must never name __main__
+    raise SystemExit(probe.main())

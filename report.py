@@ -1,11 +1,13 @@
-"""REPORT.md and its figures, from results.json alone: criteria, verdicts, tables, figures.
+"""REPORT.md and its figures, from results.json alone: it formats and draws, claims.py decides.
 
-experiments.py measures and writes every raw number (per seed) into results.json; this module
-reads that file and nothing else. It states each claim's criterion before applying it (the
-constants under "Criteria"), computes the statistics (stats.py: Student-t limits with n − 1
-degrees of freedom, paired where the design is paired), decides each verdict, and formats.
-`python experiments.py report DIR` calls write_report on DIR/results.json, so a report can be
-rewritten, byte for byte, without training anything.
+experiments.py measures and writes every raw number (per seed) into results.json, and checks a
+file against its schema before a report is made from it (experiments.load_results). For each
+claim, claims.py holds the statement, the criterion (stated before the numbers), its constants
+and the function that decides it, over the statistics it computes (stats.py: Student-t limits
+with n − 1 degrees of freedom, paired where the design is paired). This module puts criteria,
+numbers and outcomes into tables and draws the figures. `python experiments.py report DIR`
+calls rewrite_report on DIR's results.json, so a report can be rewritten, byte for byte,
+without training anything.
 """
 import os
 import textwrap
@@ -13,35 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import claims
 import envs
 import machines
 import panel
-import stats
 import twostep
-from boundary import (atomic_write, check_json, focus_on_plateau, new_figure, parse_json,
-                      save_png, write_files_together)
-
-# ------------------------------------------------------------------------------------------
-# Criteria: stated before the numbers are seen, applied to every run alike
-# ------------------------------------------------------------------------------------------
-LEVEL = 0.95   # every limit is one-sided at 95 %, with the t quantile of n − 1 df over seeds
-# §1: the regret against the oracle relative to the Bayes-optimal regret (two-step: to the
-# belief-greedy regret). 1.25 is a quarter more regret than Bayes-optimal; the best classical
-# baselines need 1.6 (Thompson sampling, greedy on the 2-arm bandit) and 3.0 (model-free TD);
-# on the dependent bandit greedy *is* Bayes-optimal (both arms inform about the one p).
-REGRET_RATIO_MARGIN = 1.25
-# §1, Tiger: the gap to Bayes-optimal relative to the gap between Bayes-optimal and the best
-# trivial policy (always listen, −20 at T = 20): 0.015 is ≈ 0.6 of return, less than the
-# 0.81 (ratio 0.020) of the best listen-k heuristic (listen until |hearing difference| = 2).
-TIGER_GAP_MARGIN = 0.015
-TRIVIAL_POLICIES = ("random", "always_listen")
-NEAR_OPTIMAL_MEASURE = {"bandit": "regret", "dependent-bandit": "regret", "two-step": "regret",
-                        "tiger": "gap"}
-DECODE_R2_MIN = 0.8      # §2: "linearly decodable": held-out R² of each posterior mean
-CONTROL_MARGIN = 0.1     # §2: ... and this far above the memoryless and shuffled controls
-SHIFT_POSITION_MAX = 0.5  # §3: |position| of the agent: nearer the training-prior Bayes policy
-                          # than the test-prior one, and not further from it than that
-HYBRID_W_MIN = 0.5       # §4: the hybrid model's weight on model-based values
+from boundary import (atomic_write, check_writable_file, focus_on_plateau, new_figure, save_png,
+                      write_files_together)
+from claims import outcome, summary
+from stats import LEVEL
 
 # Fixed colours, so a condition has the same colour in every figure.
 COLOURS = {"trained": "C0", "untrained": "C1", "memoryless": "C2", "shuffled": "C3"}
@@ -59,6 +41,13 @@ class Verdict:
                     # hypotheses; the measured text says which)
 
 
+def verdict(claim, numbers, measured, **facts):
+    """The row of a claims.Claim: its statement, its criterion with the run's facts filled
+    in, the measured text, and the outcome claim.decide gives on the section's numbers."""
+    return Verdict(claim=claim.statement, criterion=claim.criterion_text(**facts),
+                   measured=measured, held=claim.decide(numbers))
+
+
 @dataclass
 class Section:
     """One experiment as the report shows it."""
@@ -71,218 +60,19 @@ class Section:
 
 
 # ------------------------------------------------------------------------------------------
-# Reading results.json
-# ------------------------------------------------------------------------------------------
-# What the report reads of results.json, in boundary.check_json's terms: every key it looks
-# up, of the type it uses it as; extra keys are allowed, as nothing reads them.
-PAIR = {"trained": "number", "untrained": "number"}
-MAPS = {net: {"linear": "number", "mlp": "number"} for net in ("trained", "untrained")}
-MEASURES = ("state_dissimilarity", "output_kl", "output_kl_relative", "action_agreement",
-            "action_agreement_baseline")
-MAP_CHECK_SE = 2.0   # §2b: no MLP map's held-out error may exceed the linear map's by more SEs
-SPLICE = {"agreement_spliced": "number", "agreement_recipient": "number",
-          "agreement_own": "number", "steps": "integer",
-          "per_lag": {"agreement_spliced": ["number?"], "agreement_recipient": ["number?"],
-                      "steps": ["integer"]}}
-PROBE = {"features": ["string"], "decode": {"*": "number"},
-         "controls_by_feature": {c: {"*": "number"} for c in ("untrained", "memoryless", "shuffled")},
-         "policy_kl": "number", "agreement": "number", "encode_r2": "number",
-         "simulation": {**{d: {**{m: MAPS for m in MEASURES}, "map_error?": MAPS}
-                           for d in ("agent_to_bayes", "bayes_to_agent")},
-                        "shuffled": {d: {m: {"trained": {"linear": "number", "mlp?": "number"}}
-                                         for m in MEASURES}
-                                     for d in ("agent_to_bayes", "bayes_to_agent")}},
-         "simulation_episodes": "integer",
-         "minimality": {"partial_r2": {"trained": {"*": "number"}, "untrained": {"*": "number"}},
-                        "within_between_ratio": PAIR, "within_between_whitened?": PAIR,
-                        "belief_design": "string"},
-         "splice": {**SPLICE, "control": SPLICE},
-         "value_loss": {"value_loss_per_step": "number", "value_loss_per_episode": "number",
-                        "value_loss_relative": "number?",
-                        "identity_gap?": "number?", "uncertainty": "string",
-                        "by_t": {"mean": ["number"]},
-                        "by_uncertainty": [{"low": "number", "high": "number", "mean": "number"}]}}
-EXACT = {"bayes_optimal_exact": "number", "oracle_exact": "number"}
-TRAIN_TEST = {"train": "number", "test": "number"}
-STAY = {"stay": {cell: {"p": "number", "se": "number"} for cell in twostep.CELLS},
-        "interaction": {"mean": "number", "se": "number"}}
-BEHAVIOUR = {"stay": STAY, "hybrid": {"estimates": {"w": "number"}, "se": {"w": "number?"},
-                                      "at_bound": "strings"}}
-GRID_POINT = {k: "number" for k in ("alpha", "beta", "lam", "interaction", "se")}
-SHIFT_BEHAVIOUR = {"own": {"pseudo_regret": "number"},   # experiments.shift_behaviour
-                   "test": {"pseudo_regret": "number", "mean": "number"},
-                   "noise_matched?": {"tau": "number", **{m: {"pseudo_regret": {
-                       "mean": "number", "stderr": "number"}} for m in ("train_model", "test_model")}},
-                   "behaviour": {m: {"kl": "number", "agreement": "number"}
-                                 for m in ("train", "test")}}
-RESULTS = {
-    "facts": {"command": "string", "quick": "boolean", "wall_seconds": "number",
-              "workers": "integer", "seeds": "integer", "stages": [("string", "number")],
-              "training_seconds": {"*": ["number"]},
-              "learning_curves": {"*": {"updates": "integer", "seeds": [["number"]]}},
-              "configs": {"*": {"env": "string", "horizon": "integer?", "prior_a": "number",
-                                "prior_b": "number", "hidden": "integer", "batch": "integer",
-                                "updates": "integer", "lr": "number", "gamma": "number",
-                                "dtype": "string", "entropy_start": "number",
-                                "entropy_end": "number"}},
-              "machine": {"*": "any", "cpu_count": "any"},
-              "scale": {k: "integer" for k in ("folds", "probe_episodes", "snapshot_episodes",
-                                               "eval_steps", "stay_episodes", "grid_episodes")}},
-    "near_optimal": {"*": {
-        "seeds": [{"mean": "number", "stderr": "number?", "horizon": "integer",
-                   "episodes": "integer", "pseudo_regret?": "number"}],
-        "references": {"policies": {"*": {"mean": "number", "stderr": "number?"}},
-                       "bayes_optimal_exact": "number?", "oracle_exact": "number",
-                       "episodes": "integer"}}},
-    "belief_states": {"*": [{"probe": PROBE, "over_training": [
-        {"updates": "integer", "r2": "number", "return": "number"}]}]},
-    "calibration?": {"*": {"distilled": {"updates": "integer", "batch?": "integer",
-                                         "evaluation": {
-                               "mean": "number", "stderr": "number?", "episodes": "integer",
-                               "pseudo_regret?": "number"}},
-                           "seeds": [{"machines": {"*": {"known": "string",
-                                                         "values": {"*": "number?"}}},
-                                      "episodes": "integer", "splice_episodes": "integer",
-                                      "along?": "string"}]}},
-    "shift": {"*": {
-        "agent": "string",
-        "seeds": [{**SHIFT_BEHAVIOUR,
-                   "decoding": {"trained": TRAIN_TEST, "untrained": TRAIN_TEST}}],
-        "known?": {"*": {"expected": frozenset({"train", "test"}), "seeds": [SHIFT_BEHAVIOUR]}},
-        "control_seeds": [{"trained": TRAIN_TEST}],
-        "references": {"own_exact": EXACT, "test_exact": EXACT,
-                       "bayes_train_model": {"pseudo_regret": {"mean": "number"}},
-                       "bayes_test_model": {"pseudo_regret": {"mean": "number"}}}}},
-    "two_step": {"swap_prob": "number", "seeds": [BEHAVIOUR], "belief_greedy": BEHAVIOUR,
-                 "model_free_td": BEHAVIOUR,
-                 "grid": {"largest": GRID_POINT, "settings": [GRID_POINT]}}}
-
-
-def load_results(folder):
-    """The results.json of a run's folder, its structure checked against RESULTS; ValueError
-    naming the file (and the key) if it is missing, not JSON, nested too deep, or lacks
-    what the report reads."""
-    path = os.path.join(folder, "results.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise ValueError(f"{path} does not exist: run experiments.py --out {folder} first") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not a readable results file: {e}") from None
-    try:
-        results = parse_json(text)
-    except ValueError as e:
-        raise ValueError(f"{path} is not a readable results file: {e}") from None
-    missing = [k for k in RESULTS if not k.endswith("?")
-               and (not isinstance(results, dict) or k not in results)]
-    if missing:
-        raise ValueError(f"{path} is not an experiments.py results file: missing "
-                         f"{', '.join(missing)}")
-    try:
-        check_json(results, RESULTS, "results")
-    except ValueError as e:
-        raise ValueError(f"{path} lacks what the report reads: {e}") from None
-    return results
-
-
-# ------------------------------------------------------------------------------------------
-# Statistics over seeds, as the tables show them
-# ------------------------------------------------------------------------------------------
-def summary(values):
-    """Mean, SE over seeds, n, and the one-sided 95 % limits (t, n − 1 df)."""
-    values = [float(v) for v in values]
-    s = stats.mean_ci(values, LEVEL)
-    return {"mean": s["mean"], "stderr": s["stderr"], "n": s["n"], "values": values,
-            "lcl": stats.lower_confidence_limit(values, LEVEL),
-            "ucl": stats.upper_confidence_limit(values, LEVEL)}
-
-
-def summary_if_defined(values):
-    """summary(values), or one of NaN mean and SE (shown n/a) if a value is undefined (NaN)."""
-    if np.all(np.isfinite(values)):
-        return summary(values)
-    nan = float("nan")
-    return {"mean": nan, "stderr": nan, "n": len(values), "values": [float(v) for v in values],
-            "lcl": None, "ucl": None}
-
-
-HELD, REFUTED, INCONCLUSIVE, CANNOT_DECIDE = "held", "refuted", "inconclusive", "cannot decide"
-
-
-def below(s, margin):
-    """The claim "the mean is below margin" from a summary s over seeds: held if its upper
-    limit is below margin, refuted if its lower limit is at or above margin (the opposite
-    limit clears it), else inconclusive; None (cannot decide) with one seed (no limits)."""
-    if s["ucl"] is None:
-        return None
-    return HELD if s["ucl"] < margin else REFUTED if s["lcl"] >= margin else INCONCLUSIVE
-
-
-def above(s, margin):
-    """The claim "the mean is above margin", as below."""
-    if s["lcl"] is None:
-        return None
-    return HELD if s["lcl"] > margin else REFUTED if s["ucl"] <= margin else INCONCLUSIVE
-
-
-def all_held(outcomes):
-    """A claim made of parts (every env, every feature): refuted if any part is, else held if
-    all are, else cannot decide (None) if any part cannot, else inconclusive."""
-    outcomes = list(outcomes)
-    if REFUTED in outcomes:
-        return REFUTED
-    if all(o == HELD for o in outcomes):
-        return HELD
-    return None if None in outcomes else INCONCLUSIVE
-
-
-# ------------------------------------------------------------------------------------------
 # §1 Agents act near Bayes-optimally
 # ------------------------------------------------------------------------------------------
-def near_optimal_measure(kind, seeds, references):
-    """The per-seed values of §1's measure and its verdict.
-
-    regret: (oracle − G) / (oracle − G_ref), G_ref the exact Bayes-optimal value (bandits: the
-        pseudo-regret Σ_t (max_i m_i − m_{a_t}) replaces oracle − G, same expectation, ~1/6 of
-        the noise) or the belief-greedy policy's return where there is no exact value (two-step).
-    gap: (V* − G) / (V* − G_trivial), G_trivial the best of TRIVIAL_POLICIES.
-    Near-optimal: the one-sided upper 95 % limit over seeds (t, n − 1 df) below the margin, so
-    that more noise can only make it harder to pass."""
-    policies = references["policies"]
-    bayes, oracle = references["bayes_optimal_exact"], references["oracle_exact"]
-    if kind == "regret":
-        reference = bayes if bayes is not None else policies["belief_greedy"]["mean"]
-        if bayes is not None and "pseudo_regret" in seeds[0]:
-            values = [s["pseudo_regret"] / (oracle - bayes) for s in seeds]
-        else:
-            values = [(oracle - s["mean"]) / (oracle - reference) for s in seeds]
-        margin = REGRET_RATIO_MARGIN
-    else:
-        trivial = max(policies[p]["mean"] for p in TRIVIAL_POLICIES if p in policies)
-        values = [(bayes - s["mean"]) / (bayes - trivial) for s in seeds]
-        margin = TIGER_GAP_MARGIN
-    s = summary(values)
-    return {**s, "margin": margin, "held": below(s, margin)}
-
-
 def near_optimal_section(results, out):
-    numbers = {env: near_optimal_measure(NEAR_OPTIMAL_MEASURE[env], r["seeds"], r["references"])
-               for env, r in results["near_optimal"].items()}
+    numbers = claims.near_optimal_numbers(results)
     returns = {env: summary(s["mean"] for s in r["seeds"])
                for env, r in results["near_optimal"].items()}
     near_optimal_figure(results["near_optimal"], numbers, os.path.join(out, "fig1_near_optimal.png"))
     learning_curves_figure(results, os.path.join(out, "fig1_learning_curves.png"))
     n = next(iter(numbers.values()))["n"]
-    verdict = Verdict(
-        claim="The meta-trained LSTM agents act near Bayes-optimally on every task distribution.",
-        criterion=f"Upper {LEVEL:.0%} limit over seeds (t, n − 1 df) of the regret ratio "
-                  f"(oracle − G) / (oracle − G_Bayes) ≤ {REGRET_RATIO_MARGIN} (bandits: "
-                  "pseudo-regret; two-step: G_Bayes → belief-greedy); Tiger: of "
-                  f"(V* − G) / (V* − G_always-listen) ≤ {TIGER_GAP_MARGIN}.",
-        measured="; ".join(f"{env}: {pm(m)} (upper limit {fmt(m['ucl'])}) → "
-                           f"{outcome(m['held'])}" for env, m in numbers.items()) + f"; n = {n}",
-        held=all_held(m["held"] for m in numbers.values()))
+    verdicts = [verdict(claims.NEAR_OPTIMAL, numbers,
+                        "; ".join(f"{env}: {pm(m)} (upper limit {fmt(m['ucl'])}) → "
+                                  f"{outcome(m['held'])}" for env, m in numbers.items())
+                        + f"; n = {n}")]
     main = []
     for env, r in results["near_optimal"].items():
         refs, m = r["references"], numbers[env]
@@ -292,7 +82,7 @@ def near_optimal_section(results, out):
         main.append([env, str(r["seeds"][0]["horizon"]), str(m["n"]),
                      str(r["seeds"][0]["episodes"]), pm(returns[env]), fmt(reference),
                      f"{best} {fmt(refs['policies'][best]['mean'])}",
-                     {"regret": "regret ratio", "gap": "gap ratio"}[NEAR_OPTIMAL_MEASURE[env]],
+                     {"regret": "regret ratio", "gap": "gap ratio"}[m["kind"]],
                      pm(m), fmt(max(m["values"])), fmt(m["ucl"]), f"≤ {m['margin']:g}",
                      outcome(m["held"])])
     per_seed = [[env, str(i), fmt(s["mean"]) + " ± " + fmt(s["stderr"]),
@@ -312,12 +102,11 @@ def near_optimal_section(results, out):
                 ("Per seed: return ± its evaluation SE, pseudo-regret (bandits), and the measure.",
                  ["env", "seed", "return", "pseudo-regret", "measure"], per_seed),
                 ("Baselines (belief.run_baselines on one seed): return ± SE over the episodes.",
-                 ["env", "policy", "return", "episodes"], baselines)]
-    if "calibration" in results:
-        tables.append(capacity_table(results, numbers))
+                 ["env", "policy", "return", "episodes"], baselines),
+                capacity_table(results, numbers)]
     return Section(
         title="1. Agents act near Bayes-optimally",
-        verdicts=[verdict], tables=tables,
+        verdicts=verdicts, tables=tables,
         figures=[("fig1_learning_curves.png",
                   f"Learning curves: the training batch's mean return per update (block means), "
                   f"mean over n = {n} seeds with a band of ± 1 SE, against the exact "
@@ -342,11 +131,12 @@ def capacity_table(results, numbers):
     for env, cal in results["calibration"].items():
         r = results["near_optimal"][env]
         evaluation = cal["distilled"]["evaluation"]
-        distilled = near_optimal_measure(NEAR_OPTIMAL_MEASURE[env], [evaluation], r["references"])
+        distilled = claims.near_optimal_measure(numbers[env]["kind"], [evaluation],
+                                                r["references"])
         rows.append([env, pm(numbers[env]), fmt(distilled["values"][0], 4),
                      fmt(evaluation["mean"]) + " ± " + fmt(evaluation["stderr"]),
                      fmt(evaluation.get("pseudo_regret")), str(evaluation["episodes"]),
-                     f"{cal['distilled']['updates']} of B = {cal['distilled'].get('batch', 'n/a')}"])
+                     f"{cal['distilled']['updates']} of B = {cal['distilled']['batch']}"])
     return ("Capacity against optimisation: the Bayes-distilled LSTM of the agent's architecture "
             "(one network per family, seed 0; metarl.py distill) on the same measure as the "
             "agents (n = 1 network; return ± its evaluation SE). A distilled value near 1 (Tiger: "
@@ -404,10 +194,10 @@ def best_classical(policies):
 
 def near_optimal_figure(raw, numbers, path):
     fig, axes = new_figure(1, 2, width=4.4, height=3.8)
-    groups = (("regret", "regret ratio (1 = Bayes-optimal)", REGRET_RATIO_MARGIN),
-              ("gap", "gap ratio (0 = Bayes-optimal)", TIGER_GAP_MARGIN))
-    for ax, (kind, label, margin) in zip(axes[0], groups):
-        envs_ = [env for env in numbers if NEAR_OPTIMAL_MEASURE[env] == kind]
+    groups = (("regret", "regret ratio (1 = Bayes-optimal)"),
+              ("gap", "gap ratio (0 = Bayes-optimal)"))
+    for ax, (kind, label) in zip(axes[0], groups):
+        envs_ = [env for env in numbers if numbers[env]["kind"] == kind]
         for x, env in enumerate(envs_):
             m = numbers[env]
             ax.scatter(np.full(m["n"], x) + np.linspace(-0.12, 0.12, m["n"]), m["values"], s=14,
@@ -419,10 +209,10 @@ def near_optimal_figure(raw, numbers, path):
                            label=f"upper {LEVEL:.0%} limit" if x == 0 else None)
             refs = raw[env]["references"]
             best = refs["policies"][best_classical(refs["policies"])]
-            classical = near_optimal_measure(kind, [best], refs)["mean"]
+            classical = claims.near_optimal_measure(kind, [best], refs)["mean"]
             ax.scatter(x - 0.3, classical, marker="x", color="C2",
                        label="best classical" if x == 0 else None)
-        ax.axhline(margin, color="C3", ls="--", lw=1, label="margin")
+        ax.axhline(claims.MARGINS[kind], color="C3", ls="--", lw=1, label="margin")
         ax.axhline(1.0 if kind == "regret" else 0.0, color="k", ls=":", lw=1)
         ax.set_xticks(range(len(envs_)), envs_)
         ax.set(ylabel=label, title="regret against the oracle" if kind == "regret"
@@ -435,108 +225,32 @@ def near_optimal_figure(raw, numbers, path):
 # ------------------------------------------------------------------------------------------
 # §2 Hidden states are belief states
 # ------------------------------------------------------------------------------------------
-def posterior_means(features):
-    return [f for f in features if f.startswith(("mean_", "p_"))]
-
-
-def belief_state_numbers(seeds):
-    """§2's statistics for one env from its seeds' probe results."""
-    probes = [s["probe"] for s in seeds]
-    means = posterior_means(probes[0]["features"])
-
-    def r2(p, condition, f):
-        return p["decode"][f] if condition == "trained" else p["controls_by_feature"][condition][f]
-
-    decode = {f: {c: summary(r2(p, c, f) for p in probes)
-                  for c in ("trained", "untrained", "memoryless", "shuffled")}
-              for f in probes[0]["features"]}
-    margins = {f: {c: summary(r2(p, "trained", f) - r2(p, c, f) for p in probes)
-                   for c in ("untrained", "memoryless", "shuffled")} for f in means}
-    learned = summary(np.mean([r2(p, "trained", f) - r2(p, "untrained", f) for f in means])
-                      for p in probes)
-    snapshots = [[point["updates"] for point in s["over_training"]] for s in seeds]
-    gaps = [[point["r2"] - s["over_training"][0]["r2"] for point in s["over_training"]]
-            for s in seeds]   # snapshot 0 is the untrained network
-    after_one = snapshots[0].index(1)   # the snapshot after the first update
-    growth = summary(g[-1] - g[after_one] for g in gaps)
-    decodable = all_held([above(decode[f]["trained"], DECODE_R2_MIN)
-                          for f in means] + [above(margins[f][c], CONTROL_MARGIN)
-                                             for f in means for c in ("memoryless", "shuffled")])
-    return {"features": probes[0]["features"], "means": means, "decode": decode,
-            "margins": margins, "learned": learned, "learned_held": above(learned, 0.0),
-            "decodable": decodable, "snapshots": snapshots[0], "gaps": gaps,
-            "returns": [[point["return"] for point in s["over_training"]] for s in seeds],
-            "growth": growth, "growth_held": above(growth, 0.0),
-            "policy_kl": summary(p["policy_kl"] for p in probes),
-            "agreement": summary(p["agreement"] for p in probes),
-            "encode": summary(p["encode_r2"] for p in probes)}
-
-
-def decoding_validated(results):
-    """{env: whether the panel (§2c) validates the decoding test there}; empty for a run
-    without the panel, which validates nothing."""
-    return {env: panel.calibration_table(cal["seeds"])["decode"]["validated"]
-            for env, cal in results.get("calibration", {}).items()}
-
-
-def gated(held, validated):
-    """A decoding claim's outcome in one env: its own where the panel validates decoding,
-    else cannot decide."""
-    return outcome(held) if validated else CANNOT_DECIDE
-
-
 def decoding_caveat(validated, where="here"):
     """What a decoding claim's measured text adds where the panel does not validate decoding."""
     return "" if validated else f", but the panel does not validate decoding {where} → cannot decide"
 
 
 def belief_states_section(results, out):
-    numbers = {env: belief_state_numbers(seeds) for env, seeds in results["belief_states"].items()}
+    numbers = claims.belief_states_numbers(results)
     n = next(iter(numbers.values()))["learned"]["n"]
     scale = results["facts"]["scale"]
     decoding_figure(numbers, os.path.join(out, "fig2_decoding.png"))
     over_training_figure(numbers, os.path.join(out, "fig2_over_training.png"))
 
-    valid = decoding_validated(results)
-
     def measured(describe, key):
         return "; ".join(f"{env}: {describe(m)} → {outcome(m[key])}"
-                         + decoding_caveat(valid.get(env, False)) for env, m in numbers.items())
-
-    def decided(key):
-        return across_envs({env: gated(m[key], valid.get(env, False))
-                            for env, m in numbers.items()})
-
-    gate = (" Decides an env only where the panel (§2c) validates decoding: where known "
-            "non-beliefs decode as well, decodability says nothing of a belief state.")
+                         + decoding_caveat(m["validated"])
+                         for env, m in numbers.items()) + f"; n = {n}"
 
     def worst(m):
         return min((m["decode"][f]["trained"]["lcl"] or -np.inf, f) for f in m["means"])
 
     verdicts = [
-        Verdict(claim="The exact posterior is linearly decodable from the trained agent's state, "
-                      "well beyond what the current input alone or other episodes' states give.",
-                criterion=f"In every env, for each posterior mean: lower {LEVEL:.0%} limit over "
-                          f"seeds of the held-out R² from [h, c] ≥ {DECODE_R2_MIN}, and of its "
-                          f"margin over the memoryless and the shuffled controls (paired by "
-                          f"seed) ≥ {CONTROL_MARGIN}." + gate,
-                measured=measured(lambda m: f"lowest limit {fmt(worst(m)[0])} ({worst(m)[1]})",
-                                  "decodable") + f"; n = {n}",
-                held=decided("decodable")),
-        Verdict(claim="Training makes the state more belief-like than the same network untrained.",
-                criterion=f"In every env: lower {LEVEL:.0%} limit (t, n − 1 df) of trained − "
-                          "untrained R² (mean over the posterior means; same episodes and folds, "
-                          "paired by seed) > 0." + gate,
-                measured=measured(lambda m: f"{pm(m['learned'])}", "learned_held") + f"; n = {n}",
-                held=decided("learned_held")),
-        Verdict(claim="Along training the state becomes more belief-like than the untrained "
-                      "network, on the same histories.",
-                criterion=f"In every env: lower {LEVEL:.0%} limit of (trained − untrained R² at "
-                          "the last snapshot) − (the same after one update), all snapshots "
-                          "probed on one fixed set of the final agent's histories, paired by seed, "
-                          "> 0." + gate,
-                measured=measured(lambda m: f"{pm(m['growth'])}", "growth_held") + f"; n = {n}",
-                held=decided("growth_held"))]
+        verdict(claims.DECODABLE, numbers,
+                measured(lambda m: f"lowest limit {fmt(worst(m)[0])} ({worst(m)[1]})",
+                         "decodable")),
+        verdict(claims.LEARNED, numbers, measured(lambda m: f"{pm(m['learned'])}", "learned_held")),
+        verdict(claims.GROWTH, numbers, measured(lambda m: f"{pm(m['growth'])}", "growth_held"))]
     decode_rows = [[env, f + (" *" if f in m["means"] else ""),
                     *(pm(m["decode"][f][c]) for c in ("trained", "untrained", "memoryless",
                                                         "shuffled"))]
@@ -653,35 +367,25 @@ def paired(probes, value):
 
 def belief_test_numbers(seeds):
     """§2b's statistics for one env from its seeds' probe summaries: trained − untrained paired
-    by seed, the trained network's own value of each simulation, the splice contrasts."""
+    by seed of each test of panel.TESTS with a paired_label, the trained network's own value
+    where the test shows it (trained_alone), the splice contrasts."""
     probes = [s["probe"] for s in seeds]
 
-    def sim(direction, measure, kind="mlp"):
-        return lambda p, net: p["simulation"][direction][measure][net][kind]
+    def read(test):   # test's value for network net of probe p
+        return lambda p, net: test.value(panel.probe_measures(p, net))
 
-    def partial(p, net):
-        return float(np.mean(list(p["minimality"]["partial_r2"][net].values())))
-
-    tests = {
-        "a2b_state": paired(probes, sim("agent_to_bayes", "state_dissimilarity")),
-        "a2b_output": paired(probes, sim("agent_to_bayes", "output_kl_relative")),
-        "b2a_state": paired(probes, sim("bayes_to_agent", "state_dissimilarity")),
-        "partial_r2": paired(probes, partial),
-        "ratio": paired(probes, lambda p, net: p["minimality"]["within_between_ratio"][net])}
-    if all("within_between_whitened" in p["minimality"] for p in probes):   # runs since §2c
-        tests["ratio_whitened"] = paired(
-            probes, lambda p, net: p["minimality"]["within_between_whitened"][net])
-    for key, value in (("a2b_state", sim("agent_to_bayes", "state_dissimilarity")),
-                       ("a2b_output", sim("agent_to_bayes", "output_kl_relative")),
-                       ("b2a_state", sim("bayes_to_agent", "state_dissimilarity"))):
-        tests[f"{key}_trained"] = summary(value(p, "trained") for p in probes)
+    shown = [t for t in panel.TESTS if t.paired_label is not None]
+    tests = {t.name: paired(probes, read(t)) for t in shown}
+    alone = {t.name: summary(read(t)(p, "trained") for p in probes)
+             for t in shown if t.trained_alone}
     splice = summary(p["splice"]["agreement_spliced"] - p["splice"]["agreement_recipient"]
                      for p in probes)
     splice_vs_control = summary(machines.splice_contrast(p["splice"])
                                 - machines.splice_contrast(p["splice"]["control"]) for p in probes)
     value = {k: [p["value_loss"].get(k) for p in probes]
              for k in ("value_loss_per_step", "identity_gap", "value_loss_per_episode")}
-    return {"tests": tests, "splice": splice, "splice_vs_control": splice_vs_control,
+    return {"tests": tests, "alone": alone, "splice": splice,
+            "splice_vs_control": splice_vs_control,
             "probes": probes, "value_loss": {k: summary(v) if None not in v else None
                                              for k, v in value.items()}}
 
@@ -693,10 +397,9 @@ def belief_tests_section(results, out):
     splice_figure(numbers, os.path.join(out, "fig2_splice.png"))
     value_loss_figure(numbers, os.path.join(out, "fig2_value_loss.png"))
 
-    paired_rows = [[env, label, pm(m["tests"][key]), fmt(m["tests"][key]["ucl"]),
-                    pm(m["tests"][f"{key}_trained"]) if f"{key}_trained" in m["tests"] else "n/a"]
-                   for env, m in numbers.items() for key, label in PAIRED_LABELS.items()
-                   if key in m["tests"]]
+    paired_rows = [[env, t.paired_label, pm(m["tests"][t.name]), fmt(m["tests"][t.name]["ucl"]),
+                    pm(m["alone"][t.name]) if t.trained_alone else "n/a"]
+                   for env, m in numbers.items() for t in panel.TESTS if t.paired_label]
     paired_rows += [[env, "splice contrast, all lags (spliced − recipient)", pm(m["splice"]),
                      "n/a", "n/a"] for env, m in numbers.items()]
     paired_rows += [[env, f"splice contrast at lags ≥ {machines.SPLICE_LAG_MIN}, agent − "
@@ -704,17 +407,14 @@ def belief_tests_section(results, out):
                     for env, m in numbers.items()]
     sim_rows = []
     for env, m in numbers.items():
-        for direction, label in (("agent_to_bayes", "agent → Bayes"), ("bayes_to_agent",
-                                                                       "Bayes → agent")):
+        for direction, label in machines.DIRECTION_LABEL.items():
             for measure in ("state_dissimilarity", "output_kl", "output_kl_relative",
                             "action_agreement"):
                 cells = [pm(summary(p["simulation"][direction][measure][net][kind]
                                     for p in m["probes"]))
                          for net in ("trained", "untrained") for kind in ("linear", "mlp")]
                 nulls = [pm(summary(p["simulation"]["shuffled"][direction][measure]["trained"][kind]
-                                    for p in m["probes"]))
-                         if all(kind in p["simulation"]["shuffled"][direction][measure]["trained"]
-                                for p in m["probes"]) else "n/a" for kind in ("linear", "mlp")]
+                                    for p in m["probes"])) for kind in ("linear", "mlp")]
                 sim_rows.append([env, label, measure.replace("_", " "), *cells, *nulls])
     mini_rows = [[env, feature.replace("_", " "),
                   *(pm(summary(p["minimality"]["partial_r2"][net][feature] for p in m["probes"]))
@@ -736,14 +436,13 @@ def belief_tests_section(results, out):
                    "n/a (no exact Q*)" if m["value_loss"]["identity_gap"] is None
                    else pm(m["value_loss"]["identity_gap"])] for env, m in numbers.items()]
     probe0 = next(iter(numbers.values()))["probes"][0]
-    map_tables = [] if not all("map_error" in p["simulation"]["agent_to_bayes"]
-                               for m in numbers.values() for p in m["probes"]) else [(
+    map_table = (
         f"Map check: held-out error of each map in the units it is fitted in (per coordinate, "
         f"the sd of the target's one-step change), mean ± SE over n = {n} seeds, and the "
         f"MLP map's excess over the linear map, paired by seed; a map fails the check if "
-        f"that excess is more than {MAP_CHECK_SE:g} SE above 0.",
+        f"that excess is more than {claims.MAP_CHECK_SE:g} SE above 0.",
         ["env", "direction", "network", "linear", "MLP", "MLP − linear", "check"],
-        map_check_rows(numbers))]
+        map_check_rows(numbers))
     return Section(
         title="2b. Beyond decoding: simulation, minimality, splicing, value loss",
         verdicts=[],
@@ -778,7 +477,7 @@ def belief_tests_section(results, out):
                  "this number of episodes, whose return noise exceeds the losses themselves "
                  f"(n = {n}).",
                  ["env", "per step", "per episode", "per-episode sum − (V*_0 − return)"],
-                 value_rows)] + map_tables,
+                 value_rows), map_table],
         figures=[("fig2_simulation.png",
                   f"State dissimilarity of the simulation in both directions, trained and "
                   f"untrained (one-hidden-layer maps; dots: seeds, n = {n}; bars: means)."),
@@ -801,16 +500,14 @@ def belief_tests_section(results, out):
 
 def map_check_rows(numbers):
     """One row per env, direction and network: both maps' held-out errors and the MLP's excess,
-    "fails" if the excess is more than MAP_CHECK_SE standard errors above 0."""
+    "fails" by claims.map_check."""
     rows = []
     for env, m in numbers.items():
         for direction, label in machines.DIRECTION_LABEL.items():
             for net in ("trained", "untrained"):
                 error = {kind: [p["simulation"][direction]["map_error"][net][kind]
                                 for p in m["probes"]] for kind in ("linear", "mlp")}
-                excess = summary(np.subtract(error["mlp"], error["linear"]))
-                worse = excess["stderr"] is not None and \
-                    excess["mean"] > MAP_CHECK_SE * excess["stderr"]
+                excess, worse = claims.map_check(error["linear"], error["mlp"])
                 rows.append([env, label, net, pm(summary(error["linear"])),
                              pm(summary(error["mlp"])), pm(excess),
                              "fails" if worse else "passes"])
@@ -820,43 +517,8 @@ def map_check_rows(numbers):
 # ------------------------------------------------------------------------------------------
 # §2c Calibration: which tests separate known belief states from known non-beliefs
 # ------------------------------------------------------------------------------------------
-OUTCOME_ORDER = ("held", "refuted", "inconclusive", "cannot decide")
-
-
-def calibration_numbers(results):
-    """Per env: the panel's table (panel.calibration_table over its seeds), the agent's value
-    of each test per seed (panel.agent_values of its probes), their summary and outcome."""
-    out = {}
-    for env, cal in results["calibration"].items():
-        table = panel.calibration_table(cal["seeds"])
-        agent = [panel.agent_values(s["probe"]) for s in results["belief_states"][env]]
-        out[env] = {"table": table, "seeds": cal["seeds"],
-                    "placement": {t.name: panel.placement(t, [a[t.name] for a in agent],
-                                                          table[t.name])
-                                  for t in panel.TESTS if table[t.name]["validated"]
-                                  and np.all(np.isfinite([a[t.name] for a in agent]))},
-                    "agent": {t.name: summary_if_defined([a[t.name] for a in agent])
-                              for t in panel.TESTS},
-                    "outcome": {t.name: panel.agent_outcome(t, [a[t.name] for a in agent],
-                                                            table[t.name]["validated"])
-                                for t in panel.TESTS}}
-    return out
-
-
-def across_envs(outcomes):
-    """One line for a test's outcomes in several envs: 'held (bandit); cannot decide (tiger)'."""
-    groups = {o: [env for env, v in outcomes.items() if v == o] for o in OUTCOME_ORDER}
-    return "; ".join(f"{o} ({', '.join(envs_)})" for o, envs_ in groups.items() if envs_)
-
-
 def calibration_section(results, out):
-    if "calibration" not in results:   # a run from before the panel existed
-        return Section(
-            title="2c. Calibration: which belief-state tests can decide", verdicts=[], tables=[],
-            figures=[], notes=["This run has no calibration panel (results.json predates "
-                               "it): none of the belief-state tests of §2b has been shown to "
-                               "separate belief states from non-beliefs, so none decides."])
-    numbers = calibration_numbers(results)
+    numbers = claims.calibration_numbers(results)
     first = next(iter(numbers.values()))
     n_panel = len(first["seeds"])
     n_agent = first["agent"][panel.TESTS[0].name]["n"]
@@ -869,16 +531,8 @@ def calibration_section(results, out):
             return f"{env}: agent {pm(m['agent'][test.name])} → {m['outcome'][test.name]}{why}"
         return "; ".join(one(env, m) for env, m in numbers.items()) + f"; agent n = {n_agent}"
 
-    verdicts = [Verdict(
-        claim=f"The agent's state passes the test of {test.label}.",
-        criterion=f"Decides an env only if the panel validates it (every known belief state "
-                  f"passes, every known non-belief fails: one-sided {LEVEL:.0%} limits over "
-                  f"n = {n_panel} panel seeds against the midpoint {fmt(test.midpoint(), 2)} of "
-                  f"perfect {fmt(test.perfect, 0)} and null {fmt(test.null, 0)}); then held, "
-                  "refuted or inconclusive by the agent's limits against the same midpoint.",
-        measured=measured(test),
-        held=across_envs({env: m["outcome"][test.name] for env, m in numbers.items()}))
-        for test in panel.TESTS]
+    verdicts = [verdict(claims.calibrated_claim(test), numbers, measured(test), n_panel=n_panel)
+                for test in panel.TESTS]
     tables = []
     for env, m in numbers.items():
         panel_machines = m["seeds"][0]["machines"]   # every panel machine, in the panel's order
@@ -921,10 +575,14 @@ def calibration_section(results, out):
                "difference of every listen in the episode, not reset when a door opens; "
                "*trained on recent events* an LSTM of the agent's architecture trained to act "
                "on its last 3 events and carry them; *recent events* the exact belief of the "
-               "last 3 events (splicing only). " + panel_episodes(results),
+               "last 3 events (splicing only). Driven tests read every machine along the "
+               "agent's own episodes, the same histories and folds as its §2 probe (panel "
+               "seed s: the seed-s agent's); splicing runs each machine on its own.",
                "A test that the panel does not validate says nothing about the agent in either "
                "direction, whatever the agent's value: its row names the machines on the "
-               "wrong side.",
+               "wrong side. A machine whose measure has no value on some panel seed (a relative "
+               "KL whose no-information KL is 0, say; results.json records why) is *undefined*, "
+               "so unclear, and stops the test.",
                "Where a test is validated, the last two columns place the agent on the scale "
                "(null 0, perfect 1) by Welch t tests at one-sided 95 %, agent and panel "
                "seeds taken as independent samples (where a panel seed reads an agent's "
@@ -933,18 +591,6 @@ def calibration_section(results, out):
                "strongest known "
                "non-belief, and is it within δ of the weakest known belief state by two "
                "one-sided tests (equivalent), measurably further, or unresolved."])
-
-
-def panel_episodes(results):
-    """Which episodes the panel's driven tests read (panel.calibrate's "along"; a run made
-    before it was recorded read the Bayes-optimal policy's)."""
-    along = {s.get("along", "bayes") for m in results["calibration"].values() for s in m["seeds"]}
-    if along == {"agent"}:
-        return ("Driven tests read every machine along the agent's own episodes, the same "
-                "histories and folds as its §2 probe (panel seed s: the seed-s agent's); "
-                "splicing runs each machine on its own.")
-    return ("Driven tests read every machine along the Bayes-optimal policy's own episodes; "
-            "splicing runs each machine on its own.")
 
 
 def placement_cells(place):
@@ -957,15 +603,21 @@ def placement_cells(place):
 
 
 def wrong_words(row):
-    """'embedded Bayes (+) fails, untrained (−) passes' for the machines that stop a test."""
-    return [f"{name} ({'+' if row['machines'][name]['known'] == panel.BELIEF else '−'}) "
-            f"{row['machines'][name]['verdict']}" for name in row["wrong"]]
+    """'embedded Bayes (+) fails, untrained (−) undefined' for the machines that stop a test
+    (undefined: unclear because its value is undefined on some seed)."""
+    return [f"{name} ({'+' if m['known'] == panel.BELIEF else '−'}) "
+            f"{'undefined' if m['undefined'] else m['verdict']}"
+            for name, m in ((name, row["machines"][name]) for name in row["wrong"])]
 
 
 def machine_cell(row):
+    """A machine's cell in §2c's table: n/a where it is not measured, "undefined ?" where its
+    value is undefined on some seed (so unclear), else mean ± SE and its verdict's mark."""
     if row is None:
         return "n/a"
     mark = {"passes": "✓", "fails": "✗", "unclear": "?"}[row["verdict"]]
+    if row["undefined"]:
+        return f"undefined {mark}"
     return f"{fmt(row['mean'])} ± {fmt(row['se'])} {mark}"
 
 
@@ -996,14 +648,6 @@ def calibration_figure(numbers, path):
     axes[0, 0].legend(fontsize=6)
     fig.suptitle("§2c Calibration: does each test separate belief states from non-beliefs?")
     save_png(fig, path)
-
-
-PAIRED_LABELS = {"a2b_state": "agent → Bayes state dissimilarity (MLP)",
-                 "a2b_output": "agent → Bayes relative output KL (MLP)",
-                 "b2a_state": "Bayes → agent state dissimilarity (MLP)",
-                 "partial_r2": "partial R² beyond the belief (mean over features)",
-                 "ratio": "within/between spread ratio (per-unit standardised)",
-                 "ratio_whitened": "within/between spread ratio (whitened state)"}
 
 
 def simulation_figure(numbers, path):
@@ -1072,146 +716,19 @@ def value_loss_figure(numbers, path):
 # ------------------------------------------------------------------------------------------
 # §3 Failures are belief failures
 # ------------------------------------------------------------------------------------------
-def shift_numbers(case):
-    """§3's statistics for one case from its raw numbers."""
-    refs = case["references"]
-    r_train = refs["bayes_train_model"]["pseudo_regret"]["mean"]
-    r_test = refs["bayes_test_model"]["pseudo_regret"]["mean"]
-    position = summary((r_train - s["test"]["pseudo_regret"]) / (r_train - r_test)
-                       for s in case["seeds"])
-    kl = stats.paired_difference([s["behaviour"]["train"]["kl"] for s in case["seeds"]],
-                                 [s["behaviour"]["test"]["kl"] for s in case["seeds"]], LEVEL)
-    agreement = stats.paired_difference([s["behaviour"]["train"]["agreement"] for s in case["seeds"]],
-                                        [s["behaviour"]["test"]["agreement"] for s in case["seeds"]],
-                                        LEVEL)
-    def contrast(decoding):   # Δ = R²(training-model posterior) − R²(test-model posterior)
-        return decoding["train"] - decoding["test"]
-
-    shifted = [contrast(s["decoding"]["trained"]) for s in case["seeds"]]
-    untrained = [contrast(s["decoding"]["untrained"]) for s in case["seeds"]]
-    crossed = stats.paired_difference(shifted, untrained, LEVEL)
-    own_regret = refs["own_exact"]["oracle_exact"] - refs["own_exact"]["bayes_optimal_exact"]
-    test_regret = refs["test_exact"]["oracle_exact"] - refs["test_exact"]["bayes_optimal_exact"]
-    excess_own = summary(s["own"]["pseudo_regret"] - own_regret for s in case["seeds"])
-    matched = noise_matched_numbers(case["seeds"])
-    exact_held = position_verdict(position, r_train - r_test, excess_own["ucl"])
-    calibration = shift_calibration(case)
-    position_held = matched_verdict(matched) if matched is not None else exact_held
-    kl_held = below(summary(s["behaviour"]["train"]["kl"] - s["behaviour"]["test"]["kl"]
-                            for s in case["seeds"]), 0.0)
-    return {"position": position, "matched": matched, "position_exact_held": exact_held,
-            "position_measured": position_held, "kl_measured": kl_held,
-            "position_held": calibrated(position_held, calibration, "position"),
-            "calibration": calibration,
-            "resolvable": excess_own["ucl"] is not None
-                          and r_train - r_test > 2 * excess_own["ucl"],
-            "kl": kl, "kl_held": calibrated(kl_held, calibration, "kl"),
-            "agreement": agreement,
-            "shifted": summary(shifted), "untrained": summary(untrained),
-            "control": summary(contrast(s["trained"]) for s in case["control_seeds"]),
-            "crossed": crossed,
-            "crossed_held": above(summary(a - b for a, b in zip(shifted, untrained)), 0.0),
-            "r_train": r_train, "r_test": r_test, "excess_own": excess_own,
-            "excess_test": summary(s["test"]["pseudo_regret"] - test_regret for s in case["seeds"]),
-            "return_test": summary(s["test"]["mean"] for s in case["seeds"])}
-
-
-def shift_calibration(case):
-    """§3's position and behaviour tests on the case's known machines
-    (experiments.shift_machines: LSTMs distilled on the training prior and on the test
-    prior), each machine over its evaluation seeds: u_τ (noise_matched_numbers) with its
-    |u_τ| < SHIFT_POSITION_MAX outcome, and KL(training-prior Bayes ‖ π) − KL(test-prior
-    Bayes ‖ π) with its "< 0" outcome. A test separates them (validated) when the training
-    prior's machine holds it and the test prior's is refuted; "wrong" names the machines on
-    the wrong side. None for a run made before the known machines."""
-    if "known" not in case:
-        return None
-    rows, wrong = {}, {"position": [], "kl": []}
-    for name, m in case["known"].items():
-        matched = noise_matched_numbers(m["seeds"])
-        kl = summary(s["behaviour"]["train"]["kl"] - s["behaviour"]["test"]["kl"]
-                     for s in m["seeds"])
-        outcomes = {"position": matched_verdict(matched) if matched is not None else None,
-                    "kl": below(kl, 0.0)}
-        right = HELD if m["expected"] == "train" else REFUTED
-        for test, result in outcomes.items():
-            if result != right:
-                wrong[test].append(name)
-        rows[name] = {"expected": m["expected"], "matched": matched, "kl": kl,
-                      "outcomes": outcomes}
-    return {"machines": rows, "wrong": wrong,
-            "validated": {test: not names for test, names in wrong.items()}}
-
-
-def calibrated(held, calibration, test):
-    """A §3 case's outcome where its known machines validate `test` (shift_calibration); else
-    None, cannot decide. A run made before the known machines keeps its outcome."""
-    return held if calibration is None or calibration["validated"][test] else None
-
-
 def shift_caveat(calibration, test):
     """The words a §3 case's measured value gets where its known machines do not validate
-    the test (empty where they do, or where the run has none)."""
-    if calibration is None or calibration["validated"][test]:
+    the test (empty where they do)."""
+    if calibration["validated"][test]:
         return ""
     return (", but the known machines do not separate here (wrong side: "
             f"{', '.join(calibration['wrong'][test])}) → cannot decide")
 
 
-def noise_matched_numbers(seeds):
-    """The position against noise-matched references (experiments.noise_matched_references),
-    per seed u_τ = (R_train(τ) − R_agent) / (R_train(τ) − R_test(τ)) with τ the seed's own
-    temperature; and whether every seed's references are apart: R_train(τ) − R_test(τ) > 2 ×
-    the SE of that difference (the two SEs combined as if independent: conservative, the runs
-    share their episodes); where they are not, no position (None). None for a run made before
-    these references existed."""
-    if not all("noise_matched" in s for s in seeds):
-        return None
-    r = [{m: s["noise_matched"][m]["pseudo_regret"] for m in ("train_model", "test_model")}
-         for s in seeds]
-    gaps = [x["train_model"]["mean"] - x["test_model"]["mean"] for x in r]
-    apart = all(g > 2 * np.hypot(x["train_model"]["stderr"], x["test_model"]["stderr"])
-                for g, x in zip(gaps, r))
-    return {"position": summary((x["train_model"]["mean"] - s["test"]["pseudo_regret"]) / g
-                                for x, s, g in zip(r, seeds, gaps)) if apart else None,
-            "apart": apart, "tau": summary(s["noise_matched"]["tau"] for s in seeds),
-            "r_train": summary(x["train_model"]["mean"] for x in r),
-            "r_test": summary(x["test_model"]["mean"] for x in r)}
-
-
-def matched_verdict(matched):
-    """|u_τ| < SHIFT_POSITION_MAX (band_verdict), where every seed's two noise-matched
-    references are apart (None, cannot decide, otherwise)."""
-    if matched["position"] is None or matched["position"]["ucl"] is None:
-        return None
-    return band_verdict(matched["position"])
-
-
-def position_verdict(position, gap, excess_ucl):
-    """|u| < SHIFT_POSITION_MAX: held if both one-sided limits are inside the band, refuted if
-    one limit is outside it on its own side (the whole interval beyond ±SHIFT_POSITION_MAX),
-    else inconclusive; None (cannot decide) when the test cannot tell the two hypotheses apart:
-    an agent that follows one of the two Bayes policies with its usual in-distribution excess
-    pseudo-regret e lands at u = −e / gap (training prior) or 1 − e / gap (test prior), so
-    only gap > 2e (upper limit of e) keeps the second outside the band."""
-    if position["ucl"] is None or not gap > 2 * excess_ucl:
-        return None
-    return band_verdict(position)
-
-
-def band_verdict(position):
-    """|u| < SHIFT_POSITION_MAX by the two one-sided limits of a position with limits: held,
-    refuted or inconclusive, as position_verdict states."""
-    if -SHIFT_POSITION_MAX < position["lcl"] and position["ucl"] < SHIFT_POSITION_MAX:
-        return HELD
-    if position["lcl"] >= SHIFT_POSITION_MAX or position["ucl"] <= -SHIFT_POSITION_MAX:
-        return REFUTED
-    return INCONCLUSIVE
-
-
 def shift_section(results, out):
-    numbers = {label: shift_numbers(case) for label, case in results["shift"].items()}
+    numbers = claims.shift_section_numbers(results)
     n = next(iter(numbers.values()))["position"]["n"]
+    band = claims.SHIFT_POSITION_MAX
     shift_figure(numbers, os.path.join(out, "fig3_shift.png"))
 
     def measured(describe, key, test=None):
@@ -1220,69 +737,18 @@ def shift_section(results, out):
                             if test and m[key] is not None else "")
                          for label, m in numbers.items()) + f"; n = {n}"
 
-    decodes = decoding_validated(results)
-    valid = {label: decodes.get(results["facts"]["configs"][case["agent"]]["env"], False)
-             for label, case in results["shift"].items()}
-    matched_run = all(m["matched"] is not None for m in numbers.values())
-    position_claim = Verdict(
-        claim="On shifted tasks the agent earns what the Bayes-optimal policy of its TRAINING "
-              "prior earns there, not what the test prior's earns (both made as noisy as the "
-              "agent is on its own tasks).",
-        criterion=f"Both one-sided {LEVEL:.0%} limits over seeds of the position u_τ = "
-                  "(R_train(τ) − R_agent) / (R_train(τ) − R_test(τ)) within "
-                  f"(−{SHIFT_POSITION_MAX}, {SHIFT_POSITION_MAX}); R_·(τ): pseudo-regret on the "
-                  "test tasks of the softmax policy π(a) ∝ exp(Q*(b, a) / τ) of each prior's "
-                  "Bayes-optimal values, τ (per seed) the temperature at which the training "
-                  "prior's softmax policy has the agent's own pseudo-regret on its own tasks, so "
-                  "that both references degrade as the agent does. Decided only where every "
-                  "seed's two references are apart (their difference > 2 SE), and where the "
-                  "known machines separate (LSTMs distilled on each prior, measured the same "
-                  "way: the training prior's holds, the test prior's is refuted).",
-        measured=measured(lambda m: (
+    verdicts = [
+        verdict(claims.POSITION, numbers, measured(lambda m: (
             f"u_τ = {pm(m['matched']['position'])}" if m["matched"]["apart"] else
             "the noise-matched references are not apart: the test cannot tell the priors apart")
             + f" at τ = {pm(m['matched']['tau'])} (exact references: u = {pm(m['position'])})",
-            "position_measured", "position"),
-        held=all_held(m["position_held"] for m in numbers.values())) if matched_run else None
-    verdicts = [
-        position_claim or Verdict(
-                claim="On shifted tasks the agent earns what the Bayes-optimal policy of its "
-                      "TRAINING prior earns there, not what the test prior's earns.",
-                criterion=f"Both one-sided {LEVEL:.0%} limits over seeds of the position "
-                          "u = (R_train − R_agent) / (R_train − R_test) within "
-                          f"(−{SHIFT_POSITION_MAX}, {SHIFT_POSITION_MAX}) (pseudo-regret R on the "
-                          "test tasks; u = 0: as the training-prior Bayes policy, u = 1: as the "
-                          "test-prior one): nearer the training-prior policy than the test-prior "
-                          "one, and no further from it in the other direction. Decided only "
-                          "where R_train − R_test > 2 × the upper limit of the agent's excess "
-                          "pseudo-regret on its own tasks (else an agent following the test "
-                          "prior as loosely would pass).",
-                measured=measured(lambda m: f"u = {pm(m['position'])}" + (
-                    "" if m["resolvable"] else f" (R_train − R_test = "
-                    f"{fmt(m['r_train'] - m['r_test'])} < 2 × the agent's own excess, upper "
-                    f"limit {fmt(m['excess_own']['ucl'])}: the test cannot tell the two "
-                    "policies apart)"), "position_held"),
-                held=all_held(m["position_held"] for m in numbers.values())),
-        Verdict(claim="On shifted tasks the agent acts like the training-prior Bayes policy.",
-                criterion=f"Upper {LEVEL:.0%} limit of KL(training-prior Bayes ‖ agent) − "
-                          "KL(test-prior Bayes ‖ agent) per step, paired by seed, < 0. Decided "
-                          "only where the known machines separate (as above).",
-                measured=measured(lambda m: f"{pm(m['kl'])} nats/step", "kl_measured", "kl"),
-                held=all_held(m["kl_held"] for m in numbers.values())),
-        Verdict(claim="On shifted tasks the agent's state holds the training-prior posterior, "
-                      "beyond what running sums of the same inputs give.",
-                criterion="Probe fitted on the agent's own tasks, applied unchanged to its "
-                          "test-task states: Δ = R²(training-model posterior) − R²(test-model "
-                          f"posterior). Lower {LEVEL:.0%} limit (t, n − 1 df) of Δ(trained) − "
-                          "Δ(the same network untrained, fed the same inputs, probed the same "
-                          "way), paired by seed, > 0. Decides a case only where the panel "
-                          "(§2c) validates decoding in the agent's training family.",
-                measured="; ".join(
-                    f"{label}: {pm(m['shifted'])} vs untrained {pm(m['untrained'])} → "
-                    f"{outcome(m['crossed_held'])}" + decoding_caveat(valid[label], "there")
-                    for label, m in numbers.items()) + f"; n = {n}",
-                held=all_held(m["crossed_held"] for m in numbers.values())
-                if all(valid.values()) else None)]
+            "position_measured", "position")),
+        verdict(claims.BEHAVIOUR, numbers,
+                measured(lambda m: f"{pm(m['kl'])} nats/step", "kl_measured", "kl")),
+        verdict(claims.CROSSED, numbers, "; ".join(
+            f"{label}: {pm(m['shifted'])} vs untrained {pm(m['untrained'])} → "
+            f"{outcome(m['crossed_held'])}" + decoding_caveat(m["decoding_validated"], "there")
+            for label, m in numbers.items()) + f"; n = {n}")]
     returns = [[label, pm(m["return_test"]), fmt(m["r_train"]), fmt(m["r_test"]),
                 pm(m["excess_own"]), pm(m["excess_test"]), pm(m["position"]),
                 f"{fmt(m['position']['lcl'])} to {fmt(m['position']['ucl'])}",
@@ -1292,37 +758,36 @@ def shift_section(results, out):
                  for label, m in numbers.items()]
     known_rows = [[label, machine, {"train": "the training prior",
                                     "test": "the test prior"}[row["expected"]],
-                   *((pm(row["matched"]["tau"]), pm(row["matched"]["position"])
-                      if row["matched"]["position"] is not None else "not apart")
-                     if row["matched"] is not None else ("n/a", "n/a")),
+                   pm(row["matched"]["tau"]), pm(row["matched"]["position"])
+                   if row["matched"]["position"] is not None else "not apart",
                    outcome(row["outcomes"]["position"]), pm(row["kl"]),
                    outcome(row["outcomes"]["kl"]),
                    *("yes" if m["calibration"]["validated"][t] else "no"
                      for t in ("position", "kl"))]
-                  for label, m in numbers.items() if m["calibration"] is not None
+                  for label, m in numbers.items()
                   for machine, row in m["calibration"]["machines"].items()]
-    known_n = next((row["kl"]["n"] for m in numbers.values() if m["calibration"] is not None
-                    for row in m["calibration"]["machines"].values()), None)
-    known_tables = [] if not known_rows else [(
+    known_n = next(row["kl"]["n"] for m in numbers.values()
+                   for row in m["calibration"]["machines"].values())
+    known_table = (
         "Known machines of the position and behaviour tests: an LSTM of the agent's "
         "architecture distilled on each prior (metarl.py distill; one network each, mean ± SE "
         f"over n = {known_n} evaluation seeds, so the SE is over episodes only), measured "
         "exactly as the agent is. A test decides a case only where the training prior's "
         "machine holds it and the test prior's is refuted.",
-        ["case", "machine", "acts on", "τ", "position u_τ", "|u_τ| < 0.5",
+        ["case", "machine", "acts on", "τ", "position u_τ", f"|u_τ| < {band}",
          "KL difference (nats/step)", "KL difference < 0", "position test separates",
-         "behaviour test separates"], known_rows)]
-    matched_tables = [] if not matched_run else [(
+         "behaviour test separates"], known_rows)
+    matched_table = (
         f"Noise-matched references (n = {n} seeds, each with its own τ): the softmax policies of "
         "the two priors' Q* at the temperature τ at which the training prior's has the agent's "
         "own pseudo-regret on its own tasks, run on the test tasks; mean ± SE over seeds.",
         ["case", "τ", "R_train(τ)", "R_test(τ)", "references apart", "position u_τ",
-         f"one-sided {LEVEL:.0%} limits", "|u_τ| < 0.5"],
+         f"one-sided {LEVEL:.0%} limits", f"|u_τ| < {band}"],
         [[label, pm(m["matched"]["tau"]), pm(m["matched"]["r_train"]),
           pm(m["matched"]["r_test"]), "yes" if m["matched"]["apart"] else "no",
           *((pm(p), f"{fmt(p['lcl'])} to {fmt(p['ucl'])}") if p is not None else ("n/a", "n/a")),
           outcome(m["position_held"])]
-         for label, m in numbers.items() for p in [m["matched"]["position"]]])]
+         for label, m in numbers.items() for p in [m["matched"]["position"]]])
     decoding = [[label, pm(m["shifted"]), pm(m["untrained"]), pm(m["crossed"]),
                  fmt(m["crossed"]["lower_one_sided"]), outcome(m["crossed_held"]),
                  pm(m["control"])]
@@ -1338,14 +803,14 @@ def shift_section(results, out):
                  ["case", "agent return", "R of training-prior Bayes", "R of test-prior Bayes",
                   "excess (own tasks)", "excess (test tasks)", "position u",
                   f"one-sided {LEVEL:.0%} limits (a {2 * LEVEL - 1:.0%} interval)",
-                  "|u| < 0.5 (exact references)"], returns),
+                  f"|u| < {band} (exact references)"], returns),
                 (f"Behaviour on the test tasks ({scale['probe_episodes']} episodes per seed), "
                  "paired by seed: KL(training-prior Bayes ‖ agent) − KL(test-prior Bayes ‖ "
                  "agent), and agreement with the training-prior − with the test-prior Bayes "
                  f"action (mean ± SE, n = {n}).", ["case", "KL difference (nats/step)", "agreement difference",
                              "nearer the training prior"], behaviour),
-                *matched_tables,
-                *known_tables,
+                matched_table,
+                known_table,
                 ("Crossed decoding: Δ = R²(training-model posterior) − R²(test-model posterior) "
                  "of a probe fitted on a network's states on the agent's own tasks and applied "
                  "unchanged to its states on the test tasks, for the trained agent and for the "
@@ -1358,10 +823,9 @@ def shift_section(results, out):
         figures=[("fig3_shift.png",
                   f"Left: the position u of each shifted agent between the Bayes-optimal "
                   f"policies of its training prior (0) and of the test prior (1), per seed "
-                  f"(dots, n = {n}) with mean ± SE"
-                  + ("; squares: u_τ against the noise-matched references" if matched_run else "")
-                  + ". Right: the crossed decoding, Δ for the shifted agent and for the same "
-                  "network untrained (bars: mean ± SE; dots: seeds).")],
+                  f"(dots, n = {n}) with mean ± SE; squares: u_τ against the noise-matched "
+                  "references. Right: the crossed decoding, Δ for the shifted agent and for "
+                  "the same network untrained (bars: mean ± SE; dots: seeds).")],
         notes=[])
 
 
@@ -1374,7 +838,7 @@ def shift_figure(numbers, path):
                            label="u (exact references)" if x == 0 else None)
         axes[0, 0].errorbar(x + 0.2, p["mean"], yerr=p["stderr"] or 0.0, fmt="o", color="k",
                             capsize=3)
-        if m["matched"] is not None and m["matched"]["position"] is not None:
+        if m["matched"]["position"] is not None:
             q = m["matched"]["position"]
             axes[0, 0].scatter(np.full(q["n"], x - 0.2), q["values"], s=14, marker="s",
                                color="C4", label="u_τ (noise-matched)" if x == 0 else None)
@@ -1387,7 +851,7 @@ def shift_figure(numbers, path):
                                zorder=3)
     axes[0, 0].axhline(0.0, color="C2", ls="--", lw=1, label="training-prior Bayes")
     axes[0, 0].axhline(1.0, color="C3", ls="--", lw=1, label="test-prior Bayes")
-    for bound in (-SHIFT_POSITION_MAX, SHIFT_POSITION_MAX):
+    for bound in (-claims.SHIFT_POSITION_MAX, claims.SHIFT_POSITION_MAX):
         axes[0, 0].axhline(bound, color="k", ls=":", lw=1,
                            label="criterion" if bound > 0 else None)
     axes[0, 0].set(ylabel="position u", title="Return between the two Bayes policies")
@@ -1403,40 +867,22 @@ def shift_figure(numbers, path):
 # ------------------------------------------------------------------------------------------
 # §4 "Model-based" behaviour from a model-free learner
 # ------------------------------------------------------------------------------------------
-def two_step_numbers(r):
-    interaction = summary(s["stay"]["interaction"]["mean"] for s in r["seeds"])
-    w = summary(s["hybrid"]["estimates"]["w"] for s in r["seeds"])
-    bound = r["grid"]["largest"]
-    return {"interaction": interaction, "w": w, "bound": bound,
-            "interaction_held": above(interaction, bound["interaction"]),
-            "w_held": above(w, HYBRID_W_MIN)}
-
-
 def two_step_section(results, out):
     r = results["two_step"]
-    m = two_step_numbers(r)
+    m = claims.two_step_numbers(r)
     n, scale = m["interaction"]["n"], results["facts"]["scale"]
     stay_figure(r, os.path.join(out, "fig4_two_step_stay.png"))
     bound = m["bound"]
     verdicts = [
-        Verdict(claim="The RL² agent, trained by a model-free learner, shows a larger reward × "
-                      "transition interaction than any model-free learner of the grid.",
-                criterion=f"Lower {LEVEL:.0%} limit over seeds (t, n − 1 df) of the agent's "
-                          "interaction > the largest interaction of the model-free TD learners "
-                          f"(α, β, λ grid of {len(r['grid']['settings'])} settings).",
+        verdict(claims.INTERACTION, numbers=m, settings=len(r["grid"]["settings"]),
                 measured=f"agent {pm(m['interaction'])} (lower limit "
                          f"{fmt(m['interaction']['lcl'])}); largest model-free "
                          f"{fmt(bound['interaction'])} ± {fmt(bound['se'])} at α {bound['alpha']:g}, "
-                         f"β {bound['beta']:g}, λ {bound['lam']:g}; n = {n}",
-                held=m["interaction_held"]),
-        Verdict(claim="Fitted by the hybrid model of Daw et al. (2011), the agent's choices "
-                      "weigh model-based values more than model-free ones.",
-                criterion=f"Lower {LEVEL:.0%} limit over seeds of the fitted weight w > "
-                          f"{HYBRID_W_MIN}.",
+                         f"β {bound['beta']:g}, λ {bound['lam']:g}; n = {n}"),
+        verdict(claims.HYBRID, numbers=m,
                 measured=f"agent w = {pm(m['w'])} (lower limit {fmt(m['w']['lcl'])}); "
                          f"belief-greedy {hybrid_w(r['belief_greedy'])}; model-free TD "
-                         f"{hybrid_w(r['model_free_td'])}; n = {n}",
-                held=m["w_held"])]
+                         f"{hybrid_w(r['model_free_td'])}; n = {n}")]
     rows = [["RL² agent (mean ± SE over seeds)",
              *(pm(summary(s["stay"]["stay"][c]["p"] for s in r["seeds"])) for c in twostep.CELLS),
              pm(m["interaction"]), pm(m["w"])]]
@@ -1536,12 +982,6 @@ def pm(s, digits=3):
     return f"{fmt(s['mean'], digits)} ± {fmt(s['stderr'], digits)}{n_text}"
 
 
-def outcome(held):
-    """An outcome's words: held, refuted, inconclusive, a calibrated test's per-env line, or
-    cannot decide (None: one seed, or a test that cannot separate its hypotheses)."""
-    return CANNOT_DECIDE if held is None else held
-
-
 def markdown_table(header, rows):
     def line(cells):  # a literal | (as in |a − b|) would end the cell: escape it
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
@@ -1575,16 +1015,17 @@ def replace_findings(readme, lines):
     return readme[:start + len(FINDINGS_START)] + "\n" + "\n".join(lines) + "\n" + readme[end:]
 
 
-def rewrite_report(folder, readme=None):
-    """`experiments.py report DIR`: REPORT.md and the figures again from DIR/results.json. A
-    file that lacks what the report reads is refused (ValueError) and DIR is left as it was.
-    readme: a README path whose findings block is rewritten from the same verdicts (after
-    the report, atomically; its markers are checked before anything is written)."""
-    results = load_results(folder)
+def rewrite_report(results, folder, readme=None):
+    """`experiments.py report DIR`: REPORT.md and the figures again in DIR from its
+    results.json, as experiments.load_results read and checked it. Results that lack what
+    the report reads are refused (ValueError) and DIR is left as it was. readme: a README
+    path whose findings block is rewritten from the same verdicts (after the report,
+    atomically; its markers are checked before anything is written)."""
     if readme is not None:
         with open(readme, encoding="utf-8") as f:
             text = f.read()
         replace_findings(text, [])   # the markers, before any work
+        check_writable_file(readme, "--readme")   # and its folder, before REPORT.md is replaced
     try:
         findings = write_report(results, folder)
     except (KeyError, IndexError, TypeError, StopIteration, ZeroDivisionError) as e:

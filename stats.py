@@ -24,7 +24,7 @@ import numpy as np
 
 from belief import betainc
 
-DEFAULT_LEVEL = 0.95       # confidence level of every interval and test unless one is given
+LEVEL = 0.95   # the confidence level of every interval and test of the project (report, panel)
 QUANTILE_TOL = 1e-12       # t quantiles are bisected until the bracket is this narrow (relative)
 BOOTSTRAP_BLOCK = 2 ** 22  # values resampled per NumPy call (32 MB of float64): bounds memory
 
@@ -80,7 +80,7 @@ def check_level(level):
 
 # ----------------------------------------------------------------------------- intervals
 
-def mean_ci(values, level=DEFAULT_LEVEL):
+def mean_ci(values, level=LEVEL):
     """Mean of a sample and its two-sided t interval at `level` (default 0.95):
 
         SE = s / √n (s with n − 1),   df = n − 1,   t = t_{(1+level)/2, df},
@@ -101,7 +101,7 @@ def mean_ci(values, level=DEFAULT_LEVEL):
             "lower": summary["mean"] - t * se, "upper": summary["mean"] + t * se}
 
 
-def lower_confidence_limit(values, level=DEFAULT_LEVEL):
+def lower_confidence_limit(values, level=LEVEL):
     """One-sided lower limit x̄ − t_{level, n−1} · SE (default level 0.95): μ lies above it
     with probability `level`. None for n < 2."""
     check_level(level)
@@ -111,14 +111,14 @@ def lower_confidence_limit(values, level=DEFAULT_LEVEL):
     return float(x.mean() - t_quantile(level, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
 
 
-def upper_confidence_limit(values, level=DEFAULT_LEVEL):
+def upper_confidence_limit(values, level=LEVEL):
     """One-sided upper limit x̄ + t_{level, n−1} · SE (default level 0.95): μ lies below it
     with probability `level`. None for n < 2."""
     lower = lower_confidence_limit(-as_sample(values), level)
     return None if lower is None else -lower
 
 
-def paired_difference(a, b, level=DEFAULT_LEVEL):
+def paired_difference(a, b, level=LEVEL):
     """One-sided paired t test of "a is greater than b" at `level` (default 0.95, i.e. a 5 %
     false-positive rate), on d_i = a_i − b_i (a_i and b_i measured on the same seed i):
 
@@ -133,7 +133,7 @@ def paired_difference(a, b, level=DEFAULT_LEVEL):
     return with_one_sided_test(mean_ci(a - b, level))
 
 
-def welch_difference(a, b, level=DEFAULT_LEVEL):
+def welch_difference(a, b, level=LEVEL):
     """One-sided Welch t test of "mean(a) > mean(b)" for two independent samples, at `level`
     (default 0.95), with the Welch–Satterthwaite degrees of freedom:
 

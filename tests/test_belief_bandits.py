@@ -2,19 +2,16 @@
 import itertools
 import json
 import math
-import subprocess
-import sys
 from fractions import Fraction
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import belief as bl
+from conftest import run_script
 from envs import FAMILIES, make_config, n_actions
 
-BELIEF_PY = Path(__file__).resolve().parents[1] / "belief.py"
 GRID = (np.arange(100_000) + 0.5) / 100_000   # midpoints over p: error O(1e-10) on smooth moments
 
 
@@ -271,11 +268,7 @@ def test_run_policy_hands_each_step_the_belief_of_the_history_so_far(name):
     assert any(not np.array_equal(v, beliefs[k][0]) for k, v in seen[-1].items())  # it moved
 
 
-# --- command line ---
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, str(BELIEF_PY), *args], capture_output=True,
-                          text=True, cwd=BELIEF_PY.parent, timeout=120)
+# --- command line: belief.main in this process (conftest.cli); the JSON run as a script ---
 
 
 @pytest.mark.parametrize("args, says", [
@@ -286,16 +279,17 @@ def run_cli(*args):
     (["--arms", "5", "--horizon", "60"], "states"),
     (["--arms", "two"], "--arms"),
 ])
-def test_bad_arguments_give_one_clear_line_and_a_nonzero_exit(args, says):
-    result = run_cli("baselines", "--episodes", "10", *args)
-    assert result.returncode != 0
+def test_bad_arguments_give_one_clear_line_and_a_nonzero_exit(cli, args, says):
+    result = cli("belief.py", "baselines", "--episodes", "10", *args)
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr and says in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
 
 
 def test_json_output_parses_and_has_the_keys():
-    result = run_cli("baselines", "--env", "bandit", "--arms", "2", "--horizon", "5",
-                     "--episodes", "200", "--seed", "0", "--json")
+    """Also the smoke test of belief.py as a user runs it: a fresh interpreter."""
+    result = run_script("belief.py", "baselines", "--env", "bandit", "--arms", "2", "--horizon",
+                        "5", "--episodes", "200", "--seed", "0", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert {"env", "arms", "horizon", "episodes", "policies", "bayes_optimal_exact",

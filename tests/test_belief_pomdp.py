@@ -9,6 +9,7 @@ import pytest
 import belief
 import envs
 import twostep
+from conftest import assert_png_shows_the_figure, plot_axes
 
 ENV_TOLERANCE_SE = 4  # env statistics vs their parameters: 4 SE, a false alarm ~1 in 16,000
 MC_TOLERANCE_SE = 3   # Monte-Carlo returns and fitted coefficients vs their exact values
@@ -277,7 +278,10 @@ def test_logistic_regression_refuses_separated_data():
         twostep.logistic_regression(X, np.array([0.0, 0, 0, 1, 1, 1]))
 
 
-def test_stay_probability_plot_writes_a_png_and_no_temporary_file(tmp_path):
+def test_stay_probability_plot_draws_each_policys_stays_and_no_temporary_file(tmp_path, drawn):
+    """A PNG of the figure's size with a drawing in it, and no temporary file; one panel per
+    policy, titled by it, whose four bars are its stay probabilities (common rewarded, common
+    unrewarded, rare rewarded, rare unrewarded)."""
     cfg = envs.make_config("two-step", horizon=20)
     analyses = {name: stay_analysis_of(cfg, name, episodes=50, seed=13)
                 for name in ("belief_greedy", "model_free_td")}
@@ -285,3 +289,13 @@ def test_stay_probability_plot_writes_a_png_and_no_temporary_file(tmp_path):
     twostep.stay_probability_plot(analyses, str(path))
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert [p.name for p in tmp_path.iterdir()] == ["stay.png"]
+    assert len(drawn) == 1
+    assert_png_shows_the_figure(path, drawn[0])
+    axes = plot_axes(drawn[0].figure)
+    assert len(axes) == len(analyses) and axes[0].get_ylabel()   # the y axis is shared
+    for ax, (name, analysis) in zip(axes, analyses.items()):
+        assert ax.get_xlabel() and ax.get_title().startswith(name)
+        cells = [f"{transition} {outcome}" for transition in ("common", "rare")
+                 for outcome in ("rewarded", "unrewarded")]
+        assert [bar.get_height() for bar in ax.patches] == [analysis["stay"][c]["p"]
+                                                            for c in cells]

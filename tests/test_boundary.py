@@ -1,13 +1,14 @@
 """No input may crash, poison or corrupt a run: every class of bad input is refused at the
-boundary with one line on stderr, exit status 2 (not a signal) and no file written or changed."""
+boundary with one line on stderr, exit status 2 (not a signal) and no file written or changed.
+
+The command lines run in this process, through their main(argv) (conftest.cli); the smoke
+tests run belief.py and metarl.py as scripts, where a crash in a kernel would be a signal."""
+import ast
 import dataclasses
 import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
-import time
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
@@ -18,20 +19,17 @@ import pytest
 
 import belief
 import envs
+import experiments
 import machines
 import metarl
 import probe
-import report
 import ridge
+import runs
 import twostep
+from conftest import run_python, run_script
 
 REPO = Path(__file__).resolve().parent.parent
 HUGE = "1000000000000000"   # 1e15: more memory than any machine has, for any per-item size
-
-
-def run(script, *args, cwd):
-    return subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
 
 
 def snapshot(folder):
@@ -50,13 +48,11 @@ def assert_refused(done, message, before, folder):
     assert snapshot(folder) == before
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A real checkpoint of a tiny run, to corrupt one key at a time."""
-    path = tmp_path_factory.mktemp("ckpt") / "good.npz"
-    hp = metarl.Config(horizon=6, hidden=4, batch=4, updates=3, save_every=1, log_every=3)
-    metarl.train(hp, str(path), log=lambda line: None)
-    return path
+@pytest.fixture
+def checkpoint(tiny_checkpoint):
+    """A real checkpoint of a tiny run (conftest's: bandit, T = 6, 4 units, 3 updates, saved
+    at every update), to corrupt one key of a copy at a time."""
+    return tiny_checkpoint
 
 
 # --- float and integer flags: NaN, inf, negative, zero, huge, wrong type, wrong family -------
@@ -79,11 +75,25 @@ def checkpoint(tmp_path_factory):
     (["--env", "tiger", "--prior-a", "2"], "--prior-a does not apply to tiger"),
     (["--env", "nope"], "unknown env 'nope'; accepted: bandit, dependent-bandit, tiger, two-step"),
 ])
-def test_baselines_refuses_bad_flags(tmp_path, args, message):
+def test_baselines_refuses_bad_flags(cli, tmp_path, args, message):
     before = snapshot(tmp_path)
-    done = run("belief.py", "baselines", "--horizon", "10", "--episodes", "50", *args,
+    done = cli("belief.py", "baselines", "--horizon", "10", "--episodes", "50", *args,
                cwd=tmp_path)
     assert_refused(done, message, before, tmp_path)
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("belief.py", ["baselines", "--prior-a", "nan"],
+     "--prior-a must be a finite number in [0.001, 1000], got nan"),
+    ("metarl.py", ["train", "--lr", "nan", "--out", "run.npz"],
+     "--lr must be a finite number in (0, 1], got nan"),
+])
+def test_the_scripts_refuse_a_nan_with_exit_status_2_not_a_signal(tmp_path, script, args,
+                                                                  message):
+    """The issue's segmentation fault, as a user met it: the script in a fresh interpreter,
+    where a NaN that reached a kernel would end in a signal (a negative status)."""
+    before = snapshot(tmp_path)
+    assert_refused(run_script(script, *args, cwd=tmp_path), message, before, tmp_path)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -105,9 +115,9 @@ def test_baselines_refuses_bad_flags(tmp_path, args, message):
     (["--anneal-lr", "maybe"], "expected true or false"),
     (["--env", "tiger", "--arms", "3"], "--arms does not apply to tiger"),
 ])
-def test_train_refuses_bad_flags_before_writing_anything(tmp_path, args, message):
+def test_train_refuses_bad_flags_before_writing_anything(cli, tmp_path, args, message):
     before = snapshot(tmp_path)
-    done = run("metarl.py", "train", *args, "--out", "run.npz", cwd=tmp_path)
+    done = cli("metarl.py", "train", *args, "--out", "run.npz", cwd=tmp_path)
     assert_refused(done, message, before, tmp_path)
 
 
@@ -119,12 +129,12 @@ def test_train_refuses_bad_flags_before_writing_anything(tmp_path, args, message
     ("probe", ["--folds", "1"], "--folds must be an integer in [2, 100], got 1"),
     ("probe", ["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
 ])
-def test_evaluate_and_probe_refuse_bad_sizes(tmp_path, checkpoint, command, args, message):
+def test_evaluate_and_probe_refuse_bad_sizes(cli, tmp_path, checkpoint, command, args, message):
     before = snapshot(tmp_path)
     if command == "probe":
-        done = run("probe.py", checkpoint, *args, "--plot", "figures", cwd=tmp_path)
+        done = cli("probe.py", checkpoint, *args, "--plot", "figures", cwd=tmp_path)
     else:
-        done = run("metarl.py", command, checkpoint, *args, cwd=tmp_path)
+        done = cli("metarl.py", command, checkpoint, *args, cwd=tmp_path)
     assert_refused(done, message, before, tmp_path)
 
 
@@ -137,31 +147,31 @@ def blocked(tmp_path):
     return tmp_path / "a-file" / "sub"
 
 
-@pytest.mark.parametrize("cli", ["train", "curve", "probe", "experiments"])
-def test_unwritable_outputs_are_refused_before_any_work(tmp_path, checkpoint, blocked, cli):
+@pytest.mark.parametrize("command", ["train", "curve", "probe", "experiments"])
+def test_unwritable_outputs_are_refused_before_any_work(cli, tmp_path, checkpoint, blocked, command):
     before = snapshot(tmp_path)
-    done = {"train": lambda: run("metarl.py", "train", "--updates", "2", "--out",
+    done = {"train": lambda: cli("metarl.py", "train", "--updates", "2", "--out",
                                  blocked / "x.npz", cwd=tmp_path),
-            "curve": lambda: run("metarl.py", "curve", checkpoint, "--out", blocked / "c.png",
+            "curve": lambda: cli("metarl.py", "curve", checkpoint, "--out", blocked / "c.png",
                                  cwd=tmp_path),
-            "probe": lambda: run("probe.py", checkpoint, "--episodes", "20", "--plot", blocked,
+            "probe": lambda: cli("probe.py", checkpoint, "--episodes", "20", "--plot", blocked,
                                  cwd=tmp_path),
-            "experiments": lambda: run("experiments.py", "--quick", "--out", blocked,
-                                       cwd=tmp_path)}[cli]()
+            "experiments": lambda: cli("experiments.py", "--quick", "--out", blocked,
+                                       cwd=tmp_path)}[command]()
     assert_refused(done, "is a file, not a folder", before, tmp_path)
 
 
-def test_an_output_under_proc_is_refused(tmp_path):
+def test_an_output_under_proc_is_refused(cli, tmp_path):
     before = snapshot(tmp_path)
-    done = run("metarl.py", "train", "--updates", "2", "--out", "/proc/no-such/x.npz",
+    done = cli("metarl.py", "train", "--updates", "2", "--out", "/proc/no-such/x.npz",
                cwd=tmp_path)
     assert_refused(done, "cannot write in /proc/no-such", before, tmp_path)
 
 
-def test_train_refuses_a_folder_as_its_checkpoint(tmp_path):
+def test_train_refuses_a_folder_as_its_checkpoint(cli, tmp_path):
     (tmp_path / "runs").mkdir()
     before = snapshot(tmp_path)
-    done = run("metarl.py", "train", "--updates", "2", "--out", "runs", cwd=tmp_path)
+    done = cli("metarl.py", "train", "--updates", "2", "--out", "runs", cwd=tmp_path)
     assert_refused(done, "--out runs is a folder", before, tmp_path)
 
 
@@ -229,22 +239,22 @@ def test_a_damaged_checkpoint_is_refused_naming_the_file_and_the_key(tmp_path, c
         arrays, message = corrupt({k: z[k] for k in z.files}, damage)
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match="bad.npz") as err:
-        metarl.load_checkpoint(str(tmp_path / "bad.npz"))
+        runs.load_checkpoint(str(tmp_path / "bad.npz"))
     assert message in str(err.value)
 
 
 @pytest.mark.parametrize("damage", ["nan-param", "config-type", "adam-count"])
-def test_evaluate_refuses_a_damaged_checkpoint_through_the_cli(tmp_path, checkpoint, damage):
+def test_evaluate_refuses_a_damaged_checkpoint_through_the_cli(cli, tmp_path, checkpoint, damage):
     with np.load(checkpoint, allow_pickle=False) as z:
         arrays, message = corrupt({k: z[k] for k in z.files}, damage)
     np.savez(tmp_path / "bad.npz", **arrays)
     before = snapshot(tmp_path)
-    assert_refused(run("metarl.py", "evaluate", "bad.npz", cwd=tmp_path), message, before,
+    assert_refused(cli("metarl.py", "evaluate", "bad.npz", cwd=tmp_path), message, before,
                    tmp_path)
 
 
 @pytest.mark.parametrize("kind", ["truncated", "text", "folder", "npy", "pickle", "empty"])
-def test_files_that_are_not_checkpoints_are_refused(tmp_path, checkpoint, kind):
+def test_files_that_are_not_checkpoints_are_refused(cli, tmp_path, checkpoint, kind):
     path = tmp_path / "foreign.npz"
     if kind == "truncated":
         path.write_bytes(checkpoint.read_bytes()[:3000])
@@ -260,7 +270,7 @@ def test_files_that_are_not_checkpoints_are_refused(tmp_path, checkpoint, kind):
     else:
         path.write_bytes(b"")
     before = snapshot(tmp_path)
-    done = run("metarl.py", "evaluate", path, cwd=tmp_path)
+    done = cli("metarl.py", "evaluate", path, cwd=tmp_path)
     assert_refused(done, str(path), before, tmp_path)
 
 
@@ -284,25 +294,25 @@ def test_a_non_finite_update_stops_training_and_keeps_the_last_good_checkpoint(t
         real_save(path, *args)
         saved.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
 
-    real_save = metarl.save_checkpoint
+    real_save = runs.save_checkpoint
     monkeypatch.setattr(metarl, "loss_and_gradients", poisoned)
-    monkeypatch.setattr(metarl, "save_checkpoint", recording_save)
+    monkeypatch.setattr(runs, "save_checkpoint", recording_save)
     with pytest.raises(ValueError, match=r"update 5: the loss is nan, the grad norm is nan; "
                                          r"training stopped before this update changed the "
                                          r"parameters .*holds update 4"):
-        metarl.train(hp, out, log=lambda line: None)
+        runs.train(hp, out, log=lambda line: None)
     assert hashlib.sha256(Path(out).read_bytes()).hexdigest() == saved[-1]
-    assert metarl.load_checkpoint(out)["update"] == 4
+    assert runs.load_checkpoint(out)["update"] == 4
     monkeypatch.undo()
-    resumed = metarl.train(hp, out, resume=True, log=lambda line: None)
-    straight = metarl.train(hp, None, log=lambda line: None)
+    resumed = runs.train(hp, out, resume=True, log=lambda line: None)
+    straight = runs.train(hp, None, log=lambda line: None)
     for k in straight:
         assert np.array_equal(resumed[k], straight[k])
 
 
 def test_the_cli_reports_a_non_finite_update_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(metarl, "clip_by_global_norm", lambda grads, max_norm: float("inf"))
-    code = metarl.main(["train", "--horizon", "4", "--hidden", "3", "--batch", "2",
+    code = runs.main(["train", "--horizon", "4", "--hidden", "3", "--batch", "2",
                         "--updates", "3", "--out", str(tmp_path / "x.npz")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "update 1: the grad norm is inf" in err[0]
@@ -315,7 +325,7 @@ def test_saving_non_finite_parameters_is_refused(tmp_path):
     params = metarl.init_params(envs.n_inputs(cfg), 3, 2, metarl.stream(0))
     params["U"][1, 1] = np.inf
     with pytest.raises(ValueError, match="param/U is not finite"):
-        metarl.save_checkpoint(str(tmp_path / "x.npz"), hp, params, metarl.adam_init(params), 0,
+        runs.save_checkpoint(str(tmp_path / "x.npz"), hp, params, metarl.adam_init(params), 0,
                                {k: np.zeros(0) for k in metarl.HISTORY})
     assert not (tmp_path / "x.npz").exists()
 
@@ -452,9 +462,9 @@ def test_configs_are_stored_as_python_numbers_and_envs_refuse_misuse():
             env.reset(seed)
 
 
-def test_the_dp_error_names_a_state_count_beyond_float_range(tmp_path):
+def test_the_dp_error_names_a_state_count_beyond_float_range(cli, tmp_path):
     before = snapshot(tmp_path)
-    done = run("belief.py", "baselines", "--arms", "100", "--horizon", "10000",
+    done = cli("belief.py", "baselines", "--arms", "100", "--horizon", "10000",
                "--episodes", "10", cwd=tmp_path)
     assert_refused(done, "states, more than the limit", before, tmp_path)
 
@@ -557,7 +567,7 @@ def one_armed(monkeypatch):
 def test_a_fifth_family_runs_through_training_rollout_beliefs_baselines_and_the_probe(one_armed):
     """One record in envs, belief and machines, registered here and nowhere else."""
     hp = metarl.Config(env="one-armed", hidden=6, batch=8, updates=3, log_every=3)
-    params = metarl.train(hp, None, log=lambda line: None)
+    params = runs.train(hp, None, log=lambda line: None)
     tr = metarl.rollout(params, one_armed, 30, metarl.stream(0))
     F, names = belief.belief_features(one_armed, tr.a, tr.r, tr.obs)
     pulls = np.cumsum(np.vstack([np.zeros((1, 30)), tr.a[:-1] == 0]), axis=0)
@@ -577,29 +587,140 @@ def test_a_fifth_family_runs_through_training_rollout_beliefs_baselines_and_the_
 
 def test_no_module_dispatches_on_a_family_name():
     """The names appear in the family records (and in experiments' choice of agents), not in
-    if-chains: `if cfg.name == "tiger"` and the like are gone from the modules."""
+    if-chains: `if cfg.name == "tiger"` and the like are gone from the modules, and no module
+    above the records keeps a table of its own keyed by family names (as report.py's
+    {"bandit": "regret", …, "tiger": "gap"} was): a per-family fact is a field of a record."""
     for module in ("envs.py", "belief.py", "metarl.py", "ridge.py", "machines.py", "probe.py",
-                   "panel.py", "report.py"):
+                   "panel.py", "claims.py", "report.py", "experiments.py"):
         text = (REPO / module).read_text()
         for name in envs.FAMILIES:
             assert f'== "{name}"' not in text and f'in ("{name}"' not in text, (module, name)
         assert "cfg.name ==" not in text and "cfg.name in" not in text, module
+        assert not family_name_comparisons(text), (module, family_name_comparisons(text))
+    for module in ("probe.py", "panel.py", "claims.py", "report.py", "experiments.py"):
+        # AGENTS, which agents the experiments train, is a choice of experiment
+        lines = family_keyed_dicts((REPO / module).read_text(), allowed={"AGENTS"})
+        assert not lines, f"{module} has dicts keyed by family names on lines {lines}"
+
+
+def family_names_in(node):
+    """The family names that node holds as string constants, itself or in a tuple, list or set."""
+    items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+    return [i.value for i in items if isinstance(i, ast.Constant) and i.value in envs.FAMILIES]
+
+
+def family_name_comparisons(text):
+    """Lines of `text` that compare anything with a family name (==, !=, in, not in)."""
+    return [node.lineno for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Compare)
+            and any(family_names_in(side) for side in (node.left, *node.comparators))]
+
+
+def family_keyed_dicts(text, allowed):
+    """Lines of `text` with a dict literal keyed by a family name, outside the module-level
+    assignments to the names in `allowed`."""
+    kept = [node for node in ast.parse(text).body
+            if not (isinstance(node, ast.Assign)
+                    and any(getattr(t, "id", None) in allowed for t in node.targets))]
+    return [d.lineno for node in kept for d in ast.walk(node)
+            if isinstance(d, ast.Dict) and any(family_names_in(k) for k in d.keys if k)]
+
+
+def test_the_dispatch_check_catches_a_table_keyed_by_family_names():
+    """The check above would have caught report.py's table of §1 measures and experiments.py's
+    quick horizons, and reads experiments' AGENTS as the choice of experiment it is."""
+    assert family_keyed_dicts('MEASURE = {"bandit": "regret", "tiger": "gap"}\n', set()) == [1]
+    assert family_keyed_dicts('def f():\n    return {"two-step": 20}[env]\n', set()) == [2]
+    assert family_keyed_dicts('AGENTS = {"tiger": ("tiger", {})}\n', {"AGENTS"}) == []
+    assert family_name_comparisons('if env != "tiger":\n    pass\n') == [1]
+    assert family_name_comparisons('x = env in ("bandit", "tiger")\n') == [1]
+    assert family_name_comparisons('x = name in AGENTS\n') == []
+
+
+def is_main_guard(node):
+    """`if __name__ == "__main__":`"""
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__" and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)
+            and isinstance(test.comparators[0], ast.Constant)
+            and test.comparators[0].value == "__main__")
+
+
+def imported_names(node):
+    """The top-level modules that one node imports: import x.y, from x import y, and the
+    dynamic importlib.import_module("x") and __import__("x")."""
+    if isinstance(node, ast.Import):
+        return {alias.name.split(".")[0] for alias in node.names}
+    if isinstance(node, ast.ImportFrom):
+        return {node.module.split(".")[0]} if node.level == 0 and node.module else set()
+    if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+        name = getattr(node.func, "attr", getattr(node.func, "id", None))
+        if name in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+            return {node.args[0].value.split(".")[0]}
+    return set()
+
+
+def project_imports(source, modules):
+    """The modules of `modules` that `source` imports anywhere, inside functions too (a
+    deferred import closes a cycle as surely as one at the top), but in the body of
+    `if __name__ == "__main__":`, where a script may import the module that holds its
+    command line."""
+    found, todo = set(), [ast.parse(source)]
+    while todo:
+        node = todo.pop()
+        found |= imported_names(node)
+        if is_main_guard(node):
+            todo.extend(node.orelse)
+        else:
+            todo.extend(ast.iter_child_nodes(node))
+    return found & modules
+
+
+def import_cycle(imports):
+    """A chain of imports m → … → m in {module: modules it imports}, or None (depth-first:
+    a module reached again while still open closes a cycle)."""
+    state, stack = {}, []
+
+    def visit(m):
+        state[m] = "open"
+        stack.append(m)
+        for n in sorted(imports.get(m, ())):
+            if state.get(n) == "open":
+                return stack[stack.index(n):] + [n]
+            if n not in state and (cycle := visit(n)):
+                return cycle
+        state[m] = "done"
+        stack.pop()
+        return None
+
+    for m in sorted(imports):
+        if m not in state and (cycle := visit(m)):
+            return cycle
+    return None
 
 
 def test_the_modules_import_in_one_direction():
-    """No two project modules import each other, directly or through others: each module's
-    imports of the project's modules, followed, never lead back to it."""
+    """No two project modules import each other, directly or through others, at the top of
+    a module or inside a function: each module's imports of the project's modules, followed,
+    never lead back to it."""
     modules = {p.stem for p in REPO.glob("*.py")}
-    imports = {m: set(re.findall(r"^(?:import|from) (\w+)", (REPO / f"{m}.py").read_text(),
-                                 re.M)) & (modules - {m}) for m in modules}
-    for m in modules:
-        seen, todo = set(), list(imports[m])
-        while todo:
-            n = todo.pop()
-            assert n != m, f"{m} imports itself through {sorted(seen)}"
-            if n not in seen:
-                seen.add(n)
-                todo.extend(imports[n])
+    imports = {m: project_imports((REPO / f"{m}.py").read_text(), modules) - {m}
+               for m in modules}
+    assert sum(map(len, imports.values())) > len(modules)   # the graph was read
+    cycle = import_cycle(imports)
+    assert cycle is None, " imports ".join(cycle)
+
+
+def test_the_import_check_sees_deferred_imports_but_not_a_scripts_entry_point():
+    modules = {"a", "b"}
+    deferred = "import numpy\n\n\ndef f():\n    from b.c import g\n    return g()\n"
+    assert project_imports(deferred, modules) == {"b"}
+    assert project_imports("def f():\n    return importlib.import_module('a')\n",
+                           modules) == {"a"}
+    entry = 'import os\n\nif __name__ == "__main__":\n    import a\n    a.main()\nelse:\n    import b\n'
+    assert project_imports(entry, modules) == {"b"}   # the else branch runs on import
+    assert import_cycle({"a": {"b"}, "b": set()}) is None
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
 def test_config_fields_all_have_a_checked_range():
@@ -662,10 +783,58 @@ def damage_results(results, damage):
         return "key results.two_step.seeds[0].stay must be an object, got an empty list"
     if damage == "known machine on an unknown prior":   # was a KeyError while rendering
         label, case = next(iter(results["shift"].items()))
-        name = next(iter(case["known"]))
-        case["known"][name]["expected"] = "both"
-        return (f"key results.shift.{label}.known.{name}.expected must be one of 'test', "
-                "'train', got 'both'")
+        case["known"]["distilled on the training prior"]["expected"] = "both"
+        return (f"key results.shift.{label}.known.distilled on the training prior.expected "
+                "must be 'train', got 'both'")
+    if damage == "known machine on the other prior":   # would invert the test's validation
+        label, case = next(iter(results["shift"].items()))
+        case["known"]["distilled on the test prior"]["expected"] = "train"
+        return (f"key results.shift.{label}.known.distilled on the test prior.expected "
+                "must be 'test', got 'train'")
+    if damage == "known machine deleted":   # was "validated: yes" on the other alone
+        label, case = next(iter(results["shift"].items()))
+        del case["known"]["distilled on the test prior"]
+        return f"key results.shift.{label}.known.distilled on the test prior is missing"
+    if damage == "shift of an unknown agent":
+        label, case = next(iter(results["shift"].items()))
+        case["agent"] = "bandits"
+        return f"key results.shift.{label}.agent must be one of "
+    panel_seed = "results.calibration.bandit.seeds"
+    machines_ = results["calibration"]["bandit"]["seeds"][1]["machines"]
+    if damage == "panel value null":   # was "not measured": the splice test stayed held
+        machines_["distilled"]["values"]["splice"] = None
+        return (f"key {panel_seed}[1].machines.distilled.values.splice must be a finite number "
+                'or {"undefined": "why"}, got null')
+    if damage == "panel value NaN":
+        machines_["distilled"]["values"]["splice"] = float("nan")
+        return f"key {panel_seed}[1].machines.distilled.values.splice must be a finite number"
+    if damage == "panel value deleted":   # was shown n/a without a word
+        del machines_["untrained"]["values"]["decode"]
+        return f"key {panel_seed}[1].machines.untrained.values.decode is missing"
+    if damage == "panel value an unknown record":
+        machines_["untrained"]["values"]["decode"] = {"unknown": "why"}
+        return f"key {panel_seed}[1].machines.untrained.values.decode must be a finite number"
+    if damage == "not-measured test null":
+        machines_["recent events"]["values"]["decode"] = None
+        return (f"key {panel_seed}[1].machines.recent events.values.decode must be an object, "
+                "got null")
+    if damage == "panel machine deleted":
+        del machines_["value learner α = 0.3"]
+        return f"key {panel_seed}[1].machines.value learner α = 0.3 is missing"
+    if damage == "unknown known answer":   # was accepted: the splice test became undecidable
+        machines_["distilled"]["known"] = "maybe"
+        return f"key {panel_seed}[1].machines.distilled.known must be 'belief state', got 'maybe'"
+    if damage == "known answer swapped":
+        machines_["untrained"]["known"] = "belief state"
+        return (f"key {panel_seed}[1].machines.untrained.known must be 'not a belief state', "
+                "got 'belief state'")
+    if damage == "unknown family of a config":
+        results["facts"]["configs"]["tiger"]["env"] = "tigers"
+        return "key results.facts.configs.tiger.env must be one of 'bandit', 'dependent-bandit'"
+    if damage == "unknown dtype":
+        results["facts"]["configs"]["tiger"]["dtype"] = "float16"
+        return ("key results.facts.configs.tiger.dtype must be one of 'float32', 'float64', "
+                "got 'float16'")
     if damage == "pair of the wrong length":
         results["facts"]["stages"][0] = ["train agents"]
         return "key results.facts.stages[0] must be a list of 2 items"
@@ -675,7 +844,11 @@ def damage_results(results, damage):
 RESULTS_DAMAGE = ["section a list", "empty section", "nan wall time", "infinite curve point",
                   "empty seeds", "string for a number", "bool for an integer",
                   "missing deep key", "list for an object", "pair of the wrong length",
-                  "known machine on an unknown prior"]
+                  "known machine on an unknown prior", "known machine on the other prior",
+                  "known machine deleted", "shift of an unknown agent", "panel value null",
+                  "panel value NaN", "panel value deleted", "panel value an unknown record",
+                  "not-measured test null", "panel machine deleted", "unknown known answer",
+                  "known answer swapped", "unknown family of a config", "unknown dtype"]
 
 
 @pytest.fixture
@@ -690,20 +863,20 @@ def run_folder(tmp_path):
 
 
 @pytest.mark.parametrize("damage", RESULTS_DAMAGE)
-def test_report_refuses_a_damaged_results_file_naming_the_file_and_the_key(run_folder, damage):
+def test_report_refuses_a_damaged_results_file_naming_the_file_and_the_key(cli, run_folder, damage):
     results = json.loads((run_folder / "results.json").read_text())
     message = damage_results(results, damage)
     (run_folder / "results.json").write_text(json.dumps(results))
     with pytest.raises(ValueError, match=re.escape(message)) as err:   # the Python API
-        report.load_results(str(run_folder))
+        experiments.load_results(str(run_folder))
     assert str(run_folder / "results.json") in str(err.value)
     before = snapshot(run_folder.parent)
-    done = run("experiments.py", "report", run_folder, cwd=run_folder.parent)   # the CLI
+    done = cli("experiments.py", "report", run_folder, cwd=run_folder.parent)   # the CLI
     assert_refused(done, message, before, run_folder.parent)
 
 
 @pytest.mark.parametrize("where", ["top", "inside a section"])
-def test_deeply_nested_results_are_refused_by_a_depth_limit_not_a_recursion_error(run_folder,
+def test_deeply_nested_results_are_refused_by_a_depth_limit_not_a_recursion_error(cli, run_folder,
                                                                                    where):
     text = deep(100_000)
     if where == "inside a section":
@@ -712,19 +885,41 @@ def test_deeply_nested_results_are_refused_by_a_depth_limit_not_a_recursion_erro
         text = json.dumps(results).replace('"PLACEHOLDER"', deep(5000))
     (run_folder / "results.json").write_text(text)
     with pytest.raises(ValueError, match="nesting is deeper than 64 levels"):
-        report.load_results(str(run_folder))
+        experiments.load_results(str(run_folder))
     before = snapshot(run_folder.parent)
-    done = run("experiments.py", "report", run_folder, cwd=run_folder.parent)
+    done = cli("experiments.py", "report", run_folder, cwd=run_folder.parent)
     assert_refused(done, "nesting is deeper than 64 levels", before, run_folder.parent)
+
+
+@pytest.mark.parametrize("version", [None, 0, 1, 3, True, 2.0, "2"])
+def test_a_results_file_of_another_schema_is_refused_saying_how_to_make_it_again(cli, run_folder,
+                                                                                version):
+    """A results file older than the schema's version (no "schema" key) or of another version
+    is refused in one line naming the file and the command that makes it again: the report
+    keeps no fallbacks for older files."""
+    results = json.loads((run_folder / "results.json").read_text())
+    if version is None:
+        del results["schema"]
+    else:
+        results["schema"] = version
+    (run_folder / "results.json").write_text(json.dumps(results))
+    again = f"make it again with python3 experiments.py --out {run_folder}"
+    with pytest.raises(ValueError, match=re.escape(again)) as err:
+        experiments.load_results(str(run_folder))
+    assert str(run_folder / "results.json") in str(err.value)
+    assert ("no schema version" if version is None else f"of schema {version!r}") in str(err.value)
+    before = snapshot(run_folder.parent)
+    done = cli("experiments.py", "report", run_folder, cwd=run_folder.parent)
+    assert_refused(done, again, before, run_folder.parent)
 
 
 def test_the_committed_results_file_passes_the_check():
     """The check is not stricter than what experiments.py writes."""
-    assert report.load_results(str(REPO / "docs"))["facts"]["seeds"] == 5
+    assert experiments.load_results(str(REPO / "docs"))["facts"]["seeds"] == 5
 
 
 @pytest.mark.parametrize("command", ["evaluate", "train --resume"])
-def test_a_deeply_nested_checkpoint_config_is_refused_in_one_line(tmp_path, checkpoint,
+def test_a_deeply_nested_checkpoint_config_is_refused_in_one_line(cli, tmp_path, checkpoint,
                                                                   command):
     with np.load(checkpoint, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
@@ -733,37 +928,38 @@ def test_a_deeply_nested_checkpoint_config_is_refused_in_one_line(tmp_path, chec
     before = snapshot(tmp_path)
     args = (["evaluate", "deep.npz"] if command == "evaluate" else
             ["train", "--resume", "--horizon", "6", "--out", "deep.npz"])
-    done = run("metarl.py", *args, cwd=tmp_path)
+    done = cli("metarl.py", *args, cwd=tmp_path)
     assert_refused(done, "deep.npz: key 'config' is not a JSON object of settings: its nesting "
                          "is deeper than 64 levels", before, tmp_path)
 
 
 # --- commands that write several files: all or nothing ---------------------------------------
 
-def test_a_report_whose_figure_cannot_be_written_leaves_the_earlier_report_whole(run_folder):
+@pytest.mark.slow
+def test_a_report_whose_figure_cannot_be_written_leaves_the_earlier_report_whole(cli, run_folder):
     """fig3_shift.png is a folder: the figures drawn before it and REPORT.md used to be
     replaced already."""
     (run_folder / "fig3_shift.png").mkdir()
     before, listing = snapshot(run_folder.parent), sorted(p.name for p in run_folder.iterdir())
-    done = run("experiments.py", "report", run_folder, cwd=run_folder.parent)
+    done = cli("experiments.py", "report", run_folder, cwd=run_folder.parent)
     assert_refused(done, "fig3_shift.png: it is a folder; nothing was written", before,
                    run_folder.parent)
     assert sorted(p.name for p in run_folder.iterdir()) == listing   # no staging left behind
     (run_folder / "fig3_shift.png").rmdir()
-    done = run("experiments.py", "report", run_folder, cwd=run_folder.parent)
+    done = cli("experiments.py", "report", run_folder, cwd=run_folder.parent)
     assert done.returncode == 0, done.stderr
     assert (run_folder / "REPORT.md").read_bytes() == (REPO / "docs" / "REPORT.md").read_bytes()
 
 
-def test_report_on_a_missing_folder_creates_nothing(tmp_path):
+def test_report_on_a_missing_folder_creates_nothing(cli, tmp_path):
     before = snapshot(tmp_path)
-    done = run("experiments.py", "report", tmp_path / "no-run" / "sub", cwd=tmp_path)
+    done = cli("experiments.py", "report", tmp_path / "no-run" / "sub", cwd=tmp_path)
     assert_refused(done, "results.json does not exist", before, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("existing", [True, False])
-def test_probe_plots_are_written_all_or_none(tmp_path, checkpoint, existing, monkeypatch,
+def test_probe_plots_are_written_all_or_none(cli, tmp_path, checkpoint, existing, monkeypatch,
                                              capsys):
     """One figure cannot be written: the other figures used to be left behind, after the
     whole analysis. Into an existing folder whose bandit_splice.png is a folder (the CLI),
@@ -776,7 +972,7 @@ def test_probe_plots_are_written_all_or_none(tmp_path, checkpoint, existing, mon
         (plots / "notes.txt").write_text("kept")
     before, listing = snapshot(tmp_path), sorted(str(p) for p in tmp_path.rglob("*"))
     if existing:
-        done = run("probe.py", checkpoint, "--episodes", "10", "--plot", plots,
+        done = cli("probe.py", checkpoint, "--episodes", "10", "--plot", plots,
                    "--panel-seeds", "0", cwd=tmp_path)
         assert_refused(done, "bandit_splice.png: it is a folder; nothing was written", before,
                        tmp_path)
@@ -795,25 +991,26 @@ def test_probe_plots_are_written_all_or_none(tmp_path, checkpoint, existing, mon
 
 # --- refusals before the work -------------------------------------------------------------
 
-def test_evaluate_refuses_a_bayes_dp_too_large_before_evaluating(tmp_path):
+def test_evaluate_refuses_a_bayes_dp_too_large_before_evaluating(cli, tmp_path, monkeypatch):
     """A 3-arm bandit at T = 100 trains, but its DP is too large: evaluate used to run its
-    whole evaluation first."""
+    whole evaluation first (minutes, at 2,000,000 episodes). Now it never starts it."""
     hp = metarl.Config(arms=3, horizon=100, hidden=3, batch=2, updates=1, log_every=1)
-    metarl.train(hp, str(tmp_path / "b3.npz"), log=lambda line: None)
+    runs.train(hp, str(tmp_path / "b3.npz"), log=lambda line: None)
     before = snapshot(tmp_path)
-    start = time.perf_counter()
-    done = run("metarl.py", "evaluate", "b3.npz", "--episodes", "2000000", cwd=tmp_path)
-    assert time.perf_counter() - start < 15   # the evaluation itself takes minutes
+    evaluations = []
+    monkeypatch.setattr(runs, "evaluate", lambda *args, **kwargs: evaluations.append(args) or {})
+    done = cli("metarl.py", "evaluate", "b3.npz", "--episodes", "2000000", cwd=tmp_path)
+    assert evaluations == []   # refused before the evaluation, not after it
     assert_refused(done, "the Bayes-optimal DP for bandit with 3 arms and horizon 100 needs",
                    before, tmp_path)
 
 
 @pytest.mark.parametrize("folds, episodes, fewest", [(2, 4, 6), (2, 5, 6), (4, 7, 8),
                                                      (5, 9, 10)])
-def test_probe_refuses_episodes_and_folds_that_a_later_step_refuses(tmp_path, checkpoint,
+def test_probe_refuses_episodes_and_folds_that_a_later_step_refuses(cli, tmp_path, checkpoint,
                                                                     folds, episodes, fewest):
     before = snapshot(tmp_path)
-    done = run("probe.py", checkpoint, "--episodes", episodes, "--folds", folds, "--plot",
+    done = cli("probe.py", checkpoint, "--episodes", episodes, "--folds", folds, "--plot",
                "figures", cwd=tmp_path)
     assert_refused(done, f"--episodes must be at least {fewest} with --folds {folds}", before,
                    tmp_path)
@@ -821,22 +1018,22 @@ def test_probe_refuses_episodes_and_folds_that_a_later_step_refuses(tmp_path, ch
 
 @pytest.mark.parametrize("env, horizon, shortest", [("bandit", 5, 6), ("dependent-bandit", 2, 6),
                                                     ("tiger", 2, 3), ("two-step", 3, 4)])
-def test_probe_refuses_a_horizon_too_short_for_its_analyses(tmp_path, env, horizon, shortest):
+def test_probe_refuses_a_horizon_too_short_for_its_analyses(cli, tmp_path, env, horizon, shortest):
     """These used to fail after the decoding, in NumPy's words ("cannot reshape array of size
     0") or the inner folds'."""
     hp = metarl.recipe(env, horizon=horizon, hidden=3, batch=2, updates=1, log_every=1)
-    metarl.train(hp, str(tmp_path / "short.npz"), log=lambda line: None)
+    runs.train(hp, str(tmp_path / "short.npz"), log=lambda line: None)
     before = snapshot(tmp_path)
-    done = run("probe.py", "short.npz", "--episodes", "20", "--json", cwd=tmp_path)
+    done = cli("probe.py", "short.npz", "--episodes", "20", "--json", cwd=tmp_path)
     assert_refused(done, f"the analyses need episodes of at least {shortest} steps on {env}",
                    before, tmp_path)
     with pytest.raises(ValueError, match=f"at least {shortest} steps"):
-        probe.probe_agent(metarl.load_checkpoint(str(tmp_path / "short.npz"))["params"], hp, 20, 0)
+        probe.probe_agent(runs.load_checkpoint(str(tmp_path / "short.npz"))["params"], hp, 20, 0)
 
 
 # --- internal wording no longer leaks ---------------------------------------------------------
 
-def test_curve_of_a_run_with_no_update_says_so(tmp_path, checkpoint):
+def test_curve_of_a_run_with_no_update_says_so(cli, tmp_path, checkpoint):
     """It used to fail in np.convolve's words: "a cannot be empty"."""
     with np.load(checkpoint, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
@@ -844,7 +1041,7 @@ def test_curve_of_a_run_with_no_update_says_so(tmp_path, checkpoint):
     arrays.update({f"history/{k}": np.zeros(0) for k in metarl.HISTORY})
     np.savez(tmp_path / "fresh.npz", **arrays)
     before = snapshot(tmp_path)
-    done = run("metarl.py", "curve", "fresh.npz", "--out", "out/c.png", cwd=tmp_path)
+    done = cli("metarl.py", "curve", "fresh.npz", "--out", "out/c.png", cwd=tmp_path)
     assert_refused(done, "fresh.npz holds no update yet (saved at update 0)", before, tmp_path)
     assert not (tmp_path / "out").exists()
 
@@ -860,7 +1057,7 @@ def test_an_infinite_loss_term_is_reported_as_infinite_not_as_nan(tmp_path, monk
         return stats, grads
 
     monkeypatch.setattr(metarl, "loss_and_gradients", infinite_value_loss)
-    code = metarl.main(["train", "--horizon", "4", "--hidden", "3", "--batch", "2",
+    code = runs.main(["train", "--horizon", "4", "--hidden", "3", "--batch", "2",
                         "--updates", "3", "--out", str(tmp_path / "x.npz")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
@@ -1030,16 +1227,16 @@ def test_kernel_inputs_that_are_valid_still_run(bandit_run):
     assert np.allclose(two.step(two.states[1], 1), two.states[2])
 
 
+@pytest.mark.slow
 def test_bad_inputs_stay_refused_with_numba_bounds_checking(tmp_path):
     """The kernel-facing bad-input tests, and the env and belief ones, again with Numba's
     bounds checks on (set before Numba is imported, in a fresh interpreter; its own cache
     folder, so that the project's cached kernels are not recompiled): an input that reached
     a kernel and read out of bounds would fail there with an IndexError."""
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__)),
-         "-k", "kernel_inputs or env_step_refuses or recorded_histories or bayes_q_refuses "
-               "or public_belief_update or rollout_refuses"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = run_python(  # -m "": by -k alone, whatever pytest.ini's default selection
+        "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "", str(Path(__file__)),
+        "-k", "kernel_inputs or env_step_refuses or recorded_histories or bayes_q_refuses "
+              "or public_belief_update or rollout_refuses", cwd=REPO, env=env)
     assert done.returncode == 0, done.stdout[-3000:]
     assert re.search(r"\d+ passed", done.stdout) and "failed" not in done.stdout

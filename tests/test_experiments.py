@@ -1,22 +1,22 @@
 """experiments.py: the quick run writes a complete report, `report DIR` rewrites it byte for
 byte from results.json, bad arguments fail cleanly, and the numbers depend on the seeds
-alone, not on the number of worker processes."""
+alone, not on the number of worker processes.
+
+The pipeline is the session's one tiny run (conftest.tiny_pipeline: the --quick command line
+on cut budgets); its tests are slow. The command line is called in this process, but for the
+smoke tests that run experiments.py as a script."""
 import json
 import math
 import re
 import shutil
-import subprocess
-import sys
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import envs
 import experiments
+from conftest import run_script
 
-REPO = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 NOT_A_NUMBER = re.compile(r"\b(?:nan|inf|infinity)\b", re.IGNORECASE)
@@ -24,11 +24,6 @@ CELL_SEPARATOR = re.compile(r"(?<!\\)\|")   # an escaped \| is text inside a cel
 OUTCOMES = ("held", "refuted", "inconclusive", "cannot decide")
 # a calibrated test's outcome per env (report.across_envs): "held (bandit); cannot decide (tiger)"
 CALIBRATED_OUTCOME = re.compile(r"^(?:(?:held|refuted|inconclusive|cannot decide) \([a-z, -]+\)(?:; |$))+$")
-
-
-def run_cli(*args, timeout=60):
-    return subprocess.run([sys.executable, "experiments.py", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def markdown_tables(text):
@@ -44,14 +39,13 @@ def markdown_tables(text):
     return tables
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("quick")
-    done = run_cli("--quick", "--out", str(out), timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out, done
+@pytest.fixture
+def quick_run(tiny_pipeline):
+    assert tiny_pipeline.returncode == 0, tiny_pipeline.stderr[-3000:]
+    return tiny_pipeline.out, tiny_pipeline
 
 
+@pytest.mark.slow
 def test_quick_run_writes_the_report_and_every_figure_it_references(quick_run):
     out, done = quick_run
     report = (out / "REPORT.md").read_text(encoding="utf-8")
@@ -64,6 +58,7 @@ def test_quick_run_writes_the_report_and_every_figure_it_references(quick_run):
         assert f"stage {stage}" in done.stdout   # one progress line per stage
 
 
+@pytest.mark.slow
 def test_quick_report_tables_hold_only_finite_numbers(quick_run):
     out, _ = quick_run
     tables = markdown_tables((out / "REPORT.md").read_text(encoding="utf-8"))
@@ -81,6 +76,7 @@ def test_quick_report_tables_hold_only_finite_numbers(quick_run):
     assert numbers > 200
 
 
+@pytest.mark.slow
 def test_quick_report_headline_has_criterion_measured_and_outcome_and_says_it_is_quick(quick_run):
     out, _ = quick_run
     text = (out / "REPORT.md").read_text(encoding="utf-8")
@@ -95,12 +91,14 @@ def test_quick_report_headline_has_criterion_measured_and_outcome_and_says_it_is
     assert results["facts"]["quick"] is True and results["facts"]["seeds"] == 2
 
 
+@pytest.mark.slow
 def test_report_rewrites_report_md_byte_for_byte_from_results_json(quick_run, tmp_path):
+    """As a user runs it: experiments.py as a script, in a fresh interpreter."""
     out, _ = quick_run
     copy = tmp_path / "copy"
     copy.mkdir()
     (copy / "results.json").write_bytes((out / "results.json").read_bytes())
-    done = run_cli("report", str(copy))
+    done = run_script("experiments.py", "report", str(copy))
     assert done.returncode == 0, done.stderr
     assert (copy / "REPORT.md").read_bytes() == (out / "REPORT.md").read_bytes()
     for name in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (copy / "REPORT.md").read_text()):
@@ -110,20 +108,23 @@ def test_report_rewrites_report_md_byte_for_byte_from_results_json(quick_run, tm
 @pytest.mark.parametrize("content, message", [
     (None, "results.json does not exist"),
     ("{not json", "is not a readable results file"),
-    ('{"facts": {}}', "missing near_optimal, belief_states, shift, two_step"),
+    ('{"facts": {}}', "has no schema version"),
+    ('{"schema": %d, "facts": {}}' % experiments.SCHEMA,
+     "missing near_optimal, belief_states, calibration, shift, two_step"),
 ])
-def test_report_refuses_a_folder_without_a_valid_results_file(tmp_path, content, message):
+def test_report_refuses_a_folder_without_a_valid_results_file(cli, tmp_path, content, message):
     if content is not None:
         (tmp_path / "results.json").write_text(content)
     before = sorted(p.name for p in tmp_path.iterdir())
-    done = run_cli("report", str(tmp_path))
+    done = cli("experiments.py", "report", str(tmp_path))
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@pytest.mark.slow
 def test_report_refuses_an_incomplete_results_file_and_leaves_the_earlier_report_whole(
-        quick_run, tmp_path):
+        cli, quick_run, tmp_path):
     """A results.json that lacks a key deep inside (another version's) fails while the figures
     are being drawn: the earlier REPORT.md and figures must stay as they were."""
     out, _ = quick_run
@@ -133,7 +134,7 @@ def test_report_refuses_an_incomplete_results_file_and_leaves_the_earlier_report
     del results["facts"]["learning_curves"]
     (copy / "results.json").write_text(json.dumps(results))
     before = {p.name: p.read_bytes() for p in copy.iterdir()}
-    done = run_cli("report", str(copy))
+    done = cli("experiments.py", "report", str(copy))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "lacks what the report reads" in done.stderr and "learning_curves" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -146,40 +147,42 @@ def test_report_refuses_an_incomplete_results_file_and_leaves_the_earlier_report
     (["--quick", "--workers", "-3"], "--workers must be an integer in [1, 64], got -3"),
     (["--seeds", "two"], "invalid int value"),
 ])
-def test_bad_arguments_give_one_clear_error_and_no_traceback(tmp_path, args, message):
-    done = run_cli(*args, "--out", str(tmp_path / "out"))
-    assert done.returncode != 0
+def test_bad_arguments_give_one_clear_error_and_no_traceback(cli, tmp_path, args, message):
+    done = cli("experiments.py", *args, "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_an_output_path_that_is_a_file_is_refused(tmp_path):
+def test_the_script_refuses_bad_arguments_in_one_line(tmp_path):
+    """The smoke test of experiments.py as a user runs it: a fresh interpreter, exit status 2
+    and one line, nothing written."""
+    done = run_script("experiments.py", "--seeds", "0", "--out", tmp_path / "out")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "experiments.py: error: --seeds must be an integer in [1, 100], got 0"]
+    assert done.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_an_output_path_that_is_a_file_is_refused(cli, tmp_path):
     (tmp_path / "report").write_text("not a folder")
-    done = run_cli("--quick", "--out", str(tmp_path / "report"))
-    assert done.returncode != 0 and "is a file" in done.stderr and "Traceback" not in done.stderr
+    done = cli("experiments.py", "--quick", "--out", str(tmp_path / "report"))
+    assert done.returncode == 2 and "is a file" in done.stderr and "Traceback" not in done.stderr
 
 
-def tiny_configs(seeds):
-    """The quick configs cut to a few updates and tiny networks: seconds, not minutes."""
-    return {name: [replace(hp, updates=12, batch=8, hidden=6, log_every=12) for hp in hps]
-            for name, hps in experiments.agent_configs(seeds, True).items()}
-
-
-TINY_SCALE = experiments.Scale(eval_steps=800, baseline_steps=1200, probe_episodes=20,
-                               simulation_episodes=20, splice_episodes=20, snapshot_episodes=20,
-                               snapshots=3, stay_episodes=30, grid_episodes=20, panel_seeds=2)
-
-
-def test_same_seeds_give_the_same_numbers_whatever_the_number_of_workers(tmp_path):
-    numbers = []
-    for workers in (1, 2):
-        out = tmp_path / str(workers)
-        out.mkdir()
-        experiments.run_experiments(tiny_configs(2), TINY_SCALE, workers, str(out),
-                                    command="test", quick=True)
-        results = json.loads((out / "results.json").read_text())
-        numbers.append({k: v for k, v in results.items() if k != "facts"})
+@pytest.mark.slow
+def test_same_seeds_give_the_same_numbers_whatever_the_number_of_workers(tiny_pipeline,
+                                                                         tmp_path):
+    """The session's tiny run (2 workers) and the same run on 1 worker: every number of
+    results.json equal, bit for bit (JSON keeps a float's every bit), but the run's facts
+    (wall times, the command)."""
+    assert tiny_pipeline.workers == 2 and tiny_pipeline.returncode == 0
+    experiments.run_experiments(tiny_pipeline.configs, tiny_pipeline.scale, 1, str(tmp_path),
+                                command="test", quick=True)
+    one = json.loads((tmp_path / "results.json").read_text())
+    numbers = [{k: v for k, v in results.items() if k != "facts"}
+               for results in (one, tiny_pipeline.results)]
     assert numbers[0] == numbers[1]
 
 

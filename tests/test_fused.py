@@ -1,92 +1,21 @@
-"""The fused rollout and BPTT of metarl.py against a plain-NumPy transcription of the equations.
+"""kernels.py, the fused Numba twins, against the textbook learner in metarl.py.
 
-The product computes the LSTM with fused Numba kernels, σ through tanh, the env step inside
-the rollout loop and dL/dh' summed inside the cell-backward kernel. The twin below writes
-each equation once in NumPy, steps the env through its public BatchEnv.step and runs BPTT
-step by step, as a reader would from the docstrings. In float64 both must agree to rounding
-(relative 1e-12) for every family, sampled, greedy, replayed and implanted (the gradient of
-an implanted rollout is not defined: its h[t_s] is not the output of step t_s − 1).
+The product trains with the fused kernels (σ through one vectorised tanh, x W + b and the
+gate arithmetic in Numba loops, the env step inside the rollout loop, dL/dh' summed inside the
+cell-backward kernel); metarl.py writes each equation once in NumPy. Where both do the same
+arithmetic in another order (x W + h U + b; the cumulative sum of π) they agree to float64
+rounding, amplified over T steps: relative 1e-12, for every family, sampled, greedy, replayed
+and implanted (the gradient of an implanted rollout is not defined: its h[t_s] is not the
+output of step t_s − 1). The textbook path is also tested to learn what the fused path learns.
 """
 import numpy as np
 import pytest
 
 import envs
+import kernels
 import metarl
 
 REL = 1e-12   # float64 rounding, amplified over T steps, stays orders of magnitude below this
-
-
-def sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def twin_rollout(params, cfg, B, rng, greedy=False, actions=None, implant=None):
-    """rollout in plain NumPy: the same draws from rng in the same order."""
-    W, U, b, W_pi, b_pi = (params[k] for k in ("W", "U", "b", "W_pi", "b_pi"))
-    T, H = cfg.horizon, U.shape[0]
-    env = envs.make_env(cfg, B)
-    x = env.reset(rng)
-    u = rng.random((T, B))
-    h, c = np.zeros((B, H)), np.zeros((B, H))
-    out = {k: [] for k in ("x", "h", "c", "a", "r", "obs", "tasks", "pi", "log_pi", "gates")}
-    out["h"].append(h), out["c"].append(c)
-    for t in range(T):
-        if implant is not None and t == implant[0]:
-            h, c = implant[1], implant[2]
-            out["h"][-1], out["c"][-1] = h, c
-        out["x"].append(x), out["tasks"].append(env.tasks.copy())
-        z = x @ W + h @ U + b
-        i, f, o, g = (sigmoid(z[:, :H]), sigmoid(z[:, H:2 * H]), sigmoid(z[:, 2 * H:3 * H]),
-                      np.tanh(z[:, 3 * H:]))
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        logits = h @ W_pi + b_pi
-        log_pi = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) \
-            - logits.max(1, keepdims=True)
-        pi = np.exp(log_pi)
-        if actions is not None:
-            a = actions[t]
-        elif greedy:
-            a = pi.argmax(1)
-        else:
-            a = np.minimum((u[t][:, None] >= np.cumsum(pi, 1)[:, :-1]).sum(1), pi.shape[1] - 1)
-        x, r, _ = env.step(a)
-        for k, v in (("h", h), ("c", c), ("a", a), ("r", r), ("obs", env.obs.copy()),
-                     ("pi", pi), ("log_pi", log_pi), ("gates", np.hstack([i, f, o, g]))):
-            out[k].append(v)
-    return {k: np.array(v) for k, v in out.items()}
-
-
-def twin_gradients(params, tr, adv, R, value_weight, entropy_weight):
-    """dL/dθ of L = L_π + c_V L_V − β 𝓗 by BPTT written step by step from the equations."""
-    W_pi, w_V, U = params["W_pi"], params["w_V"], params["U"]
-    T, B = tr["a"].shape
-    H, N = U.shape[0], T * B
-    onehot = np.eye(W_pi.shape[1])[tr["a"]]
-    V = tr["h"][1:] @ w_V + params["b_V"]
-    ent_t = -(tr["pi"] * tr["log_pi"]).sum(-1, keepdims=True)
-    dlogits = (-(adv / N)[..., None] * (onehot - tr["pi"])
-               + entropy_weight * tr["pi"] * (tr["log_pi"] + ent_t) / N)
-    dV = value_weight * (V - R) / N
-    grads = {k: np.zeros_like(p) for k, p in params.items()}
-    dh_next, dc_next = np.zeros((B, H)), np.zeros((B, H))
-    for t in reversed(range(T)):
-        h_new = tr["h"][t + 1]
-        grads["W_pi"] += h_new.T @ dlogits[t]
-        grads["b_pi"] += dlogits[t].sum(0)
-        grads["w_V"] += h_new.T @ dV[t]
-        grads["b_V"] += dV[t].sum()
-        dh = dlogits[t] @ W_pi.T + np.outer(dV[t], w_V) + dh_next
-        i, f, o, g = np.split(tr["gates"][t], 4, axis=1)
-        tanh_c = np.tanh(tr["c"][t + 1])
-        dc = dc_next + dh * o * (1 - tanh_c ** 2)
-        dz = np.hstack([dc * g * i * (1 - i), dc * tr["c"][t] * f * (1 - f),
-                        dh * tanh_c * o * (1 - o), dc * i * (1 - g ** 2)])
-        grads["W"] += tr["x"][t].T @ dz
-        grads["U"] += tr["h"][t].T @ dz
-        grads["b"] += dz.sum(0)
-        dh_next, dc_next = dz @ U.T, dc * f
-    return grads
 
 
 def relative_error(a, b):
@@ -96,14 +25,21 @@ def relative_error(a, b):
     return np.abs(np.asarray(a, float) - b).max() / max(np.abs(b).max(), 1e-300)
 
 
+def generic_params(cfg, H, seed=2):
+    """Parameters away from the init's symmetries, with a policy far from uniform (so that
+    sampling is exercised)."""
+    params = metarl.init_params(envs.n_inputs(cfg), H, envs.n_actions(cfg), metarl.stream(seed))
+    params["b"] += 0.5 * np.random.default_rng(0).standard_normal(params["b"].shape)
+    params["W_pi"] *= 100
+    return params
+
+
 @pytest.mark.parametrize("env_name", list(envs.FAMILIES))
 @pytest.mark.parametrize("how", ["sampled", "greedy", "replayed", "implanted"])
-def test_fused_rollout_and_bptt_equal_the_plain_numpy_equations(env_name, how):
+def test_fused_rollout_and_bptt_equal_the_textbook(env_name, how):
     hp = metarl.recipe(env_name, hidden=7, batch=6, dtype="float64", seed=2)
     cfg = envs.make_config(env_name, horizon=min(12, envs.family(env_name).default_horizon))
-    params = metarl.init_params(envs.n_inputs(cfg), 7, envs.n_actions(cfg), metarl.stream(2))
-    params["b"] += 0.5 * np.random.default_rng(0).standard_normal(params["b"].shape)
-    params["W_pi"] *= 100   # a policy far from uniform, so that sampling is exercised
+    params = generic_params(cfg, 7)
     rng = np.random.default_rng(3)
     kwargs = {"greedy": how == "greedy"}
     if how == "replayed":
@@ -111,19 +47,61 @@ def test_fused_rollout_and_bptt_equal_the_plain_numpy_equations(env_name, how):
     if how == "implanted":
         kwargs["implant"] = (5, rng.standard_normal((6, 7)), 2 * rng.standard_normal((6, 7)))
     tr = metarl.rollout(params, cfg, 6, metarl.stream(9), **kwargs)
-    twin = twin_rollout(params, cfg, 6, metarl.stream(9), **kwargs)
-    np.testing.assert_array_equal(tr.a, twin["a"])
-    for k in ("x", "r", "obs", "tasks", "h", "c", "pi", "log_pi", "gates"):
-        assert relative_error(getattr(tr, k), twin[k]) < REL, k
+    book = metarl.rollout(params, cfg, 6, metarl.stream(9), fused=False, **kwargs)
+    np.testing.assert_array_equal(tr.a, book.a)
+    for k in ("x", "r", "obs", "tasks", "h", "c", "gates", "tanh_c", "logits", "pi", "log_pi"):
+        assert relative_error(getattr(tr, k), getattr(book, k)) < REL, k
     if how == "implanted":
         return   # h[t_s] is then the implant, not step t_s − 1's output: no gradient to compare
     r = tr.r / metarl.loss_reward_scale(hp, cfg)
     V = metarl.value_head(tr.h[1:], params["w_V"], params["b_V"])
     adv, R = metarl.gae_advantages(r, V, hp.gamma, hp.gae_lambda)
+    adv_book, R_book = metarl.gae_advantages(r, V, hp.gamma, hp.gae_lambda, fused=False)
+    assert relative_error(adv, adv_book) < REL and relative_error(R, R_book) < REL
     _, grads = metarl.loss_and_gradients(params, tr, adv, R, 0.5, 0.05)
-    expected = twin_gradients(params, twin, adv, R, 0.5, 0.05)
+    _, expected = metarl.loss_and_gradients(params, book, adv, R, 0.5, 0.05, fused=False)
     for k in metarl.PARAM_NAMES:
         assert relative_error(grads[k], expected[k]) < REL, k
+
+
+def test_each_kernel_equals_the_textbook_function_it_replaces():
+    rng = np.random.default_rng(1)
+    B, I, H, A = 5, 4, 6, 3
+    params = metarl.init_params(I, H, A, rng)
+    W, U, b = params["W"], params["U"], params["b"] + rng.standard_normal(4 * H)
+    x, h, c = rng.standard_normal((B, I)), rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    fused_step, book_step = kernels.lstm_step(x, h, c, W, U, b), metarl.lstm_step(x, h, c, W, U, b)
+    for got, want in zip(fused_step[:2] + fused_step[2], book_step[:2] + book_step[2]):
+        assert relative_error(got, want) < REL
+    W_pi, b_pi = 10 * rng.standard_normal((H, A)), rng.standard_normal(A)
+    for got, want in zip(kernels.policy_head(h, W_pi, b_pi), metarl.policy_head(h, W_pi, b_pi)):
+        assert relative_error(got, want) < REL
+    dh_new, dc_new = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    dz, dc = np.empty((B, 4 * H)), np.empty((B, H))
+    gates, tanh_c = book_step[2]
+    kernels.lstm_cell_backward(dh_new, np.zeros((B, H)), dc_new, gates, tanh_c, c, dz, dc)
+    book_dz, _, book_dc = metarl.lstm_step_backward(dh_new, dc_new, book_step[2], c, U)
+    assert relative_error(dz, book_dz) < REL and relative_error(dc, book_dc) < REL
+    r, V = rng.standard_normal((9, B)), rng.standard_normal((9, B))
+    for got, want in zip(kernels.gae_advantages(r, V, 0.9, 0.7),
+                         metarl.gae_advantages(r, V, 0.9, 0.7, fused=False)):
+        assert relative_error(got, want) < REL
+
+
+def test_the_textbook_path_learns_what_the_fused_path_learns():
+    """30 updates of a small float64 bandit run each way: the same sampled actions, hence the
+    same returns, and the same parameters up to rounding amplified by Adam (relative 1e-8)."""
+    hp = metarl.recipe("bandit", horizon=10, hidden=6, batch=8, updates=30, dtype="float64",
+                       log_every=30)
+    runs_ = {}
+    for fused in (True, False):
+        returns = []
+        params = metarl.train(hp, log=lambda line: None, fused=fused,
+                              on_update=lambda u, p, stats: returns.append(stats["return"]))
+        runs_[fused] = params, returns
+    assert runs_[True][1] == runs_[False][1]
+    for k in metarl.PARAM_NAMES:
+        assert relative_error(runs_[False][0][k], runs_[True][0][k]) < 1e-8, k
 
 
 def test_rollout_refuses_buffers_of_another_shape_and_bad_implants():

@@ -11,6 +11,7 @@ import envs
 import machines
 import metarl
 import ridge
+from conftest import assert_png_shows_the_figure, plot_axes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -311,7 +312,13 @@ def test_value_loss_is_zero_for_the_bayes_optimal_policy(name):
 
 
 # ----------------------------------------------------------------------------- figures
-def test_figures_are_written_as_png(tmp_path):
+def bar_heights(ax):
+    return [bar.get_height() for bar in ax.patches]
+
+
+def test_figures_draw_the_results_they_are_given(tmp_path, drawn):
+    """Each figure is a PNG of its figure's size with a drawing in it; every panel has a
+    title, a y label and an x label or named ticks, and holds exactly the numbers handed in."""
     cfg = envs.make_config("bandit", horizon=12)
     ref = machines.reference(cfg)
     run = run_belief_agent(cfg, ref, 60, seed=10)
@@ -331,3 +338,26 @@ def test_figures_are_written_as_png(tmp_path):
     machines.plot_value_loss(vl, paths[3])
     for p in paths:
         assert p.read_bytes()[:8] == PNG_SIGNATURE
+    assert len(drawn) == len(paths)
+    for path, drawing in zip(paths, drawn):
+        assert_png_shows_the_figure(path, drawing)
+        assert drawing.figure.get_suptitle(), path.name
+        for ax in plot_axes(drawing.figure):
+            ticks = [t.get_text() for t in ax.get_xticklabels()]
+            assert ax.get_title() and ax.get_ylabel(), path.name
+            assert ax.get_xlabel() or all(ticks), (path.name, ticks)
+    simulation, minimality, splicing, value = (plot_axes(d.figure) for d in drawn)
+    # one bar per direction, network and map, in that order; both measures alike here
+    for ax in simulation:
+        assert bar_heights(ax) == [0.5, 0.3, 0.7, 0.6] * 2
+        assert [t.get_text() for t in ax.get_xticklabels()] == [
+            machines.DIRECTION_LABEL[d] for d in sim]
+    assert bar_heights(minimality[0]) == [0.3, 0.1, 0.3, 0.1]   # per network, per feature
+    assert bar_heights(minimality[1]) == [0.2, 0.2]             # the spread ratio per network
+    for ax in splicing:   # spliced, recipient's, own: a missing lag is a gap (NaN)
+        assert len(ax.lines) == 3
+        for line in ax.lines:
+            np.testing.assert_array_equal(line.get_ydata(), [0.5, np.nan, 0.7])
+    np.testing.assert_array_equal(value[0].lines[0].get_ydata(), vl["by_t"]["mean"])
+    np.testing.assert_array_equal(value[1].lines[0].get_ydata(),
+                                  [row["mean"] for row in vl["by_uncertainty"]])

@@ -4,6 +4,7 @@ import pytest
 
 import envs
 import metarl
+import runs
 
 RTOL = 1e-6  # max over elements of |analytic − numeric| / max(|analytic| + |numeric|, 1e-8)
 # Fourth-order central differences, f' ≈ [8(f(x+ε) − f(x−ε)) − (f(x+2ε) − f(x−2ε))] / 12ε:
@@ -124,16 +125,22 @@ def generic_rollout(env_name):
     return cfg, params, metarl.rollout(params, cfg, 3, np.random.default_rng(5))
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "textbook"])
 @pytest.mark.parametrize("env_name", list(envs.FAMILIES))
-def test_whole_loss_gradient_matches_finite_differences(env_name):
-    """The full update's gradient (heads + BPTT over T=5 steps, B=3) for every parameter.
+def test_whole_loss_gradient_matches_finite_differences(env_name, fused):
+    """The full update's gradient (heads + BPTT over T=5 steps, B=3) for every parameter, by
+    the fused kernels and by the textbook NumPy.
 
-    Actions are replayed and the advantages held fixed, exactly as the update treats them."""
+    Actions are replayed and the advantages held fixed, exactly as the update treats them.
+    The finite differences use one forward pass for both (the fused one, proven equal to the
+    textbook's to 1e-12 in test_fused.py): the textbook forward sums x W + h U + b in another
+    order, which moves the smallest element here (|dL/dW| ≈ 1.5e-6 on Tiger, L ≈ 5) by
+    4e-12 of rounding, 2.5e-6 of itself, above the check's 1e-6."""
     cfg, params, tr = generic_rollout(env_name)
     V = metarl.value_head(tr.h[1:], params["w_V"], params["b_V"])
-    adv, R = metarl.gae_advantages(tr.r / envs.reward_scale(cfg), V, 0.9, 0.8)
+    adv, R = metarl.gae_advantages(tr.r / envs.reward_scale(cfg), V, 0.9, 0.8, fused=fused)
     coefs = dict(value_weight=0.5, entropy_weight=0.05)
-    _, grads = metarl.loss_and_gradients(params, tr, adv, R, **coefs)
+    _, grads = metarl.loss_and_gradients(params, tr, adv, R, fused=fused, **coefs)
 
     def loss():
         replay = metarl.rollout(params, cfg, 3, np.random.default_rng(5), actions=tr.a)
@@ -143,19 +150,43 @@ def test_whole_loss_gradient_matches_finite_differences(env_name):
         assert_gradients_close(grads[name], numeric_gradient(loss, params[name]))
 
 
-def test_gae_with_lambda_one_is_discounted_return_minus_baseline():
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "textbook"])
+def test_gae_with_lambda_one_is_discounted_return_minus_baseline(fused):
     rng = np.random.default_rng(6)
     r, V = rng.standard_normal((7, 2)), rng.standard_normal((7, 2))
     gamma = 0.9
     G = np.array([[sum(gamma ** k * r[t + k, e] for k in range(7 - t)) for e in range(2)]
                   for t in range(7)])
-    adv, R = metarl.gae_advantages(r, V, gamma, 1.0)
+    adv, R = metarl.gae_advantages(r, V, gamma, 1.0, fused=fused)
     np.testing.assert_allclose(adv, G - V, rtol=1e-12)
     np.testing.assert_allclose(R, G, rtol=1e-12)
     # λ = 0: the one-step TD error
-    adv0, _ = metarl.gae_advantages(r, V, gamma, 0.0)
+    adv0, _ = metarl.gae_advantages(r, V, gamma, 0.0, fused=fused)
     V_next = np.vstack([V[1:], np.zeros((1, 2))])
     np.testing.assert_allclose(adv0, r + gamma * V_next - V, rtol=1e-12)
+
+
+def test_orthogonal_is_orthogonal_and_seeded():
+    Q = metarl.orthogonal(6, np.random.default_rng(0))
+    np.testing.assert_allclose(Q @ Q.T, np.eye(6), atol=1e-12)
+    np.testing.assert_array_equal(Q, metarl.orthogonal(6, np.random.default_rng(0)))
+    assert not np.allclose(Q, metarl.orthogonal(6, np.random.default_rng(1)))
+    # signs fixed by diag R: the QR of Q's own Gaussian gives an R with a positive diagonal,
+    # so over many draws the entries are symmetric about 0 (Haar), not biased by QR's signs
+    diag = np.array([metarl.orthogonal(3, np.random.default_rng(s))[0, 0] for s in range(2000)])
+    assert abs(diag.mean()) < 4 * diag.std() / np.sqrt(2000)   # 4 SE
+
+
+@pytest.mark.parametrize("anneal", [True, False])
+def test_learning_rate_decays_linearly_to_zero_when_annealed(anneal):
+    hp = metarl.Config(updates=200, lr=3e-3, anneal_lr=anneal)
+    rates = np.array([metarl.learning_rate_at(hp, u) for u in range(200)])
+    assert rates[0] == 3e-3
+    if anneal:
+        np.testing.assert_allclose(rates, 3e-3 * (1 - np.arange(200) / 200), rtol=1e-12)
+        assert rates[-1] == pytest.approx(3e-3 / 200)   # the last update still moves
+    else:
+        assert (rates == 3e-3).all()
 
 
 def test_adam_step_matches_the_textbook_update():
@@ -222,8 +253,8 @@ def test_short_training_beats_the_random_policy_clearly():
     Random play earns exactly T/2 = 5 per episode in expectation; the margin is checked
     against 4 standard errors of the agent's mean over 4000 fresh episodes."""
     hp = small_config(env="dependent-bandit", updates=300, batch=64, hidden=24, lr=3e-3)
-    params = metarl.train(hp, None, log=lambda line: None)
-    result = metarl.evaluate(params, metarl.env_config(hp), 4000, seed=11)
+    params = runs.train(hp, None, log=lambda line: None)
+    result = runs.evaluate(params, metarl.env_config(hp), 4000, seed=11)
     assert result["mean"] - 5.0 > 4 * result["stderr"], result
 
 
@@ -244,6 +275,7 @@ def random_policy_value(cfg):
     return cfg.horizon * cfg.prior_a / (cfg.prior_a + cfg.prior_b)   # bandits: E[arm mean]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env", list(metarl.RECIPES))
 def test_a_short_run_of_each_recipe_beats_the_random_policy(env):
     """The recipe scaled down as --quick scales it (T = 20, Tiger 10) and its schedules
@@ -251,7 +283,7 @@ def test_a_short_run_of_each_recipe_beats_the_random_policy(env):
     return beats the random policy's exact value by more than 4 standard errors."""
     hp = metarl.recipe(env, updates=800, horizon=10 if env == "tiger" else 20, log_every=800)
     cfg = metarl.env_config(hp)
-    result = metarl.evaluate(metarl.train(hp, None, log=lambda line: None), cfg, 5000, seed=11)
+    result = runs.evaluate(runs.train(hp, None, log=lambda line: None), cfg, 5000, seed=11)
     assert result["mean"] - random_policy_value(cfg) > 4 * result["stderr"], result
 
 
@@ -274,8 +306,8 @@ def test_rollout_is_reproducible_and_float32_stays_float32():
 def test_checkpoint_round_trip(tmp_path):
     hp = small_config()
     path = str(tmp_path / "run.npz")
-    params = metarl.train(hp, path, log=lambda line: None)
-    ckpt = metarl.load_checkpoint(path)
+    params = runs.train(hp, path, log=lambda line: None)
+    ckpt = runs.load_checkpoint(path)
     assert ckpt["hp"] == hp and ckpt["update"] == hp.updates
     for k in metarl.PARAM_NAMES:
         np.testing.assert_array_equal(ckpt["params"][k], params[k])
@@ -285,7 +317,7 @@ def test_checkpoint_round_trip(tmp_path):
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     hp = small_config(updates=8, save_every=3, log_every=1)
-    straight = metarl.train(hp, str(tmp_path / "straight.npz"), log=lambda line: None)
+    straight = runs.train(hp, str(tmp_path / "straight.npz"), log=lambda line: None)
 
     def interrupt_at_update_5(line):  # Ctrl-C during the run, after update 5's progress line
         if line.startswith("update      5/"):
@@ -293,12 +325,12 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
 
     stopped = str(tmp_path / "stopped.npz")
     with pytest.raises(KeyboardInterrupt):
-        metarl.train(hp, stopped, log=interrupt_at_update_5)
-    assert metarl.load_checkpoint(stopped)["update"] == 3  # the last save (save_every = 3)
-    resumed = metarl.train(hp, stopped, resume=True, log=lambda line: None)
+        runs.train(hp, stopped, log=interrupt_at_update_5)
+    assert runs.load_checkpoint(stopped)["update"] == 3  # the last save (save_every = 3)
+    resumed = runs.train(hp, stopped, resume=True, log=lambda line: None)
     for k in metarl.PARAM_NAMES:
         np.testing.assert_array_equal(resumed[k], straight[k])
-    a, b = (metarl.load_checkpoint(p)["history"]["return"] for p in
+    a, b = (runs.load_checkpoint(p)["history"]["return"] for p in
             (str(tmp_path / "straight.npz"), stopped))
     np.testing.assert_array_equal(a, b)
 
@@ -307,7 +339,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
 def test_bad_checkpoint_gives_a_clear_error_and_never_unpickles(tmp_path, damage):
     hp = small_config()
     good = str(tmp_path / "good.npz")
-    metarl.train(hp, good, log=lambda line: None)
+    runs.train(hp, good, log=lambda line: None)
     bad = tmp_path / "bad.npz"
     marker = tmp_path / "unpickled"
     if damage == "truncated":
@@ -324,7 +356,7 @@ def test_bad_checkpoint_gives_a_clear_error_and_never_unpickles(tmp_path, damage
     else:
         bad.write_text("hello")
     with pytest.raises(ValueError, match="bad.npz"):
-        metarl.load_checkpoint(str(bad))
+        runs.load_checkpoint(str(bad))
     assert not marker.exists(), "loading executed code from the checkpoint"
 
 
@@ -338,13 +370,6 @@ class Exploit:
         return (open, (self.path, "w"))
 
 
-def run_cli(*args):
-    import subprocess
-    import sys
-    return subprocess.run([sys.executable, "metarl.py", *args], capture_output=True, text=True,
-                          cwd=str(__import__("pathlib").Path(metarl.__file__).parent))
-
-
 @pytest.mark.parametrize("args, message", [
     (["train", "--env", "nope", "--out", "x.npz"], "--env must be one of bandit, dependent-bandit"),
     (["train", "--arms", "1", "--out", "x.npz"], "--arms must be an integer in [2, 100], got 1"),
@@ -353,19 +378,19 @@ def run_cli(*args):
     (["train", "--dtype", "float16", "--out", "x.npz"], "--dtype must be"),
     (["evaluate", "does/not/exist.npz"], "does not exist"),
 ])
-def test_cli_bad_arguments_give_a_clear_error_without_traceback(args, message, tmp_path):
+def test_cli_bad_arguments_give_a_clear_error_without_traceback(cli, args, message, tmp_path):
     args = [str(tmp_path / a) if a.endswith(".npz") else a for a in args]
-    done = run_cli(*args)
-    assert done.returncode != 0
+    done = cli("metarl.py", *args)
+    assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
 
 
-def test_cli_train_refuses_to_overwrite_an_existing_run(tmp_path):
+def test_cli_train_refuses_to_overwrite_an_existing_run(cli, tmp_path):
     out = tmp_path / "run.npz"
     out.write_bytes(b"precious")
-    done = run_cli("train", "--updates", "2", "--horizon", "5", "--out", str(out))
-    assert done.returncode != 0 and "--resume" in done.stderr and "Traceback" not in done.stderr
+    done = cli("metarl.py", "train", "--updates", "2", "--horizon", "5", "--out", str(out))
+    assert done.returncode == 2 and "--resume" in done.stderr and "Traceback" not in done.stderr
     assert out.read_bytes() == b"precious"
 
 
@@ -410,4 +435,4 @@ def test_pseudo_regret_sums_the_gap_to_the_best_arm_of_each_pull(env_name):
     for e in range(4):
         p = tr.tasks[0, e] if env_name == "bandit" else [tr.tasks[0, e, 0], 1 - tr.tasks[0, e, 0]]
         expected[e] = sum(max(p) - p[tr.a[t, e]] for t in range(6))
-    np.testing.assert_allclose(metarl.pseudo_regret(cfg, tr), expected, rtol=1e-12)
+    np.testing.assert_allclose(runs.pseudo_regret(cfg, tr), expected, rtol=1e-12)

@@ -2,16 +2,23 @@
 states pass the tests the panel validates and the known non-beliefs fail them, and the
 reading of a panel (judge, validation, the agent's three outcomes) follows its rule."""
 import copy
+import re
 from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+import boundary
+import experiments
 import machines
 import metarl
 import panel
+import runs
 
 ENVS = ("bandit", "dependent-bandit", "tiger", "two-step")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def small(env, T=20):
@@ -91,11 +98,18 @@ def test_the_never_reset_filter_keeps_the_evidence_the_bayes_step_drops_at_an_op
     assert spec.known == panel.NOT_BELIEF
 
 
+@pytest.mark.slow
 def test_only_the_tiger_panel_has_the_never_reset_filter():
+    """... and each panel holds the machines of panel.lineup (which the results schema
+    requires), in its order, with its known answers and measured tests."""
     for env in ENVS:
-        hp, _, _ = small(env, T=8)
-        names = panel.calibrate(hp, 0, 10, 10)["machines"]
-        assert ("never reset" in names) == (env == "tiger"), env
+        hp, cfg, _ = small(env, T=8)
+        made = panel.calibrate(hp, 0, 10, 10)["machines"]
+        assert ("never reset" in made) == (env == "tiger"), env
+        measured = {name: (m["known"], tuple(t for t, v in m["values"].items()
+                                             if panel.record_of(v) != panel.NOT_MEASURED))
+                    for name, m in made.items()}
+        assert list(measured.items()) == list(panel.lineup(cfg, False, False).items()), env
 
 
 def test_a_scripted_splice_reads_the_donor_history_then_its_own_events():
@@ -136,6 +150,8 @@ def test_the_whitened_spread_does_not_depend_on_a_linear_map_of_the_state():
 
 
 # ----------------------------------------------------------------------------- the panel
+# A panel seed costs 10-20 s (its machines' maps and splices): the tests that calibrate one
+# are slow (`python3 -m pytest -m slow`, and CI).
 PANEL_HORIZON = 100   # the bandit's own T: at T = 30 a slow value learner still acts on the
                       # spliced history (contrast 0.51-0.54, measured), at T = 100 it has moved on
 
@@ -146,6 +162,7 @@ def bandit_panel():
     return [panel.calibrate(hp, seed, 40, 40) for seed in (0, 1, 2)]
 
 
+@pytest.mark.slow
 def test_the_panel_separates_belief_states_on_the_validated_tests(bandit_panel):
     """The known answers: the embedded Bayes machine acts on the spliced history and is
     simulated by the Bayes filter; every known non-belief fails both, and the slow value
@@ -169,6 +186,7 @@ def test_the_panel_separates_belief_states_on_the_validated_tests(bandit_panel):
     assert not table["decode"]["validated"] and "untrained" in table["decode"]["wrong"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env", ["dependent-bandit", "tiger", "two-step"])
 def test_the_embedded_bayes_machine_passes_the_known_belief_tests_in_every_family(env):
     """The bandit's known answers (above) in the other families, on one small panel seed: the
@@ -189,19 +207,45 @@ def test_the_agreement_gain_is_one_when_perfect_and_zero_at_the_mean_policy():
     assert np.isnan(panel.agreement_gain(1.0, 1.0))   # nothing left to gain: undefined
 
 
+@pytest.mark.slow
 def test_a_machine_undefined_on_some_seed_is_unclear_and_stops_the_test(bandit_panel):
     seeds = copy.deepcopy(bandit_panel)
-    seeds[0]["machines"]["embedded Bayes"]["values"]["splice"] = float("nan")
+    splice = next(t for t in panel.TESTS if t.name == "splice")
+    seeds[0]["machines"]["embedded Bayes"]["values"]["splice"] = panel.recorded(splice, np.nan)
     row = panel.calibration_table(seeds)["splice"]
     assert row["machines"]["embedded Bayes"]["verdict"] == "unclear"
+    assert row["machines"]["embedded Bayes"]["undefined"] == [splice.undefined]
     assert not row["validated"] and "embedded Bayes" in row["wrong"]
 
 
+@pytest.mark.slow
+def test_a_real_panel_decides_alike_in_memory_and_read_back_from_its_json(bandit_panel, tmp_path):
+    """A panel as calibrate made it, and the same written by experiments.write_results and
+    read back through the results schema's check of a panel seed: the same table and the
+    same agent beside it, also with a value undefined (a NaN, as recorded) on one seed."""
+    cfg = metarl.env_config(small("bandit", T=PANEL_HORIZON)[0])
+    splice = next(t for t in panel.TESTS if t.name == "splice")
+    undefined = copy.deepcopy(bandit_panel)
+    undefined[1]["machines"]["embedded Bayes"]["values"]["splice"] = panel.recorded(splice, np.nan)
+    agent = {t.name: 0.9 * t.perfect + 0.1 * t.null for t in panel.TESTS}
+    spec = [{"machines": experiments.panel_machines(cfg, distilled=False, recent=False)}]
+    for seeds in (bandit_panel, undefined):
+        experiments.write_results(seeds, tmp_path)
+        read = boundary.parse_json((tmp_path / "results.json").read_text(encoding="utf-8"))
+        boundary.check_json(read, spec, "seeds")
+        np.testing.assert_equal(panel.calibration_table(read), panel.calibration_table(seeds))
+        np.testing.assert_equal(panel.agent_beside_panel(agent, read),
+                                panel.agent_beside_panel(agent, seeds))
+    assert not panel.calibration_table(undefined)["splice"]["validated"]
+
+
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_panel(bandit_panel):
     hp, _, _ = small("bandit", T=PANEL_HORIZON)
     assert panel.calibrate(hp, 1, 40, 40) == bandit_panel[1]
 
 
+@pytest.mark.slow
 def test_the_driven_tests_read_the_episodes_they_are_given(bandit_panel):
     """along = recorded episodes: handed the very episodes the panel reads without an agent
     (the Bayes machine's own, the LSTM's inputs replayed), calibrate gives the same panel;
@@ -222,10 +266,16 @@ def test_the_driven_tests_read_the_episodes_they_are_given(bandit_panel):
 
 
 # ----------------------------------------------------------------------------- reading
+def measured_on(test, value):
+    """A machine's values with one test measured, the others recorded as not measured."""
+    return {t.name: value if t.name == test else {panel.NOT_MEASURED: "not in this panel"}
+            for t in panel.TESTS}
+
+
 def synthetic_panel(belief_values, other_values, test="splice"):
     """Panel seeds with one test measured: a belief machine and a non-belief machine."""
-    return [{"machines": {"belief": {"known": panel.BELIEF, "values": {test: b}},
-                          "other": {"known": panel.NOT_BELIEF, "values": {test: o}}}}
+    return [{"machines": {"belief": {"known": panel.BELIEF, "values": measured_on(test, b)},
+                          "other": {"known": panel.NOT_BELIEF, "values": measured_on(test, o)}}}
             for b, o in zip(belief_values, other_values)]
 
 
@@ -284,7 +334,7 @@ def test_recent_events_targets_are_the_windowed_greedy_policy_and_the_last_input
 def test_custom_targets_are_refused_outside_distillation():
     hp, cfg, ref = small("bandit", T=12)
     with pytest.raises(ValueError, match="targets are for objective distill"):
-        metarl.train(replace(hp, updates=1), None, targets=lambda tr: None)
+        runs.train(replace(hp, updates=1), None, targets=lambda tr: None)
 
 
 def test_the_agent_is_placed_between_the_strongest_negative_and_the_weakest_positive():
@@ -293,9 +343,9 @@ def test_the_agent_is_placed_between_the_strongest_negative_and_the_weakest_posi
     0.5 it is beyond the negatives and measurably further than the positive; at 0.2 not beyond."""
     splice = next(t for t in panel.TESTS if t.name == "splice")
     seeds = [{"machines": {
-        "belief": {"known": panel.BELIEF, "values": {"splice": b}},
-        "weak belief": {"known": panel.BELIEF, "values": {"splice": w}},
-        "other": {"known": panel.NOT_BELIEF, "values": {"splice": o}}}}
+        "belief": {"known": panel.BELIEF, "values": measured_on("splice", b)},
+        "weak belief": {"known": panel.BELIEF, "values": measured_on("splice", w)},
+        "other": {"known": panel.NOT_BELIEF, "values": measured_on("splice", o)}}}
         for b, w, o in zip([1.0, 1.0, 1.0], [0.9, 0.95, 0.92], [0.2, 0.25, 0.15])]
     row = panel.calibration_table(seeds)["splice"]
     near = panel.placement(splice, [0.94, 0.95, 0.96, 0.93, 0.95], row)
@@ -305,3 +355,141 @@ def test_the_agent_is_placed_between_the_strongest_negative_and_the_weakest_posi
     assert middle["beyond_negatives"] and middle["equivalence"] == "further"
     low = panel.placement(splice, [0.2, 0.22, 0.18, 0.21, 0.19], row)
     assert not low["beyond_negatives"] and low["equivalence"] == "further"
+
+
+# ----------------------------------------------------------------------------- bad input
+SPLICE = next(t for t in panel.TESTS if t.name == "splice")
+
+
+def test_an_undefined_value_makes_its_machine_unclear_and_stops_the_test():
+    """A value recorded undefined on one seed (what calibrate records for a NaN): the
+    machine is unclear and named among those that stop the test; its reason is kept."""
+    seeds = synthetic_panel([1.0, 0.98, 0.99], [0.1, 0.0, 0.05])
+    seeds[1]["machines"]["other"]["values"]["splice"] = panel.recorded(SPLICE, float("nan"))
+    row = panel.calibration_table(seeds)["splice"]
+    other = row["machines"]["other"]
+    assert other["verdict"] == "unclear" and other["undefined"] == [SPLICE.undefined]
+    assert np.isnan(other["values"][1]) and not row["validated"] and row["wrong"] == ["other"]
+    assert panel.recorded(SPLICE, np.float64(0.25)) == 0.25
+
+
+def damaged_panel(damage):
+    """A synthetic panel of three seeds with one kind of damage, and the words naming it."""
+    seeds = synthetic_panel([1.0, 0.98, 0.99], [0.1, 0.0, 0.05])
+    other = seeds[2]["machines"]["other"]
+    if damage == "no seed":
+        return [], "the panel needs at least one seed"
+    if damage == "machine missing on one seed":
+        del seeds[1]["machines"]["other"]
+        return seeds, "machine 'other' is missing on panel seed 1"
+    if damage == "machine on one seed only":
+        seeds[2]["machines"]["extra"] = copy.deepcopy(other)
+        return seeds, "machine 'extra' is on panel seed 2 but not on panel seed 0"
+    if damage == "unknown known answer":
+        other["known"] = "maybe"
+        return seeds, ("the known answer of 'other' on panel seed 2 must be 'belief state' or "
+                       "'not a belief state', got 'maybe'")
+    if damage == "known answer changes":
+        other["known"] = panel.BELIEF
+        return seeds, "'other' is 'belief state' on panel seed 2 but 'not a belief state' on"
+    if damage == "value deleted":
+        del other["values"]["splice"]
+        return seeds, "test 'splice' of 'other' on panel seed 2 has no value"
+    if damage in ("bare NaN", "None", "infinite", "string", "unknown record"):
+        other["values"]["splice"] = {"bare NaN": float("nan"), "None": None,
+                                     "infinite": float("inf"), "string": "0.1",
+                                     "unknown record": {"missing": "why"}}[damage]
+        return seeds, ("test 'splice' of 'other' on panel seed 2 must be a finite number, "
+                       "{'undefined': why} or {'not measured': why}, got")
+    if damage == "measured on some seeds only":
+        other["values"]["decode"] = 0.5
+        return seeds, "test 'decode' of 'other' on panel seed 2 is measured on some seeds and not"
+    raise KeyError(damage)
+
+
+@pytest.mark.parametrize("damage", [
+    "no seed", "machine missing on one seed", "machine on one seed only", "unknown known answer",
+    "known answer changes", "value deleted", "bare NaN", "None", "infinite", "string",
+    "unknown record", "measured on some seeds only"])
+def test_the_panel_reading_refuses_damaged_seeds_before_any_work(damage):
+    """calibration_table and agent_beside_panel check the panel first: what results.json's
+    schema refuses is refused in memory too, so both paths decide alike."""
+    seeds, message = damaged_panel(damage)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        panel.calibration_table(seeds)
+    agent = {t.name: 0.5 for t in panel.TESTS}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        panel.agent_beside_panel(agent, seeds)
+
+
+def test_the_agent_beside_the_panel_needs_every_test_as_a_number():
+    seeds = synthetic_panel([1.0, 0.98, 0.99], [0.1, 0.0, 0.05])
+    agent = {t.name: 0.5 for t in panel.TESTS}
+    del agent["value_loss"]
+    with pytest.raises(ValueError, match="the agent has no value of test 'value_loss'"):
+        panel.agent_beside_panel(agent, seeds)
+    with pytest.raises(ValueError, match="the agent's value of test 'splice' must be a number "
+                                         r"\(NaN where undefined\), got None"):
+        panel.agent_beside_panel({**agent, "value_loss": 0.5, "splice": None}, seeds)
+    with pytest.raises(ValueError, match="the probe summary has no 'features', which the "
+                                         "panel's tests read"):
+        panel.agent_values({})
+
+
+def test_agent_values_name_the_test_whose_measure_is_missing():
+    summary = experiments.load_results(str(ROOT / "docs"))["belief_states"]["bandit"][0]["probe"]
+    damaged = copy.deepcopy(summary)
+    del damaged["value_loss"]["value_loss_relative"]
+    with pytest.raises(ValueError, match="no 'value_loss_relative', which test 'value_loss' reads"):
+        panel.agent_values(damaged)
+    # a null in results.json is a NaN that was written: read back, it is NaN again
+    damaged["value_loss"]["value_loss_relative"] = None
+    assert np.isnan(panel.agent_values(damaged)["value_loss"])
+
+
+def test_scripted_machines_refuse_an_unknown_answer():
+    _, cfg, ref = small("bandit")
+    with pytest.raises(ValueError, match="the known answer of 'maybe machine' must be 'belief "
+                                         "state' or 'not a belief state', got 'a belief'"):
+        replace(panel.exact_bayes(cfg, ref), name="maybe machine", known="a belief")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda cfg, ref: panel.value_learner(cfg, float("nan"), np.full(2, 0.5)),
+     "alpha must be a finite number in (0, 1], got nan"),
+    (lambda cfg, ref: panel.value_learner(cfg, 0.0, np.full(2, 0.5)),
+     "alpha must be a finite number in (0, 1], got 0.0"),
+    (lambda cfg, ref: panel.value_learner(cfg, 1.5, np.full(2, 0.5)),
+     "alpha must be a finite number in (0, 1], got 1.5"),
+    (lambda cfg, ref: panel.value_learner(cfg, 0.1, np.full(3, 0.5)),
+     "q0 (one value per action) must have shape (2,), got (3,)"),
+    (lambda cfg, ref: panel.value_learner(cfg, 0.1, np.array([0.5, np.nan])),
+     "q0 (one value per action) has 1 NaN or infinite entries"),
+    (lambda cfg, ref: panel.embedded_bayes(cfg, ref, 0, np.ones(4), np.random.default_rng(0)),
+     "width must be an integer ≥ the 4 belief coordinates of bandit, so that the embedding is "
+     "injective; got 0"),
+    (lambda cfg, ref: panel.embedded_bayes(cfg, ref, 3, np.ones(4), np.random.default_rng(0)),
+     "width must be an integer ≥ the 4 belief coordinates of bandit, so that the embedding is "
+     "injective; got 3"),
+    (lambda cfg, ref: panel.embedded_bayes(cfg, ref, 8.0, np.ones(4), np.random.default_rng(0)),
+     "width must be an integer ≥ the 4 belief coordinates of bandit, so that the embedding is "
+     "injective; got 8.0"),
+    (lambda cfg, ref: panel.embedded_bayes(cfg, ref, 8, np.zeros(4), np.random.default_rng(0)),
+     "scale (the coordinates' sd) must be positive, got 0"),
+])
+def test_the_scripted_machines_refuse_bad_parameters_before_any_work(make, message):
+    _, cfg, ref = small("bandit")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make(cfg, ref)
+
+
+def test_a_scripted_machine_refuses_recorded_actions_out_of_range():
+    _, cfg, _ = small("bandit")
+    tr = SimpleNamespace(a=np.zeros((5, 3), np.int64), r=np.zeros((5, 3)),
+                         obs=np.zeros((5, 3, 0)))
+    learner = panel.value_learner(cfg, 0.25, np.full(2, 0.5))
+    assert panel.scripted_machine(learner, tr).states.shape == (5, 3, 2)
+    tr.a[2, 1] = 7
+    with pytest.raises(ValueError, match=re.escape("actions must lie in [0, 2), got values from "
+                                                   "0 to 7")):
+        panel.scripted_machine(learner, tr)

@@ -7,6 +7,7 @@ import machines
 import panel
 import probe
 import ridge
+from conftest import assert_png_shows_the_figure, plot_axes, run_script
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -202,7 +203,9 @@ def test_shuffle_rejects_unequal_episode_lengths():
                                               np.random.default_rng(0))
 
 
-def test_plots_write_png_files(tmp_path):
+def test_plots_draw_the_data_they_are_given(tmp_path, drawn):
+    """Each figure is a PNG of its figure's size with a drawing in it, and its axes hold
+    labels, a title and exactly the data handed in."""
     rng = np.random.default_rng(9)
     b = rng.normal(size=100)
     b_hat = b + 0.1 * rng.normal(size=100)
@@ -215,17 +218,36 @@ def test_plots_write_png_files(tmp_path):
     for path in paths:
         assert path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 1000
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temp left
+    assert len(drawn) == len(paths)
+    for path, drawing in zip(paths, drawn):
+        assert_png_shows_the_figure(path, drawing)
+        for ax in plot_axes(drawing.figure):
+            assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title(), path.name
+    scatter, bars, pca, trajectory = (plot_axes(d.figure) for d in drawn)
+    # the (exact, decoded) points, the identity line, and their R² in the title
+    np.testing.assert_array_equal(scatter[0].collections[0].get_offsets(), np.c_[b, b_hat])
+    assert len(scatter[0].lines) == 1
+    assert f"R² = {ridge.r2_score(b, b_hat):.3f}" in scatter[0].get_title()
+    # 1 − R² per condition and feature, in dict order: trained (0.1, 0.3), shuffled (1, 1)
+    np.testing.assert_allclose([bar.get_height() for bar in bars[0].patches], [0.1, 0.3, 1, 1])
+    # the 100 states' points, coloured by the belief; and one colour bar beside them
+    assert len(pca[0].collections[0].get_offsets()) == 100
+    np.testing.assert_array_equal(pca[0].collections[0].get_array(), b)
+    assert len(drawn[2].figure.axes) == 2
+    # one episode: exact, then decoded, over its 20 steps
+    np.testing.assert_array_equal(trajectory[0].lines[0].get_ydata(), b[:20])
+    np.testing.assert_array_equal(trajectory[0].lines[1].get_ydata(), b_hat[:20])
 
 
 # ----------------------------------------------------------------------------- on a real agent
+# probe.py's command line runs in this process (conftest.cli); one smoke test runs the script.
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+import distill
 import metarl
+import runs
 
-REPO = Path(metarl.__file__).parent
 
 
 @pytest.fixture(scope="module")
@@ -234,14 +256,14 @@ def small_agent(tmp_path_factory):
     path = tmp_path_factory.mktemp("agent") / "bandit.npz"
     hp = metarl.Config(env="bandit", horizon=20, hidden=16, batch=64, updates=150, lr=3e-3,
                        log_every=150, save_every=150, seed=1)
-    metarl.train(hp, str(path), log=lambda line: None)
+    runs.train(hp, str(path), log=lambda line: None)
     return path
 
 
-def test_probe_cli_json_has_the_documented_keys_and_sane_values(small_agent, tmp_path):
-    done = subprocess.run([sys.executable, "probe.py", str(small_agent), "--episodes", "200",
-                           "--seed", "0", "--json", "--plot", str(tmp_path), "--panel-seeds", "0"],
-                          capture_output=True, text=True, cwd=REPO)
+@pytest.mark.slow
+def test_probe_cli_json_has_the_documented_keys_and_sane_values(cli, small_agent, tmp_path):
+    done = cli("probe.py", small_agent, "--episodes", "200", "--seed", "0", "--json", "--plot",
+               tmp_path, "--panel-seeds", "0")
     assert done.returncode == 0, done.stderr
     s = json.loads(done.stdout)
     for key in ("decode", "decode_mean_r2", "encode_r2", "controls", "policy_kl", "agreement"):
@@ -277,17 +299,17 @@ def test_probe_cli_json_has_the_documented_keys_and_sane_values(small_agent, tmp
 def small_distilled(tmp_path_factory):
     """A Bayes-distilled LSTM of small_agent's task distribution and width (metarl.py distill)."""
     path = tmp_path_factory.mktemp("distilled") / "bandit.npz"
-    hp = metarl.distill_recipe("bandit", horizon=20, hidden=16, updates=300, log_every=300,
+    hp = distill.distill_recipe("bandit", horizon=20, hidden=16, updates=300, log_every=300,
                                seed=2)
-    metarl.train(hp, str(path), log=lambda line: None)
+    runs.train(hp, str(path), log=lambda line: None)
     return path
 
 
+@pytest.mark.slow
 def test_probe_cli_measures_a_distilled_control_beside_the_agent_in_every_test(
-        small_agent, small_distilled):
-    done = subprocess.run([sys.executable, "probe.py", str(small_agent), "--episodes", "200",
-                           "--json", "--control", str(small_distilled), "--panel-seeds", "2"],
-                          capture_output=True, text=True, cwd=REPO)
+        cli, small_agent, small_distilled):
+    done = cli("probe.py", small_agent, "--episodes", "200", "--json", "--control",
+               small_distilled, "--panel-seeds", "2")
     assert done.returncode == 0, done.stderr
     s = json.loads(done.stdout)
     assert set(s["controls"]) == {"untrained", "memoryless", "shuffled", "distilled"}
@@ -323,12 +345,11 @@ def test_probe_cli_measures_a_distilled_control_beside_the_agent_in_every_test(
     assert "panel: seed 1 done" in done.stderr   # progress goes to stderr, the JSON to stdout
 
 
-def test_probe_cli_refuses_a_control_of_other_tasks(small_agent, tmp_path):
+def test_probe_cli_refuses_a_control_of_other_tasks(cli, tiny_checkpoint, tmp_path):
     other = tmp_path / "tiger.npz"
-    metarl.train(metarl.distill_recipe("tiger", hidden=4, updates=1, log_every=1), str(other),
+    runs.train(distill.distill_recipe("tiger", hidden=4, updates=1, log_every=1), str(other),
                  log=lambda line: None)
-    done = subprocess.run([sys.executable, "probe.py", str(small_agent), "--control", str(other)],
-                          capture_output=True, text=True, cwd=REPO)
+    done = cli("probe.py", tiny_checkpoint, "--control", other)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "was trained on other tasks" in done.stderr
 
@@ -339,16 +360,15 @@ def test_probe_cli_refuses_a_control_of_other_tasks(small_agent, tmp_path):
     (["--panel-seeds", "1"], "--panel-seeds must be 0 (no panel) or an integer in [2, 10], got 1"),
     (["--panel-seeds", "11"], "--panel-seeds must be an integer in [0, 10], got 11"),
 ])
-def test_probe_cli_bad_arguments_give_a_clear_error(small_agent, args, message):
-    done = subprocess.run([sys.executable, "probe.py", str(small_agent), *args],
-                          capture_output=True, text=True, cwd=REPO)
+def test_probe_cli_bad_arguments_give_a_clear_error(cli, tiny_checkpoint, args, message):
+    done = cli("probe.py", tiny_checkpoint, *args)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
 def test_probe_cli_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
+    """The smoke test of probe.py as a user runs it: a fresh interpreter."""
     bad = tmp_path / "x.npz"
     bad.write_text("not a zip")
-    done = subprocess.run([sys.executable, "probe.py", str(bad)], capture_output=True,
-                          text=True, cwd=REPO)
+    done = run_script("probe.py", bad)
     assert done.returncode == 2 and "not a readable checkpoint" in done.stderr
     assert "Traceback" not in done.stderr
