@@ -156,3 +156,19 @@ def test_numba_caches_written_by_any_command_load_in_every_later_one(tmp_path):
     naming_main = [p.name for p in caches if b"__main__" in p.read_bytes()
                    or b"__mp_main__" in p.read_bytes()]
     assert naming_main == []
+
+
+def test_a_second_main_job_or_report_on_one_folder_is_refused_while_the_first_runs(cli, tmp_path):
+    out = tmp_path / "run"
+    with one_writer(str(out), "--out"):   # the first command, mid-run
+        done = cli("experiments.py", "--quick", "--out", out)
+        assert done.returncode == 2 and "is being written by another command" in done.stderr
+    assert not (tmp_path / "run.lock").exists()
+
+
+def test_report_holds_its_folder_while_it_writes(cli, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "docs"), folder)
+    with one_writer(str(folder), "report"):
+        done = cli("experiments.py", "report", folder)
+        assert done.returncode == 2 and "is being written by another command" in done.stderr
