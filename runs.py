@@ -393,9 +393,12 @@ def build_parser():
                                                "as the exact reference and carry the belief")
     for p, make in ((train_p, recipe), (distill_p, distill.distill_recipe)):
         for f in dataclasses.fields(Config):
+            only = f.metadata["objectives"]
             p.add_argument(envs.flag(f.name), default=argparse.SUPPRESS,
                            type=parse_bool if f.type is bool else f.type,
-                           help=f"{f.metadata['help']} ({recipe_defaults(f.name, make)})")
+                           help=f"{f.metadata['help']} ({recipe_defaults(f.name, make)})"
+                                + (f" [--objective {' or '.join(only)} only]"
+                                   if only != metarl.OBJECTIVES else ""))
         p.add_argument("--out", required=True, help="checkpoint path (.npz)")
         p.add_argument("--resume", action="store_true", help="continue the run stored in --out")
         p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
