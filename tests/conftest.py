@@ -1,6 +1,7 @@
 """What several test files share: command lines called in this process (a fresh Python costs
 seconds; a refusal is one function call), one real script run per command line, one tiny
 checkpoint and one tiny pipeline run, each made once per session."""
+import ast
 import contextlib
 import importlib
 import io
@@ -190,3 +191,45 @@ def plot_axes(fig):
     """The figure's axes that hold plots (not its colour bars)."""
     return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
 
+
+# ------------------------------------------------------------------------------------------
+# Imports between the project's modules (the import-direction and module-map tests)
+# ------------------------------------------------------------------------------------------
+def is_main_guard(node):
+    """`if __name__ == "__main__":`"""
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__" and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)
+            and isinstance(test.comparators[0], ast.Constant)
+            and test.comparators[0].value == "__main__")
+
+
+def imported_names(node):
+    """The top-level modules that one node imports: import x.y, from x import y, and the
+    dynamic importlib.import_module("x") and __import__("x")."""
+    if isinstance(node, ast.Import):
+        return {alias.name.split(".")[0] for alias in node.names}
+    if isinstance(node, ast.ImportFrom):
+        return {node.module.split(".")[0]} if node.level == 0 and node.module else set()
+    if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+        name = getattr(node.func, "attr", getattr(node.func, "id", None))
+        if name in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+            return {node.args[0].value.split(".")[0]}
+    return set()
+
+
+def project_imports(source, modules):
+    """The modules of `modules` that `source` imports anywhere, inside functions too (a
+    deferred import closes a cycle as surely as one at the top), but in the body of
+    `if __name__ == "__main__":`, where a script may import the module that holds its
+    command line."""
+    found, todo = set(), [ast.parse(source)]
+    while todo:
+        node = todo.pop()
+        found |= imported_names(node)
+        if is_main_guard(node):
+            todo.extend(node.orelse)
+        else:
+            todo.extend(ast.iter_child_nodes(node))
+    return found & modules

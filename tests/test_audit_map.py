@@ -5,6 +5,8 @@ import importlib
 import re
 from pathlib import Path
 
+from conftest import project_imports
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -56,24 +58,6 @@ def test_every_kernel_named_as_a_twin_replaces_the_function_of_its_row():
             assert function in twin_doc or twin in book_doc, (function, twin)
 
 
-def project_imports(module, modules):
-    """The project modules `module` imports anywhere (inside functions too), except under a
-    script's `if __name__ == "__main__":` entry point."""
-    tree = ast.parse((REPO / f"{module}.py").read_text(encoding="utf-8"))
-    entry = [node for node in tree.body if isinstance(node, ast.If)
-             and "__main__" in ast.unparse(node.test)]
-    skipped = {id(n) for block in entry for n in ast.walk(block)}
-    names = set()
-    for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return (names & modules) - {module}
-
-
 def test_the_module_map_lists_every_module_each_below_all_it_imports():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     block = text[text.index("## Module map"):text.index("## Notation")]
@@ -82,4 +66,5 @@ def test_the_module_map_lists_every_module_each_below_all_it_imports():
     assert sorted(order) == sorted(modules)
     for module in order:
         above = set(order[:order.index(module)])
-        assert project_imports(module, modules) <= above, module
+        source = (REPO / f"{module}.py").read_text(encoding="utf-8")
+        assert project_imports(source, modules) - {module} <= above, module

@@ -26,7 +26,7 @@ import probe
 import ridge
 import runs
 import twostep
-from conftest import run_python, run_script
+from conftest import project_imports, run_python, run_script
 
 REPO = Path(__file__).resolve().parent.parent
 HUGE = "1000000000000000"   # 1e15: more memory than any machine has, for any per-item size
@@ -634,46 +634,6 @@ def test_the_dispatch_check_catches_a_table_keyed_by_family_names():
     assert family_name_comparisons('if env != "tiger":\n    pass\n') == [1]
     assert family_name_comparisons('x = env in ("bandit", "tiger")\n') == [1]
     assert family_name_comparisons('x = name in AGENTS\n') == []
-
-
-def is_main_guard(node):
-    """`if __name__ == "__main__":`"""
-    test = node.test if isinstance(node, ast.If) else None
-    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
-            and test.left.id == "__name__" and len(test.ops) == 1
-            and isinstance(test.ops[0], ast.Eq)
-            and isinstance(test.comparators[0], ast.Constant)
-            and test.comparators[0].value == "__main__")
-
-
-def imported_names(node):
-    """The top-level modules that one node imports: import x.y, from x import y, and the
-    dynamic importlib.import_module("x") and __import__("x")."""
-    if isinstance(node, ast.Import):
-        return {alias.name.split(".")[0] for alias in node.names}
-    if isinstance(node, ast.ImportFrom):
-        return {node.module.split(".")[0]} if node.level == 0 and node.module else set()
-    if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
-        name = getattr(node.func, "attr", getattr(node.func, "id", None))
-        if name in ("import_module", "__import__") and isinstance(node.args[0].value, str):
-            return {node.args[0].value.split(".")[0]}
-    return set()
-
-
-def project_imports(source, modules):
-    """The modules of `modules` that `source` imports anywhere, inside functions too (a
-    deferred import closes a cycle as surely as one at the top), but in the body of
-    `if __name__ == "__main__":`, where a script may import the module that holds its
-    command line."""
-    found, todo = set(), [ast.parse(source)]
-    while todo:
-        node = todo.pop()
-        found |= imported_names(node)
-        if is_main_guard(node):
-            todo.extend(node.orelse)
-        else:
-            todo.extend(ast.iter_child_nodes(node))
-    return found & modules
 
 
 def import_cycle(imports):
