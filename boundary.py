@@ -121,7 +121,8 @@ def check_json(value, spec, where):
     "any"; a trailing "?" ("number?") also accepts null. Numbers must be finite.
     "number or undefined"    a finite number, or {"undefined": "why"}: a measure that has no
                              value on this data, with its reason (a null would not say which
-                             of "undefined" and "missing" it is)."""
+                             of "undefined" and "missing" it is);
+    "number or record"       that, or {"not measured": "why"} (a measure not taken by design)."""
     if isinstance(spec, str) and spec.endswith("?"):
         if value is not None:
             check_json(value, spec[:-1], where)
@@ -157,14 +158,18 @@ def finite_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def undefined_record(v):
-    """{"undefined": "why"}: a measure with no value on this data, and its reason."""
-    return isinstance(v, dict) and list(v) == ["undefined"] and isinstance(v["undefined"], str)
+def undefined_record(v, kinds=("undefined",)):
+    """{"undefined": "why"}: a measure with no value on this data, and its reason (kinds:
+    the record's accepted keys; "not measured": a measure that is not taken by design)."""
+    return (isinstance(v, dict) and len(v) == 1 and next(iter(v)) in kinds
+            and isinstance(next(iter(v.values())), str))
 
 
 JSON_LEAVES = {
     "number": finite_number,
     "number or undefined": lambda v: finite_number(v) or undefined_record(v),
+    "number or record": lambda v: finite_number(v) or undefined_record(
+        v, ("undefined", "not measured")),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "string": lambda v: isinstance(v, str),
     "boolean": lambda v: isinstance(v, bool),
@@ -172,6 +177,8 @@ JSON_LEAVES = {
     "any": lambda v: True}
 JSON_LEAF_WORDS = {"number": "a finite number",
                    "number or undefined": 'a finite number or {"undefined": "why"}',
+                   "number or record": 'a finite number, {"undefined": "why"} or '
+                                       '{"not measured": "why"}',
                    "integer": "an integer", "string": "a string",
                    "boolean": "true or false", "strings": "a list of strings", "any": "anything"}
 

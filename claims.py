@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 import belief
+import ladders
 import panel
 import stats
 from stats import LEVEL
@@ -207,32 +208,35 @@ def belief_state_numbers(seeds):
 
 
 def decoding_validated(results):
-    """{env: whether the panel (§2c) validates the decoding test there}."""
-    return {env: panel.calibration_table(cal["seeds"])["decode"]["validated"]
-            for env, cal in results["calibration"].items()}
+    """{env: whether decoding grades sufficiency on the env's ladders (§2c: it qualifies
+    there); False where the env has no ladders}."""
+    return {env: bool(lad["seeds"])
+            and ladders.calibration(lad["seeds"])["sufficiency"]["decode"]["qualified"]
+            for env, lad in results["ladders"].items()}
 
 
 def belief_states_numbers(results):
-    """§2's statistics per env, and whether the panel validates decoding there ("validated")."""
+    """§2's statistics per env, and whether decoding grades sufficiency there ("validated")."""
     valid = decoding_validated(results)
     return {env: {**belief_state_numbers(seeds), "validated": valid[env]}
             for env, seeds in results["belief_states"].items()}
 
 
 def gated(held, validated):
-    """A decoding claim's outcome in one env: its own where the panel validates decoding,
-    else cannot decide."""
+    """A decoding claim's outcome in one env: its own where decoding grades sufficiency on the
+    env's ladder, else cannot decide."""
     return outcome(held) if validated else CANNOT_DECIDE
 
 
 def per_env(key):
-    """A §2 claim decided env by env: each env's outcome `key`, gated by the panel."""
+    """A §2 claim decided env by env: each env's outcome `key`, gated by the ladder."""
     return lambda numbers: across_envs({env: gated(m[key], m["validated"])
                                         for env, m in numbers.items()})
 
 
-GATE = (" Decides an env only where the panel (§2c) validates decoding: where known "
-        "non-beliefs decode as well, decodability says nothing of a belief state.")
+GATE = (" Decides an env only where decoding grades sufficiency on its ladder (§2c: monotone in "
+        "κ in every basis, basis spread below the step): where it does not, decodability says "
+        "nothing of a belief state.")
 DECODABLE = Claim(
     statement="The exact posterior is linearly decodable from the trained agent's state, well "
               "beyond what the current input alone or other episodes' states give.",
@@ -270,41 +274,66 @@ def map_check(linear, mlp):
 
 
 # ------------------------------------------------------------------------------------------
-# §2c Calibration: one claim per test of panel.TESTS, decided only where the panel separates
+# §2c The agent on the ladders: one claim per property, and the seed paper's
 # ------------------------------------------------------------------------------------------
-def calibration_numbers(results):
-    """Per env: the panel's table (panel.calibration_table over its seeds), the agent's value
-    of each test per seed (panel.agent_values of its probes), their summary and outcome."""
+def ladder_numbers(results):
+    """Per env with ladders: the calibration of every test on every ladder
+    (ladders.calibration over the ladder seeds), the agent's values per seed (panel.agent_values
+    of its §2 probes), its profile (ladders.profile: positions with intervals and verdicts),
+    the reference networks' profiles (their values on the ladder seeds) and the seed paper's
+    claim (ladders.belief_state)."""
     out = {}
-    for env, cal in results["calibration"].items():
-        table = panel.calibration_table(cal["seeds"])
+    for env, lad in results["ladders"].items():
+        if not lad["seeds"]:
+            continue
+        cal = ladders.calibration(lad["seeds"])
         agent = [panel.agent_values(s["probe"]) for s in results["belief_states"][env]]
-        out[env] = {"table": table, "seeds": cal["seeds"],
-                    "placement": {t.name: panel.placement(t, [a[t.name] for a in agent],
-                                                          table[t.name])
-                                  for t in panel.TESTS if table[t.name]["validated"]
-                                  and np.all(np.isfinite([a[t.name] for a in agent]))},
-                    "agent": {t.name: summary_if_defined([a[t.name] for a in agent])
-                              for t in panel.TESTS},
-                    "outcome": {t.name: panel.agent_outcome(t, [a[t.name] for a in agent],
-                                                            table[t.name]["validated"])
-                                for t in panel.TESTS}}
+        references = {name: [s["references"][name] for s in lad["seeds"]]
+                      for name in lad["seeds"][0]["references"]}
+        profile = ladders.profile(cal, agent)
+        out[env] = {"calibration": cal, "agent": agent, "profile": profile,
+                    "belief_state": ladders.belief_state(profile),
+                    "references": {name: {"values": v, "profile": ladders.profile(cal, v)}
+                                   for name, v in references.items()},
+                    "ladder_seeds": len(lad["seeds"]), "agent_basis": lad["agent_basis"]}
     return out
 
 
-def calibrated_claim(test):
-    """The claim that the agent passes `test` (a record of panel.TESTS), env by env; the
-    report fills in n_panel, the panel's seeds."""
+PROPERTY_STATEMENTS = {
+    "sufficiency": "The agent's state is sufficient: it keeps the evidence as the exact filter does.",
+    "minimality": "The agent's state is minimal: it holds no more of the history than the belief.",
+    "policy": "The agent acts on its belief as the Bayes-optimal policy does.",
+    "causal use": "Changing the belief the agent's state carries changes its actions as Bayes "
+                  "predicts.",
+}
+PLACEMENT = ("Placed on the {name} ladder ({unit}: {grades}) by the test, among those meant to "
+             "measure {name}, that qualifies over the most adjacent grades (monotone in every "
+             "basis, basis spread below the step); the interval holds the grades where the "
+             "ladder's one-sided {level:.0%} band (t over ladder seeds × bases) meets the "
+             "agent's one-sided {level:.0%} limits (t, n − 1 df over its seeds). {tolerance}; "
+             "cannot decide where no such test qualifies or the agent lies outside its range.")
+
+
+def property_claim(ladder):
+    """The claim that the agent has the property of `ladder`, env by env (ladders.verdict)."""
     return Claim(
-        statement=f"The agent's state passes the test of {test.label}.",
-        criterion="Decides an env only if the panel validates it (every known belief state "
-                  "passes, every known non-belief fails: one-sided {level:.0%} limits over "
-                  "n = {n_panel} panel seeds against the midpoint {midpoint:.2f} of perfect "
-                  "{perfect:.0f} and null {null:.0f}); then held, refuted or inconclusive by "
-                  "the agent's limits against the same midpoint.",
-        constants={"midpoint": test.midpoint(), "perfect": test.perfect, "null": test.null},
-        decide=lambda numbers: across_envs({env: m["outcome"][test.name]
+        statement=PROPERTY_STATEMENTS[ladder.name], criterion=PLACEMENT,
+        constants={"name": ladder.name, "unit": ladder.unit,
+                   "grades": ", ".join(f"{g:g}" for g in ladder.grades),
+                   "tolerance": ladders.TOLERANCE[ladder.name][1].capitalize()},
+        decide=lambda numbers: across_envs({env: m["profile"][ladder.name]["verdict"]
                                             for env, m in numbers.items()}))
+
+
+PROPERTY_CLAIMS = tuple(property_claim(ladder) for ladder in ladders.LADDERS)
+BELIEF_STATE = Claim(
+    statement="The agent's state is a belief state (the seed paper's claim): sufficient, and "
+              "used causally as a belief.",
+    criterion="Sufficiency ∧ causal use: held where both hold, refuted where either is "
+              "refuted, else inconclusive (cannot decide where neither ladder places the agent); "
+              "minimality is reported beside it.",
+    constants={}, decide=lambda numbers: across_envs({env: m["belief_state"]
+                                                      for env, m in numbers.items()}))
 
 
 # ------------------------------------------------------------------------------------------
@@ -315,8 +344,9 @@ SHIFT_POSITION_MAX = 0.5  # |position| of the agent: nearer the training-prior B
 
 
 def shift_numbers(case, decoding_valid):
-    """§3's statistics for one case from its raw numbers; decoding_valid: whether the panel
-    validates decoding in the agent's training family (the crossed-decoding claim's gate)."""
+    """§3's statistics for one case from its raw numbers; decoding_valid: whether decoding
+    grades sufficiency on the ladders of the agent's training family (the crossed-decoding
+    claim's gate)."""
     refs = case["references"]
     r_train = refs["bayes_train_model"]["pseudo_regret"]["mean"]
     r_test = refs["bayes_test_model"]["pseudo_regret"]["mean"]
@@ -480,7 +510,8 @@ CROSSED = Claim(
               "states: Δ = R²(training-model posterior) − R²(test-model posterior). Lower "
               "{level:.0%} limit (t, n − 1 df) of Δ(trained) − Δ(the same network untrained, "
               "fed the same inputs, probed the same way), paired by seed, > 0. Decides a case "
-              "only where the panel (§2c) validates decoding in the agent's training family.",
+              "only where decoding grades sufficiency on the ladders of the agent's training "
+              "family (§2c).",
     constants={},
     decide=lambda numbers: (all_held(m["crossed_held"] for m in numbers.values())
                             if all(m["decoding_validated"] for m in numbers.values()) else None))

@@ -32,13 +32,15 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields as dataclass_fields
+from dataclasses import asdict, dataclass, fields as dataclass_fields, replace
+from types import SimpleNamespace
 
 import numba
 import numpy as np
 
 import belief
 import envs
+import ladders
 import machines
 import metarl
 import panel
@@ -84,16 +86,20 @@ class Scale:
     snapshots: int           # log-spaced snapshots along training (§2)
     stay_episodes: int       # two-step stays and hybrid fit, per agent and reference policy (§4)
     grid_episodes: int       # each model-free learner of twostep.MF_GRID (§4)
-    panel_seeds: int         # seeds of the calibration panel per family (§2c), ≥ 2
+    panel_seeds: int         # seeds of §3's known machines, ≥ 2
+    ladder_seeds: int        # seeds of every ladder per family (§2c), ≥ 2
+    map_steps: int = machines.MLP_STEPS   # Adam steps of each MLP map fit (§2b, §2c)
     folds: int = probe.FOLDS  # cross-validation folds of every probe
 
 
 FULL_SCALE = Scale(eval_steps=2_000_000, baseline_steps=2_000_000, probe_episodes=500,
                    simulation_episodes=250, splice_episodes=300, snapshot_episodes=300,
-                   snapshots=6, stay_episodes=1000, grid_episodes=500, panel_seeds=3)
+                   snapshots=6, stay_episodes=1000, grid_episodes=500, panel_seeds=3,
+                   ladder_seeds=2)
 QUICK_SCALE = Scale(eval_steps=20_000, baseline_steps=20_000, probe_episodes=60,
                     simulation_episodes=40, splice_episodes=40, snapshot_episodes=40,
-                    snapshots=4, stay_episodes=60, grid_episodes=40, panel_seeds=2)
+                    snapshots=4, stay_episodes=60, grid_episodes=40, panel_seeds=2,
+                    ladder_seeds=2, map_steps=50)
 
 # Fresh-episode streams metarl.stream(seed, key), clear of training (keys < 2³²),
 # metarl.EVAL_STREAM (2³²) and probe.PROBE_STREAM (2³³).
@@ -320,7 +326,7 @@ def hidden_states_are_belief_states(run, agents):
 def probe_job(agent, scale):
     return {"probe": probe.probe_agent(agent.params, agent.hp, scale.probe_episodes,
                                        agent.hp.seed, scale.folds, scale.simulation_episodes,
-                                       scale.splice_episodes)[0],
+                                       scale.splice_episodes, map_steps=scale.map_steps)[0],
             "over_training": probe_over_training(agent, scale)}
 
 
@@ -348,57 +354,112 @@ def probe_over_training(agent, scale):
 
 
 # ------------------------------------------------------------------------------------------
-# §2c Calibration: the tests on machines whose answer is known
+# §2c The agent on the ladders: each property graded by machines whose answer is known
 # ------------------------------------------------------------------------------------------
-def calibrate_the_tests(run, agents):
-    """§2c's raw numbers: per probed env, a Bayes-distilled LSTM of the seed-0 agent's
-    architecture and budget scale (distill.distill_recipe), its evaluation on the agent's
-    evaluation budget (the capacity row of §1), and the panel (panel.calibrate) on
-    scale.panel_seeds seeds. Returns (the section, the distillations' training seconds, their
-    parameters: §3's known machines)."""
-    jobs = [(f"{name} distilled", train_panel_lstms, agents[name][0].hp, run.scale.eval_steps)
-            for name in PROBED]
-    distilled = dict(zip(PROBED, run_jobs(run, "2c train the panel's LSTMs", jobs,
-                                          cost=[horizon(job[2]) for job in jobs])))
-    jobs = [(f"{name} panel seed {seed}", calibrate_job, agents[name][seed % len(agents[name])],
-             seed, run.scale, distilled[name]["params"], distilled[name]["recent"])
-            for name in PROBED for seed in range(run.scale.panel_seeds)]
-    results = iter(run_jobs(run, "2c calibrate the tests", jobs,
-                            cost=[horizon(job[2].hp) for job in jobs]))
-    return ({name: {"seeds": [next(results) for _ in range(run.scale.panel_seeds)],
-                    "distilled": {"updates": distilled[name]["updates"],
-                                  "batch": distilled[name]["batch"],
-                                  "evaluation": distilled[name]["evaluation"]}}
-             for name in PROBED},
-            {name: distilled[name]["seconds"] for name in PROBED},
+LADDERED = ("bandit", "dependent-bandit", "tiger")   # the families whose ladders the main job
+                            # builds: two-step's (≈ 250 s of 2 cores) would take it past 45 min
+AGENT_BASIS = ("bandit",)   # the families whose ladders include the agent's own basis (LSTMs
+                            # distilled per grade, ladders.LSTM_GRADES): the budget's choice
+
+
+def place_on_the_ladders(run, agents):
+    """§2c's raw numbers: per probed env, a Bayes-distilled LSTM and the recent-events LSTM
+    of the seed-0 agent's architecture (train_panel_lstms; the distilled one's evaluation is
+    §1's capacity row), the LSTMs of the agent's basis (AGENT_BASIS families), and every
+    ladder of the LADDERED families on scale.ladder_seeds seeds (one job per basis and one
+    for the networks: ladder_job), with the reference networks measured beside them. Returns
+    (the section, the distillations' training seconds, the distilled parameters: §3's known
+    machines)."""
+    lstm_jobs = [(f"{name} distilled", train_panel_lstms, agents[name][0].hp,
+                  run.scale.eval_steps, name in LADDERED) for name in PROBED]
+    grade_jobs = [(name, prop, grade) for name in AGENT_BASIS
+                  for prop, grades in ladders.LSTM_GRADES.items() for grade in grades]
+    lstm_jobs += [(f"{name} {prop} {grade:g} LSTM", ladders.grade_lstm, agents[name][0].hp, prop,
+                   grade) for name, prop, grade in grade_jobs]
+    laddered = [(name, seed) for name in LADDERED for seed in range(run.scale.ladder_seeds)]
+
+    def ladder_task(name, seed, part, *networks):
+        return (f"{name} seed {seed} {part}", ladder_job, agents[name][seed % len(agents[name])],
+                seed, run.scale, part, *networks)
+
+    # the fixed bases need no network: they run beside the networks' training
+    basis_jobs = [ladder_task(name, seed, basis) for name, seed in laddered
+                  for basis in ladders.BASES]
+    done = iter(run_jobs(run, "2c train the reference and ladder LSTMs; the fixed bases",
+                         lstm_jobs + basis_jobs, cost=[   # ≈ seconds per step of T (measured)
+                             horizon(job[2]) * (1.2 if job[1] is train_panel_lstms else 0.15)
+                             for job in lstm_jobs] + [horizon(job[2].hp) * 0.55
+                                                      for job in basis_jobs]))
+    distilled = {name: next(done) for name in PROBED}
+    lstms = {name: {} for name in AGENT_BASIS}
+    for name, prop, grade in grade_jobs:
+        lstms[name].setdefault(prop, {})[grade] = next(done)
+    parts = {key: {basis: next(done) for basis in ladders.BASES} for key in laddered}
+    network_jobs = [ladder_task(name, seed, "networks", lstms.get(name),
+                                {"untrained": None, "distilled": distilled[name]["params"],
+                                 "recent events": distilled[name]["recent"]})
+                    for name, seed in laddered]
+    for key, networks in zip(laddered, run_jobs(run, "2c the networks on the ladders", network_jobs,
+                                             cost=[horizon(job[2].hp) * (1 + bool(job[6]))
+                                                   for job in network_jobs])):
+        parts[key]["networks"] = networks
+    section = {}
+    for name in PROBED:
+        seeds = []
+        for seed in range(run.scale.ladder_seeds if name in LADDERED else 0):
+            done = parts[(name, seed)]
+            seeds.append({"ladders": {ladder.name: {**{b: done[b][ladder.name]
+                                                       for b in ladders.BASES},
+                                                    **done["networks"]["ladders"].get(
+                                                        ladder.name, {})}
+                                      for ladder in ladders.LADDERS},
+                          "seed": seed, "episodes": run.scale.simulation_episodes,
+                          "splice_episodes": run.scale.splice_episodes,
+                          "references": done["networks"]["references"]})
+        section[name] = {"seeds": seeds, "agent_basis": name in AGENT_BASIS,
+                         "distilled": {"updates": distilled[name]["updates"],
+                                       "batch": distilled[name]["batch"],
+                                       "evaluation": distilled[name]["evaluation"]}}
+    return (section, {name: distilled[name]["seconds"] for name in PROBED},
             {name: distilled[name]["params"] for name in PROBED})
 
 
-def calibrate_job(agent, seed, scale, distilled, recent):
-    """Worker job: panel seed `seed` (panel.calibrate), its driven tests read along the
-    agent's own episodes of the probe's stream at that seed. For the agent of that seed (the
-    main job's panel seeds 0, 1, 2) those are its §2 probe's episodes and folds, and the
-    panel's untrained network is its own initial one; with fewer agents than panel seeds, an
-    agent's fresh episodes of another seed."""
+def ladder_job(agent, seed, scale, part, lstms=None, references=None):
+    """Worker job: one part of ladder seed `seed`, read along the agent's own probe episodes
+    of that seed (for the agent of that seed, its §2 probe's episodes and folds): the
+    ladders in one basis of ladders.BASES (ladders.ladder_part), or "networks": the ladders
+    in the agent's basis where lstms are given (ladders.lstm_part) and the reference networks
+    {name: params} (params None: the agent's architecture at seed `seed`'s initial weights,
+    the untrained network)."""
     cfg = metarl.env_config(agent.hp)
     tr = metarl.rollout(agent.params, cfg, scale.probe_episodes,
                         metarl.stream(seed, probe.PROBE_STREAM))
-    return panel.calibrate(agent.hp, seed, scale.simulation_episodes, scale.splice_episodes,
-                           scale.folds, distilled, recent, along=tr)
+    tr = SimpleNamespace(**{key: getattr(tr, key)[:, :scale.simulation_episodes]
+                            for key in ("x", "a", "r", "obs")})
+    ep = ladders.episodes_along(cfg, tr, seed, scale.folds, scale.splice_episodes,
+                                map_steps=scale.map_steps)
+    if part != "networks":
+        return ladders.ladder_part(ep, part)
+    untrained = metarl.initial_params(replace(agent.hp, seed=seed), cfg, np.float64)
+    return {"ladders": {prop: {ladders.LSTM: rows}
+                        for prop, rows in ladders.lstm_part(ep, lstms or {}).items()},
+            "references": {name: ladders.network_values(untrained if params is None else params,
+                                                        ep, name)
+                           for name, params in references.items()}}
 
 
-def train_panel_lstms(agent_hp, eval_steps):
-    """Worker job: the panel's two trained LSTMs of the agent's env, horizon and width: the
+def train_panel_lstms(agent_hp, eval_steps, recent=True):
+    """Worker job: the reference LSTMs of the agent's env, horizon and width: the
     distillation recipe (for --quick, the agent's budget if smaller), evaluated on fresh
-    episodes, and the recent-events LSTM (panel.train_recent_events_lstm, RECENT_UPDATES or
-    the distillation's updates if fewer). Returns both parameter sets, the distilled one's
-    evaluation and the training seconds of both."""
+    episodes, and if `recent` the recent-events LSTM (panel.train_recent_events_lstm,
+    RECENT_UPDATES or the distillation's updates if fewer). Returns both parameter sets (None
+    for one not trained), the distilled one's evaluation and the training seconds of both."""
     hp = panel.distill_recipe_for(agent_hp)
     start = time.perf_counter()
     params = distill_job(agent_hp)
     recent = panel.train_recent_events_lstm(
         panel.recent_events_recipe(hp),
-        log=lambda line: print(f"    {hp.env} recent events: {line}", flush=True))
+        log=lambda line: print(f"    {hp.env} recent events: {line}", flush=True)) if recent else None
     seconds = time.perf_counter() - start
     cfg = metarl.env_config(hp)
     return {"params": params, "recent": recent, "seconds": seconds, "updates": hp.updates,
@@ -683,14 +744,15 @@ def model_free_bound(cfg, n):
 # ------------------------------------------------------------------------------------------
 # results.json: what it holds, in boundary.check_json's terms, with its version
 # ------------------------------------------------------------------------------------------
-SCHEMA = 2   # results.json's "schema": raised whenever what run_experiments writes changes, so
+SCHEMA = 3   # results.json's "schema": raised whenever what run_experiments writes changes, so
              # that `report DIR` refuses another version's file instead of reading it with
-             # fallbacks (2: a panel value with none is a record of why, never null)
+             # fallbacks (2: a value with none is a record of why, never null; 3: the ladders
+             # replace the calibration panel)
 # Every key the report reads, of the type it uses it as; other keys are allowed, as nothing
 # reads them. "key?": absent in some runs by design (a bandit's pseudo-regret, say). A string
 # with a fixed vocabulary is a frozenset of its words. A null ("number?") is a value that the
-# run leaves undefined by design (a standard error of one value, say); the calibration panel's
-# values, which decide verdicts, are never null: a number, or a record of why there is none.
+# run leaves undefined by design (a standard error of one value, say); the ladders' values,
+# which decide verdicts, are never null: a number, or a record of why there is none.
 PAIR = {"trained": "number", "untrained": "number"}
 MAPS = {net: {"linear": "number", "mlp": "number"} for net in ("trained", "untrained")}
 MEASURES = ("state_dissimilarity", "output_kl", "output_kl_relative", "action_agreement",
@@ -711,6 +773,8 @@ PROBE = {"features": ["string"], "decode": {"*": "number"},
          "minimality": {"partial_r2": {"trained": {"*": "number"}, "untrained": {"*": "number"}},
                         "within_between_ratio": PAIR, "within_between_whitened": PAIR,
                         "belief_design": "string"},
+         "interchange": {net: {"interchange": "number?", "interchange_random": "number?"}
+                         for net in ("trained", "untrained")},
          "splice": {**SPLICE, "control": SPLICE},
          "value_loss": {"value_loss_per_step": "number", "value_loss_per_episode": "number",
                         "value_loss_relative": "number?",
@@ -728,14 +792,21 @@ DTYPES = frozenset(next(f for f in dataclass_fields(metarl.Config) if f.name == 
                    .metadata["accepted"]["choices"])   # those a Config accepts
 
 
-def panel_machines(cfg, distilled=True, recent=True):
-    """A panel seed's machines on cfg's family (panel.lineup): every one, with its known
-    answer, and per test a finite number or {"undefined": why} where it is measured, a
-    {"not measured": why} record where it is not."""
-    return {name: {"known": frozenset({known}),
-                   "values": {t.name: "number or undefined" if t.name in tests
-                              else {panel.NOT_MEASURED: "string"} for t in panel.TESTS}}
-            for name, (known, tests) in panel.lineup(cfg, distilled, recent).items()}
+VALUES = {t.name: "number or record" for t in panel.TESTS}   # one machine's, on one seed
+REFERENCES = ("untrained", "distilled", "recent events")     # ladder_job's reference networks
+
+
+def ladder_spec(agent_basis):
+    """A ladder seed's structure (ladder_job): every test's value at every grade of every
+    ladder in every basis (the LSTM basis where ladders.LSTM_GRADES builds it), and the
+    reference networks'."""
+    def bases(ladder):
+        lstm = agent_basis and ladder.name in ladders.LSTM_GRADES
+        return {basis: (VALUES,) * len(ladder.grades)
+                for basis in ladders.BASES + ((ladders.LSTM,) if lstm else ())}
+    return {"ladders": {ladder.name: bases(ladder) for ladder in ladders.LADDERS},
+            "seed": "integer", "episodes": "integer", "splice_episodes": "integer",
+            "references": {name: VALUES for name in REFERENCES}}
 
 
 SHIFT_BEHAVIOUR = {"own": {"pseudo_regret": "number"},   # shift_behaviour
@@ -767,14 +838,14 @@ RESULTS = {
                        "episodes": "integer"}}},
     "belief_states": {"*": [{"probe": PROBE, "over_training": [
         {"updates": "integer", "r2": "number", "return": "number"}]}]},
-    "calibration": {name: {"distilled": {"updates": "integer", "batch": "integer",
-                                         "evaluation": {
-                               "mean": "number", "stderr": "number?", "episodes": "integer",
-                               "pseudo_regret?": "number"}},
-                           "seeds": [{"machines": panel_machines(envs.make_config(AGENTS[name][0])),
-                                      "episodes": "integer", "splice_episodes": "integer",
-                                      "along": frozenset({"agent"})}]}
-                    for name in PROBED},
+    "ladders": {name: {"distilled": {"updates": "integer", "batch": "integer",
+                                     "evaluation": {
+                           "mean": "number", "stderr": "number?", "episodes": "integer",
+                           "pseudo_regret?": "number"}},
+                       "agent_basis": "boolean",
+                       "seeds": [ladder_spec(name in AGENT_BASIS)] if name in LADDERED
+                                else "strings"}   # [] where no ladder is built
+                for name in PROBED},
     "shift": {"*": {
         "agent": frozenset(AGENTS),
         "seeds": [{**SHIFT_BEHAVIOUR,
@@ -857,8 +928,8 @@ def run_experiments(configs, scale, workers, out, command, quick):
                                   agents_act_near_bayes_optimally, agents),
             "belief_states": stage("2 hidden states are belief states",
                                    hidden_states_are_belief_states, agents)}
-        sections["calibration"], distilled_seconds, distilled = stage(
-            "2c calibrate the tests", calibrate_the_tests, agents)
+        sections["ladders"], distilled_seconds, distilled = stage(
+            "2c the agent on the ladders", place_on_the_ladders, agents)
         sections |= {
             "shift": stage("3 failures are belief failures", failures_are_belief_failures,
                            agents, distilled),

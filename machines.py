@@ -334,8 +334,9 @@ def step_dissimilarity(target, mapped, min_sd=MIN_SD):
     return float((num[keep] / den[keep]).mean()), float(num[keep].sum() / den[keep].sum()), int(keep.sum())
 
 
-def agent_to_bayes(agent, bayes, fold, kind, rng, shuffled=False, **mlp_options):
-    """φ: agent state → Bayes state, cross-fitted over episodes; then
+def agent_to_bayes(agent, bayes, fold, kind, rng, shuffled=False, mapped=None, **mlp_options):
+    """φ: agent state → Bayes state, cross-fitted over episodes (or `mapped`, φ(s_t) (T, B, D)
+    already fitted: machines that share states share it); then
 
     state_dissimilarity  step_dissimilarity of the Bayes step from φ(s_t) against φ(s_{t+1});
     output_kl            KL(π_Bayes(φ(s_t)) ‖ π_agent(s_t)), nats/step, π_Bayes the tie-split
@@ -350,7 +351,8 @@ def agent_to_bayes(agent, bayes, fold, kind, rng, shuffled=False, **mlp_options)
                          φ(s_t) (action_agreement_exact: at b_t; _baseline: the mean policy's).
     The Bayes policy is deterministic away from ties, so every KL here is dominated by
     −log π_agent(a_Bayes) at the steps where the agent disagrees."""
-    mapped = cross_fitted(agent.inputs(), bayes.states, fold, kind, rng, shuffled, **mlp_options)
+    if mapped is None:
+        mapped = cross_fitted(agent.inputs(), bayes.states, fold, kind, rng, shuffled, **mlp_options)
     pi_bayes = bayes.policies(mapped)
     pi_agent = agent.policies()
     result = _direction_result(bayes, mapped, pi_bayes, pi_agent, pi_agent)
@@ -361,8 +363,9 @@ def agent_to_bayes(agent, bayes, fold, kind, rng, shuffled=False, **mlp_options)
     return result
 
 
-def bayes_to_agent(bayes, agent, fold, kind, rng, shuffled=False, **mlp_options):
-    """ψ: Bayes features → agent state, cross-fitted over episodes; then
+def bayes_to_agent(bayes, agent, fold, kind, rng, shuffled=False, mapped=None, **mlp_options):
+    """ψ: Bayes features → agent state, cross-fitted over episodes (or `mapped`, ψ(b_t), already
+    fitted); then
 
     state_dissimilarity  step_dissimilarity of one LSTM step from ψ(b_t) (reading x_{t+1})
                          against ψ(b_{t+1}), normalised by the actual [h, c] change;
@@ -372,7 +375,8 @@ def bayes_to_agent(bayes, agent, fold, kind, rng, shuffled=False, **mlp_options)
                          the same most likely action.
     An untrained network's policy is near-uniform (W_pi starts ×0.01), so its raw output_kl
     is ≈ 0 by construction here: read output_kl_relative, and agent_to_bayes's output."""
-    mapped = cross_fitted(bayes.inputs(), agent.states, fold, kind, rng, shuffled, **mlp_options)
+    if mapped is None:
+        mapped = cross_fitted(bayes.inputs(), agent.states, fold, kind, rng, shuffled, **mlp_options)
     pi_agent = agent.policies()
     return _direction_result(agent, mapped, pi_agent, agent.policies(mapped), pi_agent)
 
@@ -446,7 +450,7 @@ def belief_design(bayes):
     return np.concatenate([F, F[..., i] * F[..., j], tt, tt ** 2], axis=-1)
 
 
-def minimality(machine, bayes, history, names, fold, seed):
+def minimality(machine, bayes, history, names, fold, seed, belief_sse=None):
     """Partial R² of each history feature beyond the belief, and the within/between ratio.
 
     history (T, B, n): features of the history that the belief does not determine (NaN where
@@ -458,14 +462,14 @@ def minimality(machine, bayes, history, names, fold, seed):
     from default_rng(seed): SSE(belief only) is the same for every machine given one seed.
     within_between_whitened: the same ratio on whiten(states), invariant to any invertible
     linear map of the state (the per-unit standardised ratio is invariant to scale only).
+    belief_sse: belief_only_sse(bayes, history, fold, seed), if already computed for these
+    episodes (it does not depend on the machine).
     Returns {"partial_r2": {name: value}, "within_between_ratio", "within_between_whitened",
     "within_between_rows", "steps_used", "belief_design"}."""
-    Xb = belief_design(bayes)
-    usable = np.isfinite(history).all(axis=(1, 2))                      # (T,) steps defined
-    t_used = np.flatnonzero(usable)
+    Xb, t_used = belief_design(bayes), used_steps(history)
     Y = history[t_used]
     full = np.concatenate([Xb[t_used], machine.states[t_used]], axis=-1)
-    sse_b = _held_out_sse(Xb[t_used], Y, fold, np.random.default_rng(seed))
+    sse_b = belief_only_sse(bayes, history, fold, seed) if belief_sse is None else belief_sse
     sse_f = _held_out_sse(full, Y, fold, np.random.default_rng(seed))
     ratio = within_between_ratio(machine.states, bayes.states)
     whitened = within_between_ratio(whiten(machine.states), bayes.states)
@@ -475,6 +479,18 @@ def minimality(machine, bayes, history, names, fold, seed):
             "within_between_whitened": whitened["ratio"],
             "steps_used": [int(t_used[0]), int(t_used[-1])],
             "belief_design": "Bayes features, their squares and pairwise products, t/T, (t/T)²"}
+
+
+def used_steps(history):
+    """The steps at which every history feature is defined (T,) → indices."""
+    return np.flatnonzero(np.isfinite(history).all(axis=(1, 2)))
+
+
+def belief_only_sse(bayes, history, fold, seed):
+    """minimality's held-out SSE of each history feature from the belief alone."""
+    t_used = used_steps(history)
+    return _held_out_sse(belief_design(bayes)[t_used], history[t_used], fold,
+                         np.random.default_rng(seed))
 
 
 def _held_out_sse(X, Y, fold, rng):
@@ -742,6 +758,77 @@ def _best(q):
 
 
 # ==========================================================================================
+# 5. Interchange: swap the part of the state a linear map aligns with the belief
+# ==========================================================================================
+def aligned_subspace(X, Y, groups, rng):
+    """U (D, r): an orthonormal basis of the directions of state space that a linear map from
+    states X (n, D) to belief coordinates Y (n, m) reads, the column space of its coefficients
+    A (D, m) in the states' own units (ridge.ridge_coefficients of fit_ridge_per_column): the
+    map sees s only through Aᵀs, so only the part U Uᵀ s. r = rank A (singular values above
+    1e-10 of the largest). Linear on purpose: a nonlinear alignment finds a belief in a
+    random network (Sutter et al. 2025), so it could not tell which machine uses one."""
+    A, _ = ridge.ridge_coefficients(fit_ridge_per_column(X, Y, groups, rng))
+    u, sv, _ = np.linalg.svd(A, full_matrices=False)
+    return u[:, sv > 1e-10 * max(sv.max(), 1e-300)]
+
+
+def random_subspace(D, r, rng):
+    """An orthonormal basis (D, r) of a uniformly random r-dimensional subspace (QR of a
+    Gaussian matrix): the control of the interchange test."""
+    q, _ = np.linalg.qr(rng.standard_normal((D, r)))
+    return q
+
+
+def interchange(machine, bayes, fold, rng):
+    """Does the machine act on the belief it carries, as Bayes predicts? For each fold f, the
+    aligned subspace U (aligned_subspace: a ridge map from the machine's states to the exact
+    belief coordinates, fitted on the other folds' episodes) and a random subspace of the
+    same dimension; for each held-out episode e and step t, a donor e' of the same fold
+    (derangement) and the swapped state
+
+        s̃ = s_{t,e} + U Uᵀ (s_{t,e'} − s_{t,e}),
+
+    which carries the donor's belief where the map reads it and the recipient's everything
+    else. At the steps where the Bayes-optimal actions at the two beliefs share none
+    (informative), interchange = mean over them of π(s̃)(A*(b_{t,e'})), the probability the
+    machine's policy at s̃ puts on the donor's Bayes-optimal actions: 1 when the machine acts
+    by the belief where the map finds it (the exact filter: U spans its whole state, s̃ is the
+    donor's state); near 0 when the swap does not move its action. Returns {"interchange",
+    "interchange_random" (the same with the random subspace), "informative_steps",
+    "dimension" (r per fold)}; interchange NaN with no informative step."""
+    S, Y = machine.states, bayes.states
+    T, B, D = S.shape
+    episode_fold = np.asarray(fold)
+    pi_bayes = bayes.policies()                                         # (T, B, A) tie split
+    best = pi_bayes > 0
+    aligned, control, dims, n = 0.0, 0.0, [], 0
+    for f in np.unique(episode_fold):
+        held, train = np.flatnonzero(episode_fold == f), np.flatnonzero(episode_fold != f)
+        X_train, groups = ridge.flatten_episodes(S[:, train])
+        U = aligned_subspace(X_train, ridge.flatten_episodes(Y[:, train])[0], groups, rng)
+        R = random_subspace(D, U.shape[1], rng)
+        donor = held[derangement(len(held), rng)]
+        dims.append(int(U.shape[1]))
+        for t in range(T):
+            s, s_donor = S[t, held], S[t, donor]
+            informative = ~(best[t, held] & best[t, donor]).any(1)
+            if not informative.any():
+                continue
+            target = best[t, donor][informative]
+            for P, add in ((U, "aligned"), (R, "random")):
+                swapped = s + (s_donor - s) @ P @ P.T
+                mass = (machine.policy(swapped, t)[informative] * target).sum(1).sum()
+                if add == "aligned":
+                    aligned += mass
+                else:
+                    control += mass
+            n += int(informative.sum())
+    return {"interchange": aligned / n if n else float("nan"),
+            "interchange_random": control / n if n else float("nan"),
+            "informative_steps": n, "dimension": dims}
+
+
+# ==========================================================================================
 # 4. Where the agent loses value
 # ==========================================================================================
 def value_loss(cfg, ref, tr, bins=6):
@@ -839,8 +926,6 @@ class Family:
     uncertainty_name: str
     control_q: Callable          # (cfg, ref, S_window, t) → action scores of the splice control
     history: Callable            # (cfg, a, r, obs) → (T, B, n) NaN where undefined, names
-    unreset_step: Callable = None  # step without the task's resets (a long-memory non-belief
-                                   # for the panel), or None where the task never changes
 
 
 def check_step(cfg, S, a, r, obs):
@@ -1040,14 +1125,14 @@ def beta_control_q(cfg, ref, S, t):
 
 def bandit_history(cfg, a, r, obs):
     """History features the belief does not determine, (T, B, n), row t over events < t:
-    the reward of event t − 2 … t − 5 (t − 1 is in the current input); the number of action
-    switches; for each arm the order of its outcomes, cov(r_u, u/T) over its pulls u < t (0
+    the reward of event t − 1 … t − 5 (t − 1, the last event, too: the belief does not
+    determine it, and a state that holds it holds history); the number of action switches; for each arm the order of its outcomes, cov(r_u, u/T) over its pulls u < t (0
     with < 2 pulls). Where arms share an unknown (dependent bandit), also the pulls of arm 0:
     the pooled belief counts outcomes, not which arm gave them."""
     T, B = a.shape
     r = np.asarray(r, np.float64)
-    cols = [_lag(r, k) for k in (2, 3, 4, 5)] + [_switches(a)]
-    names = [f"reward_t-{k}" for k in (2, 3, 4, 5)] + ["switches"]
+    cols = [_lag(r, k) for k in (1, 2, 3, 4, 5)] + [_switches(a)]
+    names = [f"reward_t-{k}" for k in (1, 2, 3, 4, 5)] + ["switches"]
     time = (np.arange(T) / T)[:, None]
     for i in range(envs.n_actions(cfg)):
         pulled = (a == i).astype(np.float64)
@@ -1112,8 +1197,8 @@ def tiger_q(cfg, Q, S, t):
 def tiger_history(cfg, a, r, obs):
     """History features the belief (d) does not determine, (T, B, n), row t over events < t:
     listens since the last opening; the first hearing since the last opening (+1 left, −1
-    right, 0 none); the hearing of event t − 2 (+1, −1, 0 if it opened a door); doors opened
-    so far."""
+    right, 0 none); the hearing of events t − 1 and t − 2 (+1, −1, 0 if it opened a door);
+    doors opened so far."""
     T, B = a.shape
     heard = np.where(a == belief.LISTEN, np.where(obs[..., 0] > 0.5, 1.0, -1.0), 0.0)  # (T, B)
     listens, first, opened = np.zeros((T, B)), np.zeros((T, B)), np.zeros((T, B))
@@ -1122,8 +1207,9 @@ def tiger_history(cfg, a, r, obs):
         listens[t] = np.where(listen, listens[t - 1] + 1, 0)
         first[t] = np.where(listen, np.where(listens[t - 1] == 0, heard[t - 1], first[t - 1]), 0)
         opened[t] = opened[t - 1] + ~listen
-    cols = [listens, first, _lag(heard, 2), opened]
-    return np.stack(cols, -1), ["listens_since_open", "first_hearing", "hearing_t-2", "doors_opened"]
+    cols = [listens, first, _lag(heard, 1), _lag(heard, 2), opened]
+    return np.stack(cols, -1), ["listens_since_open", "first_hearing", "hearing_t-1", "hearing_t-2",
+                                "doors_opened"]
 
 
 TIGER = Family(
@@ -1134,7 +1220,7 @@ TIGER = Family(
     q=tiger_q, value0=lambda cfg, Q: float(Q[0, cfg.horizon].max()),
     uncertainty=lambda cfg, S, t: _entropy_bits(1 / (1 + np.exp(-tiger_log_odds(cfg, S)))),
     uncertainty_name="entropy of P(tiger left) (bits)",
-    control_q=tiger_q, history=tiger_history, unreset_step=tiger_unreset_step)
+    control_q=tiger_q, history=tiger_history)
 
 
 # --- two-step: the log-odds of P(state A is the good one) ----------------------------------
@@ -1165,13 +1251,15 @@ def two_step_features(cfg, S, t):
 
 def two_step_history(cfg, a, r, obs):
     """History features the belief does not determine (it ignores actions and transitions),
-    row t over events < t: rewards of events t − 2, t − 3; whether event t − 2's transition
-    was the common one, its action; the number of action switches."""
+    row t over events < t: rewards of events t − 1 … t − 3; whether the transitions of events
+    t − 1 and t − 2 were the common ones, their actions; the number of action switches."""
     state = np.where(obs[..., 0] > 0.5, 0, 1)
     common = (state == a).astype(np.float64)
-    cols = [_lag(np.asarray(r, np.float64), 2), _lag(np.asarray(r, np.float64), 3), _lag(common, 2),
-            _lag(a.astype(np.float64), 2), _switches(a)]
-    return np.stack(cols, -1), ["reward_t-2", "reward_t-3", "common_t-2", "action_t-2", "switches"]
+    r, a_f = np.asarray(r, np.float64), a.astype(np.float64)
+    cols = [_lag(r, 1), _lag(r, 2), _lag(r, 3), _lag(common, 1), _lag(common, 2), _lag(a_f, 1),
+            _lag(a_f, 2), _switches(a)]
+    return np.stack(cols, -1), ["reward_t-1", "reward_t-2", "reward_t-3", "common_t-1",
+                                "common_t-2", "action_t-1", "action_t-2", "switches"]
 
 
 TWO_STEP = Family(
@@ -1196,7 +1284,7 @@ def history_features(cfg, a, r, obs):
 # All four analyses of one agent
 # ==========================================================================================
 def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episodes=500,
-            controls=None):
+            controls=None, map_steps=MLP_STEPS):
     """Simulation, minimality, splicing and value loss of the agent (params, hp). Simulation
     and minimality compare it with its untrained network (initial weights driven by the same
     inputs) on the same episodes and folds; splicing and value loss are of the trained agent.
@@ -1206,14 +1294,15 @@ def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episo
     and value loss (`own`: the network's own rollout, as `tr` is the agent's).
 
     tr: the agent's recorded episodes (metarl.rollout); simulation and minimality use its first
-    `simulation_episodes` (the MLP maps are the cost), value loss all of them; splicing runs
+    `simulation_episodes` (the MLP maps are the cost, map_steps Adam steps per fit), value
+    loss all of them; splicing runs
     `splice_episodes` fresh ones (stream(seed, SPLICE_STREAM)). Returns the JSON-ready dict
     {"simulation": {direction: {measure: {network: {kind: value}}}, "shuffled": the same for
     maps fitted to shuffled targets (trained network, both kinds), the null}, "bayes_coordinates" and
     "bayes_features": what the Bayes machine's state and the maps' belief features are,
     "minimality": {"partial_r2": {network: {feature: value}}, "within_between_ratio":
-    {network: value}, ...}, "splice": splice_test's result, "value_loss": value_loss's
-    result, and for controls "splice_by_network" and "value_loss_by_network" {name: ...}}."""
+    {network: value}, ...}, "interchange": {network: interchange's result}, "splice":
+    splice_test's result, "value_loss": value_loss's result, and for controls "splice_by_network" and "value_loss_by_network" {name: ...}}."""
     cfg = metarl.env_config(hp)
     metarl.check_param_shapes(params, cfg)   # agent_machine's kernels index them unchecked
     n = min(simulation_episodes, tr.a.shape[1])
@@ -1229,9 +1318,10 @@ def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episo
     agents = {"trained": agent_machine(params, sub, "trained"),
               "untrained": agent_machine(metarl.initial_params(hp, cfg, np.float64), sub, "untrained"),
               **{name: agent_machine(control, sub, name) for name, (control, _) in controls.items()}}
-    sim = simulation(agents, bayes, fold, seed)
+    sim = simulation(agents, bayes, fold, seed, steps=map_steps)
     # the null of the trained network, with both kinds of map (verdicts read the MLP's)
-    sim["shuffled"] = simulation({"trained": agents["trained"]}, bayes, fold, seed, shuffled=True)
+    sim["shuffled"] = simulation({"trained": agents["trained"]}, bayes, fold, seed, shuffled=True,
+                                 steps=map_steps)
     history, names = history_features(cfg, sub.a, sub.r, sub.obs)
     mini = {net: minimality(m, bayes, history, names, fold, seed) for net, m in agents.items()}
     fam = family(cfg)
@@ -1253,6 +1343,8 @@ def analyse(params, hp, tr, seed, k=FOLDS, simulation_episodes=500, splice_episo
                            "within_between_rows": mini["trained"]["within_between_rows"],
                            "steps_used": mini["trained"]["steps_used"],
                            "belief_design": mini["trained"]["belief_design"]},
+            "interchange": {net: interchange(m, bayes, fold, np.random.default_rng(seed))
+                            for net, m in agents.items()},
             "splice": splice_test(params, cfg, ref, splice_episodes, seed),
             "value_loss": value_loss(cfg, ref, tr)}
 

@@ -4,22 +4,22 @@ The claim under test: the LSTM's hidden state is a belief state, i.e. the poster
 b_t (posterior means, variances, P(tiger left), ...) are a linear read-out of h_t, and h_t is in
 turn largely a linear function of b_t (ridge.py: decode and encode, cross-validated over
 episodes), beside controls on the same episodes and folds; then the tests beyond decoding
-(machines.analyse); and from the command line, the calibration panel beside them (panel.py),
-which says which of those tests separate known belief machines from known non-belief ones.
+(machines.analyse); and from the command line (--ladders), the agent's position on each
+property's ladder of machines whose answer is known (ladders.py).
 Here: the agent's probe, behaviour metrics, PCA, plots and the command line.
 """
 import json
 import os
 import sys
-import time
+from types import SimpleNamespace
 
 import numpy as np
 
 import belief
 import kernels
+import ladders
 import machines
 import metarl
-import panel
 import ridge
 import runs
 from boundary import (OneLineErrorParser, check_int, check_memory, check_output_folder,
@@ -110,11 +110,11 @@ FOLDS = 5
 
 SIMULATION_EPISODES = 500   # episodes of the simulation and minimality analyses (MLP maps)
 SPLICE_EPISODES = 500       # fresh episodes of the splicing test
-PANEL_SEEDS = 3             # seeds of the calibration panel beside the agent, as in the main job
+LADDER_SEEDS = 2            # seeds of the ladders beside the agent (--ladders), as in the main job
 
 
 def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULATION_EPISODES,
-                splice_episodes=SPLICE_EPISODES, controls=None):
+                splice_episodes=SPLICE_EPISODES, controls=None, map_steps=machines.MLP_STEPS):
     """The paper's measurement on a trained agent, on `episodes` fresh episodes.
 
     Decode the exact belief (belief.belief_features, the belief before each action) from the
@@ -195,7 +195,8 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULAT
     if networks:
         summary["behaviour_by_network"] = {name: behaviour(cfg, run) for name, run in own.items()}
     tests = machines.analyse(params, hp, tr, seed, k, simulation_episodes, splice_episodes,
-                             {name: (net, own[name]) for name, net in networks.items()})
+                             {name: (net, own[name]) for name, net in networks.items()},
+                             map_steps)
     summary.update(tests, value_loss_per_step=tests["value_loss"]["value_loss_per_step"],
                    value_loss_per_step_se=tests["value_loss"]["value_loss_per_step_se"])
     arrays = {"Y": Y, "names": names, "main": main, "controls": controls, "h": tr.h[1:],
@@ -203,29 +204,25 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULAT
     return summary, arrays
 
 
-def beside_the_panel(params, hp, summary, seeds, episodes, seed, k=FOLDS, distilled=None,
-                     log=None):
-    """The calibration panel of the agent's family beside the agent's probe summary
-    (panel.agent_beside_panel): panel.calibrate on seeds seed … seed + seeds − 1, each reading
-    along the agent's own `episodes` episodes of the probe's stream at that seed (the first
-    are the probe's own), simulation on min(SIMULATION_EPISODES, episodes) of them and
-    splicing on SPLICE_EPISODES. The recent-events LSTM is trained here
-    (panel.recent_events_recipe); the distilled LSTM is the one given, or the panel goes
-    without it. `log` gets a line per stage (they take minutes)."""
-    log = log or (lambda line: None)
-    start = time.perf_counter()
-    recent = panel.train_recent_events_lstm(
-        panel.recent_events_recipe(panel.distill_recipe_for(hp)),
-        log=lambda line: log(f"panel: recent-events LSTM {line}"))
+def on_the_ladders(params, hp, seeds, episodes, seed, k=FOLDS, log=None):
+    """The agent's profile on its family's ladders (ladders.profile): every ladder built on
+    seeds seed … seed + seeds − 1 (ladders.build_ladders, without the agent's basis, whose
+    LSTMs take minutes each to distil), each reading along the agent's own first
+    min(SIMULATION_EPISODES, episodes) episodes of the probe's stream at that seed, and the
+    agent measured on the same episodes (ladders.place_machine): its interval counts those
+    seeds. `log` gets a line per ladder and basis (they take minutes)."""
     cfg, n = metarl.env_config(hp), min(SIMULATION_EPISODES, episodes)
-    runs = []
-    for s in range(seed, seed + seeds):
-        along = metarl.rollout(params, cfg, episodes, metarl.stream(s, PROBE_STREAM))
-        runs.append(panel.calibrate(hp, s, n, SPLICE_EPISODES, k, distilled, recent, along))
-        log(f"panel: seed {s} done, {time.perf_counter() - start:.0f} s")
-    return {"seeds": list(range(seed, seed + seeds)), "episodes": n,
-            "splice_episodes": SPLICE_EPISODES, "machines": list(runs[0]["machines"]),
-            "tests": panel.agent_beside_panel(panel.agent_values(summary), runs)}
+
+    def along(s):
+        tr = metarl.rollout(params, cfg, n, metarl.stream(s, PROBE_STREAM))
+        return SimpleNamespace(x=tr.x, a=tr.a, r=tr.r, obs=tr.obs)
+
+    chosen = list(range(seed, seed + seeds))
+    built = ladders.build_ladders(hp, chosen, n, SPLICE_EPISODES, k, along=along,
+                                  agent_basis=False, log=log)
+    placed = ladders.place_machine(params, hp, built, chosen, k=k, along=along)
+    return {"seeds": chosen, "episodes": n, "splice_episodes": SPLICE_EPISODES,
+            "profile": placed["profile"], "values": placed["values"]}
 
 
 def behaviour(cfg, tr):
@@ -282,19 +279,18 @@ def main(argv=None):
     parser.add_argument("--control", metavar="CKPT", help="a checkpoint of the same task "
                         "distribution measured beside the agent in every test, under key "
                         "'distilled' if it was trained by metarl.py distill, else 'control'")
-    parser.add_argument("--panel-seeds", type=int, default=PANEL_SEEDS,
-                        help="seeds of the calibration panel run beside the agent (panel.py; "
-                        "a distilled --control joins it): 0 for none, else 2 to 10")
+    parser.add_argument("--ladders", action="store_true",
+                        help="also place the agent on its family's ladders of known machines "
+                        "(ladders.py; minutes): its position on each property with an interval")
+    parser.add_argument("--ladder-seeds", type=int, default=LADDER_SEEDS,
+                        help=f"seeds of the ladders with --ladders, 2 to 10 (default {LADDER_SEEDS})")
     args = parser.parse_args(argv)
 
     def command():
         check_int("--folds", args.folds, 2, 100)
         check_int("--episodes", args.episodes, 1)
         check_int("--seed", args.seed, 0)
-        check_int("--panel-seeds", args.panel_seeds, 0, 10)
-        if args.panel_seeds == 1:
-            raise ValueError("--panel-seeds must be 0 (no panel) or an integer in [2, 10], "
-                             "got 1: one seed gives the panel no limits to judge by")
+        check_int("--ladder-seeds", args.ladder_seeds, 2, 10)
         ckpt = runs.load_checkpoint(args.checkpoint)
         cfg = metarl.env_config(ckpt["hp"])
         controls = {}
@@ -306,19 +302,18 @@ def main(argv=None):
             name = "distilled" if other["hp"].objective == "distill" else "control"
             controls[name] = other["params"]
         machines.check_sizes(cfg, args.episodes, args.folds, ("--episodes", "--folds"))
-        # each control network, and the panel (one machine at a time), hold about a probe more
+        # each control network, and the ladders (one machine at a time), hold about a probe more
         check_memory(probe_bytes(cfg, ckpt["hp"].hidden, args.episodes)
-                     * (1 + len(controls) + (args.panel_seeds > 0)),
+                     * (1 + len(controls) + args.ladders),
                      f"probing {args.episodes} episodes")
         if args.plot:   # checked now, created only when every figure is drawn
             check_output_folder(args.plot, "--plot")
         summary, arrays = probe_agent(ckpt["params"], ckpt["hp"], args.episodes, args.seed,
                                       args.folds, controls=controls)
-        if args.panel_seeds:
-            summary["panel"] = beside_the_panel(
-                ckpt["params"], ckpt["hp"], summary, args.panel_seeds, args.episodes,
-                args.seed, args.folds, controls.get("distilled"),
-                log=lambda line: print(line, file=sys.stderr, flush=True))
+        if args.ladders:
+            summary["ladders"] = on_the_ladders(
+                ckpt["params"], ckpt["hp"], args.ladder_seeds, args.episodes, args.seed,
+                args.folds, log=lambda line: print(line, file=sys.stderr, flush=True))
         if args.plot:
             summary["plots"] = write_files_together(
                 args.plot, lambda stage: write_plots(summary, arrays, stage, args.plot))
@@ -390,18 +385,22 @@ def print_summary(s):
     for name, v in s.get("value_loss_by_network", {}).items():
         print(f"value loss of {name}: {v['value_loss_per_step']:.4f} ± "
               f"{v['value_loss_per_step_se']:.4f} per step")
-    if "panel" in s:
-        print_panel(s["panel"])
+    if "ladders" in s:
+        print_ladders(s["ladders"])
 
 
-def print_panel(p):
-    """The calibration panel's verdict per test beside the agent's value."""
-    print(f"\nCalibration panel ({len(p['seeds'])} seeds, {p['episodes']} episodes; machines: "
-          f"{', '.join(p['machines'])}): a test judges the agent only where it separates them")
-    print(f"{'test':26s}{'separates':>10s}{'agent':>9s}{'side':>9s}  machines on the wrong side")
-    for name, t in p["tests"].items():
-        print(f"{name:26s}{'yes' if t['validated'] else 'no':>10s}{fmt(t['agent']):>9s}"
-              f"{t['agent_side'] or 'n/a':>9s}  {', '.join(t['wrong']) or '-'}")
+def print_ladders(p):
+    """The agent's position on each ladder, with its interval and verdict."""
+    print(f"\nLadders ({len(p['seeds'])} seeds, {p['episodes']} episodes): the agent's position "
+          "in each ladder's units [interval] by the test that places it")
+    for ladder in ladders.LADDERS:
+        prop = p["profile"][ladder.name]
+        placed = prop["tests"].get(prop["chosen"]) if prop["chosen"] else None
+        where = ("no test qualifies" if placed is None else placed["outside"]
+                 if "outside" in placed else
+                 f"{ladder.unit} {placed['position']:.3g} [{placed['low']:.3g}, "
+                 f"{placed['high']:.3g}] ({prop['chosen']})")
+        print(f"{ladder.name:12s}{where} → {prop['verdict']}")
 
 
 def fmt(x):

@@ -17,6 +17,7 @@ import numpy as np
 
 import claims
 import envs
+import ladders
 import machines
 import panel
 import twostep
@@ -128,7 +129,7 @@ def capacity_table(results, numbers):
     measure. If it is near the reference, a network of this size can represent the policy,
     and the agent's excess is the policy-gradient training's."""
     rows = []
-    for env, cal in results["calibration"].items():
+    for env, cal in results["ladders"].items():
         r = results["near_optimal"][env]
         evaluation = cal["distilled"]["evaluation"]
         distilled = claims.near_optimal_measure(numbers[env]["kind"], [evaluation],
@@ -226,8 +227,9 @@ def near_optimal_figure(raw, numbers, path):
 # §2 Hidden states are belief states
 # ------------------------------------------------------------------------------------------
 def decoding_caveat(validated, where="here"):
-    """What a decoding claim's measured text adds where the panel does not validate decoding."""
-    return "" if validated else f", but the panel does not validate decoding {where} → cannot decide"
+    """What a decoding claim's measured text adds where decoding does not grade sufficiency."""
+    return ("" if validated else
+            f", but decoding does not grade sufficiency on the ladder {where} → cannot decide")
 
 
 def belief_states_section(results, out):
@@ -515,139 +517,185 @@ def map_check_rows(numbers):
 
 
 # ------------------------------------------------------------------------------------------
-# §2c Calibration: which tests separate known belief states from known non-beliefs
+# §2c The agent on the ladders
 # ------------------------------------------------------------------------------------------
-def calibration_section(results, out):
-    numbers = claims.calibration_numbers(results)
-    first = next(iter(numbers.values()))
-    n_panel = len(first["seeds"])
-    n_agent = first["agent"][panel.TESTS[0].name]["n"]
-    calibration_figure(numbers, os.path.join(out, "fig2_calibration.png"))
+def ladders_section(results, out):
+    numbers = claims.ladder_numbers(results)
+    n_agent = len(next(iter(results["belief_states"].values())))
+    missing = [env for env, lad in results["ladders"].items() if not lad["seeds"]]
+    ladders_figure(numbers, os.path.join(out, "fig2_ladders.png"))
 
-    def measured(test):
-        def one(env, m):
-            row = m["table"][test.name]
-            why = "" if row["validated"] else f"; the panel: {', '.join(wrong_words(row))}"
-            return f"{env}: agent {pm(m['agent'][test.name])} → {m['outcome'][test.name]}{why}"
-        return "; ".join(one(env, m) for env, m in numbers.items()) + f"; agent n = {n_agent}"
+    def measured(ladder):
+        return "; ".join(f"{env}: {position_words(ladder, m['profile'][ladder.name])}"
+                         for env, m in numbers.items()) + f"; agent n = {n_agent}"
 
-    verdicts = [verdict(claims.calibrated_claim(test), numbers, measured(test), n_panel=n_panel)
-                for test in panel.TESTS]
-    tables = []
-    for env, m in numbers.items():
-        panel_machines = m["seeds"][0]["machines"]   # every panel machine, in the panel's order
-        names = list(panel_machines)
-        rows = []
-        for test in panel.TESTS:
-            row = m["table"][test.name]
-            cells = [machine_cell(row["machines"].get(name)) for name in names]
-            rows.append([test.label, fmt(test.midpoint(), 2), *cells,
-                         "yes" if row["validated"] else "no", pm(m["agent"][test.name]),
-                         m["outcome"][test.name], *placement_cells(m["placement"].get(test.name))])
-        known = {name: panel_machines[name]["known"] for name in names}
-        tables.append((f"{env}: the panel (mean ± SE over n = {n_panel} panel seeds, "
-                       f"{m['seeds'][0]['episodes']} driven episodes and "
-                       f"{m['seeds'][0]['splice_episodes']} splice episodes each; ✓ passes, "
-                       "✗ fails, ? unclear) and the agent (n = "
-                       f"{n_agent} seeds, its own episodes).",
-                       ["test", "midpoint",
-                        *(f"{name} ({'+' if known[name] == panel.BELIEF else '−'})"
-                          for name in names),
-                        "validated", "agent", "outcome", "beyond the strongest negative",
-                        f"against the weakest positive (δ = {panel.EQUIVALENCE:g})"], rows))
+    verdicts = [verdict(claim, numbers, measured(ladder))
+                for ladder, claim in zip(ladders.LADDERS, claims.PROPERTY_CLAIMS)]
+    verdicts.append(verdict(claims.BELIEF_STATE, numbers, "; ".join(
+        f"{env}: sufficiency {m['profile']['sufficiency']['verdict']}, causal use "
+        f"{m['profile']['causal use']['verdict']} (minimality "
+        f"{m['profile']['minimality']['verdict']})" for env, m in numbers.items())))
+    tables = [(f"{env}: positions on each ladder (the test that places it; position and "
+               f"interval in the ladder's units; ≤/≥: the interval runs on past the qualified "
+               f"range). Agent: n = {n_agent} seeds; reference networks: n = "
+               f"{m['ladder_seeds']} ladder seeds, measured along the same episodes.",
+               ["machine", *(f"{ladder.name} ({ladder.unit})" for ladder in ladders.LADDERS)],
+               [[name, *(position_cell(ladder, prof[ladder.name]) for ladder in ladders.LADDERS)]
+                for name, prof in (("agent", m["profile"]),
+                                   *((ref, r["profile"]) for ref, r in m["references"].items()))])
+              for env, m in numbers.items()]
     return Section(
-        title="2c. Calibration: which belief-state tests can decide",
+        title="2c. The agent on the ladders: sufficiency, minimality, policy, causal use",
         verdicts=verdicts, tables=tables,
-        figures=[("fig2_calibration.png",
-                  "Each test's value on a common scale, 1 = the perfect value and 0 = the null "
-                  "(clipped to [−1, 2]): the panel's known belief states (+), known non-beliefs "
-                  "(×) and the agent (★), means over seeds; the dashed line is the midpoint "
-                  "that a machine must clear.")],
-        notes=["The panel (+ known belief states, − known non-beliefs): *embedded Bayes* is the "
-               "exact filter's coordinates through a fixed random injective tanh map into 2H "
-               "units, acting Bayes-optimally; *distilled* an LSTM of the agent's architecture "
-               "trained to act as the exact reference and carry the belief (metarl.py "
-               "distill; one network per family, its SE over panel episodes only); "
-               "*untrained* the agent's architecture at its initial weights; *value learner "
-               "α* a greedy model-free learner Q_a ← Q_a + α (r − Q_a); *forgetful κ* the "
-               "Bayes filter with its evidence shrunk by κ each step; *never reset* (Tiger "
-               "only, where the value learners' Q moves only at an opening) the hearing "
-               "difference of every listen in the episode, not reset when a door opens; "
-               "*trained on recent events* an LSTM of the agent's architecture trained to act "
-               "on its last 3 events and carry them; *recent events* the exact belief of the "
-               "last 3 events (splicing only). Driven tests read every machine along the "
-               "agent's own episodes, the same histories and folds as its §2 probe (panel "
-               "seed s: the seed-s agent's); splicing runs each machine on its own.",
-               "A test that the panel does not validate says nothing about the agent in either "
-               "direction, whatever the agent's value: its row names the machines on the "
-               "wrong side. A machine whose measure has no value on some panel seed (a relative "
-               "KL whose no-information KL is 0, say; results.json records why) is *undefined*, "
-               "so unclear, and stops the test.",
-               "Where a test is validated, the last two columns place the agent on the scale "
-               "(null 0, perfect 1) by Welch t tests at one-sided 95 %, agent and panel "
-               "seeds taken as independent samples (where a panel seed reads an agent's "
-               "episodes, the two share them, and a shared episode that moves both values "
-               "the same way makes the test conservative): is it nearer perfect than the "
-               "strongest known "
-               "non-belief, and is it within δ of the weakest known belief state by two "
-               "one-sided tests (equivalent), measurably further, or unresolved."])
+        figures=[("fig2_ladders.png",
+                  "Each property's ladder (columns) per family (rows): the value of the test "
+                  "that places machines on it, per basis (lines; mean over ladder seeds) against "
+                  "the grade; the agent's mean and one-sided limits over seeds (band) and the "
+                  "reference networks (dashed).")],
+        notes=[ladder_note(numbers, missing), APPENDIX_LINK])
 
 
-def placement_cells(place):
-    """The agent's place on a validated test (panel.placement), or n/a."""
-    if place is None:
-        return ["n/a", "n/a"]
-    beyond = {True: "yes", False: "no", None: "n/a"}[place["beyond_negatives"]]
-    return [f"{beyond} ({place['strongest_negative']})",
-            f"{place['equivalence']} ({place['positive']}, Δ = {fmt(place['difference'])})"]
+APPENDIX = "APPENDIX.md"
+APPENDIX_LINK = (f"Every ladder's table (each test's value per grade and basis, whether it is "
+                 f"monotone, its basis spread, where it qualifies) and §2b's tests are in "
+                 f"[{APPENDIX}]({APPENDIX}).")
 
 
-def wrong_words(row):
-    """'embedded Bayes (+) fails, untrained (−) undefined' for the machines that stop a test
-    (undefined: unclear because its value is undefined on some seed)."""
-    return [f"{name} ({'+' if m['known'] == panel.BELIEF else '−'}) "
-            f"{'undefined' if m['undefined'] else m['verdict']}"
-            for name, m in ((name, row["machines"][name]) for name in row["wrong"])]
+def ladder_note(numbers, missing):
+    """What the ladders are, and where they were not built."""
+    words = ["The ladders hold every property but one at the exact filter's: *sufficiency* "
+             "forgetful filters x' = κ · step(x) acting by Q*(x) (the evidence of an event k steps "
+             "back counts κᵏ); *minimality* the exact filter plus its last k events; *policy* the "
+             "exact filter acting by softmax(Q*/τR) (R the family's reward scale); *causal use* "
+             "the exact filter acting by λ π*(x) + (1 − λ) π*(prior): the belief moves only the λ "
+             "part of its actions. Each is built in the identity basis, a random linear basis "
+             "and a random tanh basis, and on the bandit in the agent's own basis (LSTMs of its "
+             "architecture distilled from the grade's machine, ladders.LSTM_GRADES). A test "
+             "qualifies between two grades when it moves the same way in every basis and its "
+             "spread across bases is below that move; only a test meant to measure the property "
+             "(panel.Test.measures) places a machine on its ladder."]
+    if missing:
+        words.append(f"No ladders were built for {', '.join(missing)} (the main job's budget): "
+                     "its claims that rest on decoding cannot be decided.")
+    return " ".join(words)
 
 
-def machine_cell(row):
-    """A machine's cell in §2c's table: n/a where it is not measured, "undefined ?" where its
-    value is undefined on some seed (so unclear), else mean ± SE and its verdict's mark."""
-    if row is None:
-        return "n/a"
-    mark = {"passes": "✓", "fails": "✗", "unclear": "?"}[row["verdict"]]
-    if row["undefined"]:
-        return f"undefined {mark}"
-    return f"{fmt(row['mean'])} ± {fmt(row['se'])} {mark}"
+def bound(value, is_open, sign):
+    return ("≤" if sign < 0 else "≥") * bool(is_open) + f"{value:.3g}"
 
 
-def calibration_figure(numbers, path):
-    fig, axes = new_figure(2, 2, width=5.2, height=3.6)
-    x = np.arange(len(panel.TESTS))
+def position_cell(ladder, prop):
+    """A machine's position on one ladder: "0.95 [0.93, ≥0.99] (test) → held"."""
+    placed = prop["tests"].get(prop["chosen"]) if prop["chosen"] else None
+    if placed is None:
+        return "no test qualifies → cannot decide"
+    if "outside" in placed:
+        return f"{placed['outside']} ({prop['chosen']}) → {prop['verdict']}"
+    return (f"{placed['position']:.3g} [{bound(placed['low'], placed['open_low'], -1)}, "
+            f"{bound(placed['high'], placed['open_high'], 1)}] ({prop['chosen']}) → "
+            f"{prop['verdict']}")
 
-    def shown(test, value):   # the common scale, clipped to the axis
-        return float(np.clip(panel.scaled(test, value), -1, 2))
 
-    for ax, (env, m) in zip(axes.ravel(), numbers.items()):
-        rows = [m["table"][t.name]["machines"] for t in panel.TESTS]
-        for name, machine in m["seeds"][0]["machines"].items():   # the panel's order
-            belief_state = machine["known"] == panel.BELIEF
-            ys = [shown(t, r[name]["mean"]) if name in r else np.nan
-                  for t, r in zip(panel.TESTS, rows)]
-            ax.plot(x, ys, "o" if belief_state else "x", color="C2" if belief_state else "C3",
-                    ms=4, alpha=0.8)
-        ax.plot(x, [shown(t, m["agent"][t.name]["mean"]) for t in panel.TESTS], "*",
-                color="C0", ms=9, label="agent")
-        ax.axhline(0.5, color="0.4", ls="--", lw=1)
-        ax.set(xticks=x, xlabel="test", ylabel="(value − null) / (perfect − null)", title=env,
-               ylim=(-1.1, 2.1))
-        ax.set_xticklabels([t.name.replace("_", " ") for t in panel.TESTS], rotation=60,
-                           fontsize=6)
-    axes[0, 0].plot([], [], "o", color="C2", label="known belief state")
-    axes[0, 0].plot([], [], "x", color="C3", label="known non-belief")
-    axes[0, 0].legend(fontsize=6)
-    fig.suptitle("§2c Calibration: does each test separate belief states from non-beliefs?")
+def position_words(ladder, prop):
+    return f"{ladder.unit} " + position_cell(ladder, prop)
+
+
+def ladders_figure(numbers, path):
+    """Rows: families; columns: ladders. The chosen test's curve per basis, the agent's mean
+    with its limits, the reference networks' means."""
+    envs_ = list(numbers)
+    fig, axes = new_figure(max(1, len(envs_)), len(ladders.LADDERS), 4.0, 3.0)
+    axes = np.atleast_2d(axes)
+    for i, env in enumerate(envs_):
+        m = numbers[env]
+        for j, ladder in enumerate(ladders.LADDERS):
+            ax = axes[i, j]
+            test = m["profile"][ladder.name]["chosen"]
+            ax.set(xlabel=f"grade ({ladder.unit})", title=f"{env}: {ladder.name}")
+            if test is None:
+                ax.text(0.5, 0.5, "no test qualifies", ha="center", transform=ax.transAxes)
+                ax.set(ylabel="value")
+                continue
+            values = m["calibration"][ladder.name][test]["values"]
+            for basis, v in values.items():
+                v = np.asarray(v, np.float64)
+                keep = np.isfinite(v).all(1)
+                ax.plot(np.asarray(ladder.grades)[keep], v[keep].mean(1), "o-", ms=3, label=basis)
+            agent = [ladders.number_or_nan(a[test]) for a in m["agent"]]
+            if np.all(np.isfinite(agent)):
+                s = summary(agent)
+                ax.axhline(s["mean"], color="k", lw=1.2, label="agent")
+                if s["lcl"] is not None:
+                    ax.axhspan(s["lcl"], s["ucl"], color="k", alpha=0.12)
+            for k, (ref, r) in enumerate(m["references"].items()):
+                vals = [ladders.number_or_nan(v[test]) for v in r["values"]]
+                if np.all(np.isfinite(vals)):
+                    ax.axhline(np.mean(vals), color=f"C{5 + k}", ls="--", lw=1, label=ref)
+            ax.set(ylabel=test.replace("_", " "))
+    shown = {}   # one legend for the figure: every basis, the agent, every reference network
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            shown.setdefault(label, handle)
+    fig.legend(list(shown.values()), list(shown), loc="outside lower center", ncol=len(shown),
+               fontsize=8)
+    fig.suptitle("The agent on the ladders of known machines")
     save_png(fig, path)
+
+
+def appendix_markdown(results, out, sections):
+    """APPENDIX.md: every ladder's table per family and property, then §2b's section."""
+    numbers = claims.ladder_numbers(results)
+    lines = ["# Appendix to the experiment report", "",
+             "Back to [REPORT.md](REPORT.md).", "",
+             "## A. The ladders, test by test", "",
+             "Per family and property: each test's curve (mean over ladder seeds × bases) per "
+             "grade with the spread of the basis means in brackets, the bases in which it is "
+             "strictly monotone along the whole ladder, and the grades between which it "
+             "qualifies (or why it does not, pair by pair). Then, for each test meant to "
+             "measure the property, its value per basis and grade (mean ± SE over ladder "
+             "seeds).", ""]
+    for env, m in numbers.items():
+        for ladder in ladders.LADDERS:
+            cal = m["calibration"][ladder.name]
+            known = [known_value(ladder, g, results, env) for g in ladder.grades]
+            rows = [[t.name, *(f"{fmt(c)} ({fmt(sp)})" for c, sp in zip(q["curve"], q["spread"])),
+                     ", ".join(b for b, ok in q["monotone"].items() if ok) or "none",
+                     "; ".join(f"{a:g}–{b:g}" for a, b in q["range"]) or
+                     "no: " + ", ".join(sorted({r for r in q["reason"] if r}))]
+                    for t in panel.TESTS for q in [cal[t.name]]]
+            lines += [f"### {env}: {ladder.name} ({ladder.unit}; n = {m['ladder_seeds']} ladder "
+                      "seeds)", "",
+                      markdown_table(["test", *(f"{ladder.unit} = {k}" for k in known),
+                                      "monotone in", "qualifies"], rows), ""]
+            for t in panel.TESTS:
+                if ladder.name not in t.measures:
+                    continue
+                q = cal[t.name]
+                bases = list(q["values"])
+                rows = []
+                for g, grade in enumerate(ladder.grades):
+                    cells = []
+                    for basis in bases:
+                        v = np.asarray(q["values"][basis][g], np.float64)
+                        cells.append(pm(summary(v)) if np.isfinite(v).all() else "n/a")
+                    pair = ("" if g == len(ladder.grades) - 1 else
+                            "yes" if q["pairs"][g] else q["reason"][g])
+                    rows.append([known[g], *cells, fmt(q["spread"][g]), pair])
+                lines += [f"{env}, {ladder.name}, {t.label}:", "",
+                          markdown_table([f"{ladder.unit} (known)", *bases, "basis spread",
+                                          "qualifies to the next grade"], rows), ""]
+    lines += ["## B. " + sections[0].title[len("2b. "):], ""] + section_markdown(sections[0])[2:]
+    return lines
+
+
+def known_value(ladder, grade, results, env):
+    """A grade as the table shows it: sufficiency adds the fraction of the evidence a filter
+    of forgetting κ keeps over the episode (ladders.evidence_kept)."""
+    if ladder.name != "sufficiency":
+        return f"{grade:g}"
+    horizon = results["facts"]["configs"][env]["horizon"] or envs.family(
+        results["facts"]["configs"][env]["env"]).default_horizon
+    return f"{grade:g} (keeps {ladders.evidence_kept(grade, horizon):.2f})"
 
 
 def simulation_figure(numbers, path):
@@ -1047,10 +1095,11 @@ def write_report(results, out):
 
 
 def render_report(results, out):
-    """REPORT.md and its figures, written into `out`; returns the findings block."""
+    """REPORT.md, APPENDIX.md and their figures, written into `out`; returns the findings
+    block. §2b's tables go to the appendix, so that the report stays readable."""
+    appendix = belief_tests_section(results, out)
     sections = [near_optimal_section(results, out), belief_states_section(results, out),
-                belief_tests_section(results, out), calibration_section(results, out),
-                shift_section(results, out),
+                ladders_section(results, out), shift_section(results, out),
                 two_step_section(results, out)]
     facts = results["facts"]
     lines = ["# RL² meta-RL lab: experiment report", ""]
@@ -1062,15 +1111,34 @@ def render_report(results, out):
               f"n = {facts['seeds']} seeds (0–{facts['seeds'] - 1}) per agent. Every number "
               "below was measured in this run; every verdict applies the stated criterion, "
               f"with one-sided {LEVEL:.0%} limits from Student's t with n − 1 degrees of "
-              "freedom.", "", "## Headline", "",
-              markdown_table(["claim", "criterion", "measured (mean ± SE, n)", "outcome"],
-                             [[v.claim, v.criterion, v.measured, f"**{outcome(v.held)}**"]
-                              for s in sections for v in s.verdicts]), ""]
+              "freedom.", "", *headline(results, sections)]
     for s in sections:
         lines += section_markdown(s)
     lines += run_markdown(facts)
     atomic_write(os.path.join(out, "REPORT.md"), lambda f: f.write("\n".join(lines).encode("utf-8")))
+    text = "\n".join(appendix_markdown(results, out, [appendix]))
+    atomic_write(os.path.join(out, APPENDIX), lambda f: f.write(text.encode("utf-8")))
     return findings_lines(sections, facts)
+
+
+def headline(results, sections):
+    """One screen: the agent's profile per family (a position with its interval and outcome
+    per property, and the seed paper's claim), then every other claim's outcome; criteria
+    and numbers are in the sections."""
+    numbers = claims.ladder_numbers(results)
+    profile = [[env, *(position_cell(ladder, m["profile"][ladder.name])
+                       for ladder in ladders.LADDERS), f"**{m['belief_state']}**"]
+               for env, m in numbers.items()]
+    properties = {c.statement for c in (*claims.PROPERTY_CLAIMS, claims.BELIEF_STATE)}
+    others = [[v.claim, f"**{outcome(v.held)}**"] for s in sections for v in s.verdicts
+              if v.claim not in properties]
+    return ["## Headline", "",
+            "The agent's state on each property's ladder of known machines (§2c): its position "
+            "in the ladder's units, the interval, the test that places it, the outcome.", "",
+            markdown_table(["env", *(f"{ladder.name} ({ladder.unit})"
+                                     for ladder in ladders.LADDERS),
+                            "a belief state (sufficiency ∧ causal use)"], profile), "",
+            markdown_table(["claim", "outcome"], others), ""]
 
 
 def section_markdown(s):

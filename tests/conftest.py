@@ -122,7 +122,8 @@ def tiny_scale():
     import experiments
     return experiments.Scale(eval_steps=800, baseline_steps=1200, probe_episodes=20,
                              simulation_episodes=20, splice_episodes=20, snapshot_episodes=20,
-                             snapshots=3, stay_episodes=30, grid_episodes=20, panel_seeds=2)
+                             snapshots=3, stay_episodes=30, grid_episodes=20, panel_seeds=2,
+                             ladder_seeds=2, map_steps=20)
 
 
 @pytest.fixture(scope="session")
