@@ -279,9 +279,10 @@ def map_check(linear, mlp):
 def ladder_numbers(results):
     """Per env with ladders: the calibration of every test on every ladder
     (ladders.calibration over the ladder seeds), the agent's values per seed (panel.agent_values
-    of its §2 probes), its profile (ladders.profile: positions with intervals and verdicts),
-    the reference networks' profiles (their values on the ladder seeds) and the seed paper's
-    claim (ladders.belief_state)."""
+    of its §2 probes), its profile (ladders.profile: positions with intervals and verdicts,
+    read on the LSTM basis's curve where that ladder has one), the reference networks'
+    profiles (their values on the ladder seeds, read alike) and the seed paper's claim
+    (ladders.belief_state)."""
     out = {}
     for env, lad in results["ladders"].items():
         if not lad["seeds"]:
@@ -290,10 +291,11 @@ def ladder_numbers(results):
         agent = [panel.agent_values(s["probe"]) for s in results["belief_states"][env]]
         references = {name: [s["references"][name] for s in lad["seeds"]]
                       for name in lad["seeds"][0]["references"]}
-        profile = ladders.profile(cal, agent)
+        profile = ladders.profile(cal, agent, ladders.LSTM)   # networks: on their own basis
         out[env] = {"calibration": cal, "agent": agent, "profile": profile,
                     "belief_state": ladders.belief_state(profile),
-                    "references": {name: {"values": v, "profile": ladders.profile(cal, v)}
+                    "references": {name: {"values": v,
+                                          "profile": ladders.profile(cal, v, ladders.LSTM)}
                                    for name, v in references.items()},
                     "ladder_seeds": len(lad["seeds"]), "agent_basis": lad["agent_basis"]}
     return out

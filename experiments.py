@@ -99,7 +99,7 @@ FULL_SCALE = Scale(eval_steps=2_000_000, baseline_steps=2_000_000, probe_episode
 QUICK_SCALE = Scale(eval_steps=20_000, baseline_steps=20_000, probe_episodes=60,
                     simulation_episodes=40, splice_episodes=40, snapshot_episodes=40,
                     snapshots=4, stay_episodes=60, grid_episodes=40, panel_seeds=2,
-                    ladder_seeds=2, map_steps=50)
+                    ladder_seeds=2, map_steps=20)
 
 # Fresh-episode streams metarl.stream(seed, key), clear of training (keys < 2³²),
 # metarl.EVAL_STREAM (2³²) and probe.PROBE_STREAM (2³³).

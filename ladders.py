@@ -30,7 +30,6 @@ t limits) and the ladder's noise (t limits of the curve over seeds × bases), re
 where it falls in a qualified range. A verdict per property compares the interval with a
 tolerance in the ladder's units written here before any number (TOLERANCE).
 """
-import numbers
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Callable
@@ -406,12 +405,17 @@ def grade_lstm(agent_hp, prop, grade, log=None):
 # ------------------------------------------------------------------------------------------
 def values_of(seeds, prop, test):
     """{basis: array (grades, seeds)} of one test on one ladder over ladder seeds
-    [ladder_seed(...)], NaN where a value is a record (undefined or not measured)."""
-    out = {}
+    [ladder_seed(...)], NaN where a value is a record, and {basis: (grades,) bool}: where
+    some seed's value is {UNDEFINED} (the measure has no value there; a {NOT_MEASURED} grade
+    is simply not part of that basis)."""
+    values, undefined = {}, {}
     for basis in seeds[0]["ladders"][prop]:
-        out[basis] = np.array([[number(s["ladders"][prop][basis][g][test]) for s in seeds]
-                               for g in range(len(PROPERTY[prop].grades))])
-    return out
+        kept = [[s["ladders"][prop][basis][g][test] for s in seeds]
+                for g in range(len(PROPERTY[prop].grades))]
+        values[basis] = np.array([[number(v) for v in row] for row in kept])
+        undefined[basis] = np.array([any(panel.record_of(v) == panel.UNDEFINED for v in row)
+                                     for row in kept])
+    return values, undefined
 
 
 def number(value):
@@ -419,42 +423,54 @@ def number(value):
     return float("nan") if panel.record_of(value) else float(value)
 
 
-def qualify(by_basis):
+def qualify(by_basis, undefined=None):
     """Whether a measure grades a ladder, per adjacent pair of grades, from its values
-    {basis: (grades, seeds)}: the pair qualifies when every basis that measured both grades
-    has finite values there and moves its mean in the curve's direction, and the spread of
-    the basis means at both grades is smaller than the curve's move between them. Returns
-    {"curve" (grade means over bases × seeds), "spread", "monotone" per basis, "pairs"
-    [bool per pair], "reason" per pair (None where it qualifies)}."""
+    {basis: (grades, seeds)} (NaN where not measured) and {basis: (grades,) bool} where it is
+    undefined. The pair qualifies when it is defined at both grades in every basis, every
+    basis that measured both grades (the LSTM basis too) moves its mean in the curve's
+    direction, and the spread of the fixed bases' means (BASES: the same machine in other
+    coordinates) at both grades is smaller than the curve's move between them. The curve is
+    the fixed bases' pooled mean; an LSTM basis, whose machines only approximate the grade's
+    and pay the cost of being an LSTM, must grade the property too, but its level may
+    differ. Returns {"curve", "band" (one-sided t limits of the pooled mean), "spread",
+    "by_basis" {basis: {"curve", "band"}} (over seeds), "monotone" per basis, "pairs" [bool
+    per pair], "reason" per pair (None where it qualifies)}."""
     grades = len(next(iter(by_basis.values())))
-    means = {b: np.array([row[np.isfinite(row)].mean() if np.isfinite(row).any() else np.nan
-                          for row in v]) for b, v in by_basis.items()}
+    undefined = undefined or {b: np.zeros(grades, bool) for b in by_basis}
     measured = {b: np.isfinite(v).all(axis=1) for b, v in by_basis.items()}
-    pooled = [np.concatenate([v[g][np.isfinite(v[g])] for v in by_basis.values()])
-              for g in range(grades)]
+    means = {b: np.where(measured[b], np.nanmean(np.where(measured[b][:, None], v, 0.0), axis=1),
+                         np.nan) for b, v in by_basis.items()}
+    fixed = [b for b in by_basis if b in BASES]
+    pooled = [np.concatenate([by_basis[b][g] for b in fixed if measured[b][g]]
+                             or [np.empty(0)]) for g in range(grades)]
     curve = np.array([p.mean() if len(p) else np.nan for p in pooled])
-    spread = np.array([np.ptp([means[b][g] for b in means if measured[b][g]])
-                       if any(measured[b][g] for b in means) else np.nan for g in range(grades)])
+    spread = np.array([np.ptp([means[b][g] for b in fixed if measured[b][g]])
+                       if any(measured[b][g] for b in fixed) else np.nan for g in range(grades)])
     pairs, reasons = [], []
     for g in range(grades - 1):
         move = curve[g + 1] - curve[g]
-        reason = None
-        if not np.isfinite(move):
-            reason = "undefined"
+        gone = [b for b in by_basis if undefined[b][g] or undefined[b][g + 1]]
+        if gone:
+            reason = f"undefined ({gone[0]})"
+        elif not np.isfinite(move):
+            reason = "not measured"
         else:
-            for b in means:
-                if measured[b][g] and measured[b][g + 1]:
-                    if np.sign(means[b][g + 1] - means[b][g]) != np.sign(move) or move == 0:
-                        reason = f"not monotone ({b})"
-                        break
-            if reason is None and not (max(spread[g], spread[g + 1]) < abs(move)):
+            reason = next((f"not monotone ({b})" for b in means
+                           if measured[b][g] and measured[b][g + 1]
+                           and (move == 0 or np.sign(means[b][g + 1] - means[b][g])
+                                != np.sign(move))), None)
+            if reason is None and not max(spread[g], spread[g + 1]) < abs(move):
                 reason = "basis spread ≥ step"
         pairs.append(reason is None)
         reasons.append(reason)
     monotone = {b: bool(np.all(np.diff(means[b][measured[b]]) > 0)
                         or np.all(np.diff(means[b][measured[b]]) < 0)) for b in means}
     return {"curve": curve, "spread": spread, "monotone": monotone, "pairs": pairs,
-            "reason": reasons, "band": [curve_band(p) for p in pooled]}
+            "reason": reasons, "band": [curve_band(p) for p in pooled],
+            "by_basis": {b: {"curve": means[b],
+                             "band": [curve_band(v[g] if measured[b][g] else np.empty(0))
+                                      for g in range(grades)]}
+                         for b, v in by_basis.items()}}
 
 
 def curve_band(pooled, level=stats.LEVEL):
@@ -478,20 +494,23 @@ def segments(pairs):
     return out
 
 
-def place(grades, q, values, level=stats.LEVEL, resolution=2001):
+def place(grades, q, values, basis=None, level=stats.LEVEL, resolution=2001):
     """Where a machine with per-seed values of one measure sits on a ladder (grades, q =
     qualify(...) of a test that qualifies somewhere): the grade at which the curve comes
     nearest its mean (piecewise linear in the grade), and the interval of grades at which the
     curve's band (one-sided t limits) meets the machine's one-sided t limits over its seeds,
     both within the test's widest qualified range; an interval that reaches an end of that
-    range is open there ("≤"/"≥"). Returns {"position", "low", "high", "open_low",
-    "open_high", "segment", "mean", "limits"} or {"outside": why}."""
+    range is open there ("≤"/"≥"). The curve: the fixed bases' pooled one, or basis's
+    (q["by_basis"]) if given. Returns {"position", "low", "high", "open_low", "open_high",
+    "segment", "mean", "limits"} or {"outside": why}."""
     v = np.asarray(values, np.float64)
     if not np.isfinite(v).all() or len(v) == 0:
         return {"outside": "its value is undefined on some seed"}
     mean = float(v.mean())
     lo, hi = ((stats.lower_confidence_limit(v, level), stats.upper_confidence_limit(v, level))
               if len(v) > 1 else (mean, mean))
+    if basis is not None:
+        q = {**q, **q["by_basis"][basis]}
     g = np.asarray(grades, np.float64)
     first, last = widest(segments(q["pairs"]))
     x = np.linspace(g[first], g[last], resolution)
@@ -523,8 +542,8 @@ def calibration(seeds):
     for ladder in LADDERS:
         out[ladder.name] = {}
         for test in panel.TESTS:
-            by_basis = values_of(seeds, ladder.name, test.name)
-            q = qualify(by_basis)
+            by_basis, undefined = values_of(seeds, ladder.name, test.name)
+            q = qualify(by_basis, undefined)
             q["values"] = {b: v.tolist() for b, v in by_basis.items()}
             q["qualified"] = any(q["pairs"])
             q["range"] = [[ladder.grades[a], ladder.grades[b]] for a, b in segments(q["pairs"])]
@@ -542,24 +561,29 @@ def chosen_test(cal, prop):
     return max(ranked)[2] if ranked else None
 
 
-def profile(cal, values):
+def profile(cal, values, basis=None):
     """A machine's position on every ladder: values [{test: value} per seed] of the machine
     (panel.TESTS, NaN or a record where undefined). Per property: every qualified test's
-    placement, the chosen test (chosen_test) and the verdict against TOLERANCE."""
+    placement, the chosen test (chosen_test), the curve it was read on ("basis": `basis`
+    where that ladder was built in it, else None: the fixed bases' pooled curve) and the
+    verdict against TOLERANCE. An LSTM (the agent, a reference network) is read with basis
+    LSTM: on the ladder of its own architecture where there is one."""
     out = {}
     for ladder in LADDERS:
-        grades = ladder.grades
+        own = basis if basis in cal[ladder.name][panel.TESTS[0].name]["values"] else None
         by_test = {}
         for test in panel.TESTS:
             q = cal[ladder.name][test.name]
             if q["qualified"]:
-                q = {**q, "curve": np.asarray(q["curve"]),
-                     "band": [tuple(b) for b in q["band"]]}
-                by_test[test.name] = place(grades, q, [number_or_nan(v[test.name])
-                                                       for v in values])
+                q = {**q, "curve": np.asarray(q["curve"]), "band": [tuple(b) for b in q["band"]],
+                     "by_basis": {b: {"curve": np.asarray(c["curve"]),
+                                      "band": [tuple(x) for x in c["band"]]}
+                                  for b, c in q["by_basis"].items()}}
+                by_test[test.name] = place(ladder.grades, q, [number_or_nan(v[test.name])
+                                                              for v in values], own)
         chosen = chosen_test(cal, ladder.name)
         placed = by_test.get(chosen) if chosen else None
-        out[ladder.name] = {"tests": by_test, "chosen": chosen,
+        out[ladder.name] = {"tests": by_test, "chosen": chosen, "basis": own,
                             "verdict": verdict(ladder, placed)}
     return out
 
@@ -608,7 +632,8 @@ def belief_state(prof):
 # ------------------------------------------------------------------------------------------
 # The API: place any machine
 # ------------------------------------------------------------------------------------------
-def machine_values(machine, hp, seeds, episodes, splice_episodes, k=machines.FOLDS, along=None):
+def machine_values(machine, hp, seeds, episodes, splice_episodes, k=machines.FOLDS, along=None,
+                   map_steps=machines.MLP_STEPS):
     """A machine's values of every test, one dict per seed: `machine` a panel.Scripted of
     hp's family or LSTM parameters of hp's architecture; on seed s it is measured along the
     episodes `along(s)` (x, a, r, obs of a rollout) or, by default, the exact filter's own
@@ -618,7 +643,7 @@ def machine_values(machine, hp, seeds, episodes, splice_episodes, k=machines.FOL
     out = []
     for seed in seeds:
         tr = along(seed) if along is not None else bayes_episodes(hp, cfg, ref, episodes, seed)
-        ep = episodes_along(cfg, tr, seed, k, splice_episodes, ref)
+        ep = episodes_along(cfg, tr, seed, k, splice_episodes, ref, map_steps)
         if isinstance(machine, panel.Scripted):
             out.append(scripted_values(machine, ep)[0])
         else:
@@ -637,7 +662,7 @@ def bayes_episodes(hp, cfg, ref, episodes, seed):
 
 
 def build_ladders(hp, seeds, episodes, splice_episodes, k=machines.FOLDS, along=None,
-                  agent_basis=True, log=None):
+                  agent_basis=True, log=None, map_steps=machines.MLP_STEPS):
     """Every ladder of hp's family over `seeds` (ladder_seed), along `along(seed)` or the
     exact filter's own episodes; with the agent's basis (LSTM_GRADES) if agent_basis."""
     cfg = metarl.env_config(hp)
@@ -647,19 +672,22 @@ def build_ladders(hp, seeds, episodes, splice_episodes, k=machines.FOLDS, along=
     out = []
     for seed in seeds:
         tr = along(seed) if along is not None else bayes_episodes(hp, cfg, ref, episodes, seed)
-        out.append(ladder_seed(episodes_along(cfg, tr, seed, k, splice_episodes, ref),
+        out.append(ladder_seed(episodes_along(cfg, tr, seed, k, splice_episodes, ref, map_steps),
                                lstms, log))
     return out
 
 
-def place_machine(machine, hp, ladder_seeds, seeds=(0, 1), episodes=None,
-                  splice_episodes=None, k=machines.FOLDS, along=None):
+def place_machine(machine, hp, ladder_seeds, seeds=(0, 1), episodes=None, splice_episodes=None,
+                  k=machines.FOLDS, along=None, map_steps=machines.MLP_STEPS):
     """The API: the profile (positions with intervals and verdicts on every ladder) of any
-    machine, a panel.Scripted of hp's family or LSTM parameters of hp's architecture,
-    measured on `seeds` along the same kind of episodes as the ladder (ladder_seeds:
-    build_ladders's, or results.json's ladders of the family)."""
+    machine, a panel.Scripted of hp's family or LSTM parameters of hp's architecture. It is
+    measured on `seeds`, each along `along(seed)` (or the exact filter's own episodes), with
+    the ladder's sizes: ladder_seeds are build_ladders's, or a family's "seeds" in
+    results.json's "ladders" (the main job's map_steps is machines.MLP_STEPS). A ladder read
+    along other episodes than the machine's is a coarser scale: the measures depend on the
+    histories they read. Returns {"values": [per seed], "profile": profile(...)}."""
     first = ladder_seeds[0]
     episodes = episodes or first["episodes"]
     splice_episodes = splice_episodes or first["splice_episodes"]
-    values = machine_values(machine, hp, seeds, episodes, splice_episodes, k, along)
+    values = machine_values(machine, hp, seeds, episodes, splice_episodes, k, along, map_steps)
     return {"values": values, "profile": profile(calibration(ladder_seeds), values)}

@@ -204,7 +204,8 @@ def probe_agent(params, hp, episodes, seed, k=FOLDS, simulation_episodes=SIMULAT
     return summary, arrays
 
 
-def on_the_ladders(params, hp, seeds, episodes, seed, k=FOLDS, log=None):
+def on_the_ladders(params, hp, seeds, episodes, seed, k=FOLDS, log=None,
+                   map_steps=machines.MLP_STEPS):
     """The agent's profile on its family's ladders (ladders.profile): every ladder built on
     seeds seed … seed + seeds − 1 (ladders.build_ladders, without the agent's basis, whose
     LSTMs take minutes each to distil), each reading along the agent's own first
@@ -219,8 +220,9 @@ def on_the_ladders(params, hp, seeds, episodes, seed, k=FOLDS, log=None):
 
     chosen = list(range(seed, seed + seeds))
     built = ladders.build_ladders(hp, chosen, n, SPLICE_EPISODES, k, along=along,
-                                  agent_basis=False, log=log)
-    placed = ladders.place_machine(params, hp, built, chosen, k=k, along=along)
+                                  agent_basis=False, log=log, map_steps=map_steps)
+    placed = ladders.place_machine(params, hp, built, chosen, k=k, along=along,
+                                   map_steps=map_steps)
     return {"seeds": chosen, "episodes": n, "splice_episodes": SPLICE_EPISODES,
             "profile": placed["profile"], "values": placed["values"]}
 
@@ -284,6 +286,9 @@ def main(argv=None):
                         "(ladders.py; minutes): its position on each property with an interval")
     parser.add_argument("--ladder-seeds", type=int, default=LADDER_SEEDS,
                         help=f"seeds of the ladders with --ladders, 2 to 10 (default {LADDER_SEEDS})")
+    parser.add_argument("--map-steps", type=int, default=machines.MLP_STEPS,
+                        help="Adam steps of each MLP map fit, 1 to 100000 (default "
+                             f"{machines.MLP_STEPS}, as the main job): fewer is faster and coarser")
     args = parser.parse_args(argv)
 
     def command():
@@ -291,6 +296,7 @@ def main(argv=None):
         check_int("--episodes", args.episodes, 1)
         check_int("--seed", args.seed, 0)
         check_int("--ladder-seeds", args.ladder_seeds, 2, 10)
+        check_int("--map-steps", args.map_steps, 1, 100_000)
         ckpt = runs.load_checkpoint(args.checkpoint)
         cfg = metarl.env_config(ckpt["hp"])
         controls = {}
@@ -309,11 +315,12 @@ def main(argv=None):
         if args.plot:   # checked now, created only when every figure is drawn
             check_output_folder(args.plot, "--plot")
         summary, arrays = probe_agent(ckpt["params"], ckpt["hp"], args.episodes, args.seed,
-                                      args.folds, controls=controls)
+                                      args.folds, controls=controls, map_steps=args.map_steps)
         if args.ladders:
             summary["ladders"] = on_the_ladders(
                 ckpt["params"], ckpt["hp"], args.ladder_seeds, args.episodes, args.seed,
-                args.folds, log=lambda line: print(line, file=sys.stderr, flush=True))
+                args.folds, log=lambda line: print(line, file=sys.stderr, flush=True),
+                map_steps=args.map_steps)
         if args.plot:
             summary["plots"] = write_files_together(
                 args.plot, lambda stage: write_plots(summary, arrays, stage, args.plot))
@@ -368,6 +375,11 @@ def print_summary(s):
         print(f"{f:24s}" + "".join(f"{mini['partial_r2'][n][f]:>11.3f}" for n in nets))
     print(f"{'within/between ratio':24s}"
           + "".join(f"{mini['within_between_ratio'][n]:>11.4f}" for n in nets))
+    inter = s["interchange"]
+    print("\nInterchange: mass on the donor's Bayes actions after swapping the linearly "
+          "aligned belief subspace (a random subspace of the same dimension beside it)")
+    print("".join(f"{n}: {fmt(inter[n]['interchange'])} (random "
+                  f"{fmt(inter[n]['interchange_random'])})   " for n in nets))
     print("\nSplicing: agreement of the most likely action with the Bayes action, over the "
           "steps where the two histories' Bayes actions differ")
     print(f"{'machine':26s}{'spliced (i)':>12s}{'recipient (ii)':>15s}{'own (ceiling)':>14s}"

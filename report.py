@@ -11,7 +11,7 @@ without training anything.
 """
 import os
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -58,6 +58,7 @@ class Section:
     tables: list    # (caption, header, rows), cells already formatted
     figures: list   # (file name in the output folder, caption)
     notes: list     # paragraphs a reader needs to judge the numbers
+    appendix: list = field(default_factory=list)   # tables shown in APPENDIX.md instead
 
 
 # ------------------------------------------------------------------------------------------
@@ -100,14 +101,14 @@ def near_optimal_section(results, out):
                  ["env", "T", "n", "episodes per seed", "agent return", "reference",
                   "best classical", "measure", "measure (mean ± SE)", "worst seed",
                   f"upper {LEVEL:.0%} limit", "margin", "near-optimal"], main),
-                ("Per seed: return ± its evaluation SE, pseudo-regret (bandits), and the measure.",
-                 ["env", "seed", "return", "pseudo-regret", "measure"], per_seed),
-                ("Baselines (belief.run_baselines on one seed): return ± SE over the episodes.",
-                 ["env", "policy", "return", "episodes"], baselines),
                 capacity_table(results, numbers)]
     return Section(
         title="1. Agents act near Bayes-optimally",
         verdicts=verdicts, tables=tables,
+        appendix=[("Per seed: return ± its evaluation SE, pseudo-regret (bandits), and the "
+                   "measure.", ["env", "seed", "return", "pseudo-regret", "measure"], per_seed),
+                  ("Baselines (belief.run_baselines on one seed): return ± SE over the episodes.",
+                   ["env", "policy", "return", "episodes"], baselines)],
         figures=[("fig1_learning_curves.png",
                   f"Learning curves: the training batch's mean return per update (block means), "
                   f"mean over n = {n} seeds with a band of ± 1 SE, against the exact "
@@ -119,8 +120,9 @@ def near_optimal_section(results, out):
                   "the same measure.")],
         notes=["The references are exact values where the Bayes-optimal policy is computed "
                "exactly (bandits, Tiger); two-step's belief-greedy return is one Monte-Carlo "
-               "run (SE in the baselines table), whose error is not carried into the limits: "
-               "it shifts every seed's ratio alike."])
+               "run (SE in the baselines table of the appendix), whose error is not carried "
+               "into the limits: it shifts every seed's ratio alike. Per-seed returns and "
+               f"every baseline are in [{APPENDIX}]({APPENDIX})."])
 
 
 def capacity_table(results, numbers):
@@ -534,7 +536,8 @@ def ladders_section(results, out):
     verdicts.append(verdict(claims.BELIEF_STATE, numbers, "; ".join(
         f"{env}: sufficiency {m['profile']['sufficiency']['verdict']}, causal use "
         f"{m['profile']['causal use']['verdict']} (minimality "
-        f"{m['profile']['minimality']['verdict']})" for env, m in numbers.items())))
+        f"{m['profile']['minimality']['verdict']})" for env, m in numbers.items())
+        + f"; agent n = {n_agent}"))
     tables = [(f"{env}: positions on each ladder (the test that places it; position and "
                f"interval in the ladder's units; ≤/≥: the interval runs on past the qualified "
                f"range). Agent: n = {n_agent} seeds; reference networks: n = "
@@ -571,9 +574,12 @@ def ladder_note(numbers, missing):
              "part of its actions. Each is built in the identity basis, a random linear basis "
              "and a random tanh basis, and on the bandit in the agent's own basis (LSTMs of its "
              "architecture distilled from the grade's machine, ladders.LSTM_GRADES). A test "
-             "qualifies between two grades when it moves the same way in every basis and its "
-             "spread across bases is below that move; only a test meant to measure the property "
-             "(panel.Test.measures) places a machine on its ladder."]
+             "qualifies between two grades when it moves the same way in every basis and the "
+             "spread of the fixed bases (the same machine in other coordinates) is below that "
+             "move; only a test meant to measure the property (panel.Test.measures) places a "
+             "machine on its ladder. A network (the agent, a reference) is read on the LSTM "
+             "basis's curve where the ladder has one (\"LSTM curve\"), so that the cost of being "
+             "an LSTM is not read as lost belief; elsewhere on the fixed bases' pooled curve."]
     if missing:
         words.append(f"No ladders were built for {', '.join(missing)} (the main job's budget): "
                      "its claims that rest on decoding cannot be decided.")
@@ -591,8 +597,9 @@ def position_cell(ladder, prop):
         return "no test qualifies → cannot decide"
     if "outside" in placed:
         return f"{placed['outside']} ({prop['chosen']}) → {prop['verdict']}"
+    curve = ", LSTM curve" if prop["basis"] else ""
     return (f"{placed['position']:.3g} [{bound(placed['low'], placed['open_low'], -1)}, "
-            f"{bound(placed['high'], placed['open_high'], 1)}] ({prop['chosen']}) → "
+            f"{bound(placed['high'], placed['open_high'], 1)}] ({prop['chosen']}{curve}) → "
             f"{prop['verdict']}")
 
 
@@ -642,14 +649,15 @@ def ladders_figure(numbers, path):
     save_png(fig, path)
 
 
-def appendix_markdown(results, out, sections):
-    """APPENDIX.md: every ladder's table per family and property, then §2b's section."""
+def appendix_markdown(results, sections):
+    """APPENDIX.md: every ladder's table per family and property, then §2b's section
+    (sections[0]), then the tables the other sections send there (Section.appendix)."""
     numbers = claims.ladder_numbers(results)
     lines = ["# Appendix to the experiment report", "",
              "Back to [REPORT.md](REPORT.md).", "",
              "## A. The ladders, test by test", "",
-             "Per family and property: each test's curve (mean over ladder seeds × bases) per "
-             "grade with the spread of the basis means in brackets, the bases in which it is "
+             "Per family and property: each test's curve (mean over ladder seeds × fixed bases) "
+             "per grade with the spread of the fixed bases' means in brackets, the bases in which it is "
              "strictly monotone along the whole ladder, and the grades between which it "
              "qualifies (or why it does not, pair by pair). Then, for each test meant to "
              "measure the property, its value per basis and grade (mean ± SE over ladder "
@@ -685,6 +693,10 @@ def appendix_markdown(results, out, sections):
                           markdown_table([f"{ladder.unit} (known)", *bases, "basis spread",
                                           "qualifies to the next grade"], rows), ""]
     lines += ["## B. " + sections[0].title[len("2b. "):], ""] + section_markdown(sections[0])[2:]
+    for letter, s in zip("CDEFG", [s for s in sections[1:] if s.appendix]):
+        lines += [f"## {letter}. {s.title}", ""]
+        for caption, header, rows in s.appendix:
+            lines += [caption, "", markdown_table(header, rows), ""]
     return lines
 
 
@@ -1116,7 +1128,7 @@ def render_report(results, out):
         lines += section_markdown(s)
     lines += run_markdown(facts)
     atomic_write(os.path.join(out, "REPORT.md"), lambda f: f.write("\n".join(lines).encode("utf-8")))
-    text = "\n".join(appendix_markdown(results, out, [appendix]))
+    text = "\n".join(appendix_markdown(results, [appendix, *sections]))
     atomic_write(os.path.join(out, APPENDIX), lambda f: f.write(text.encode("utf-8")))
     return findings_lines(sections, facts)
 

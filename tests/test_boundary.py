@@ -591,13 +591,14 @@ def test_no_module_dispatches_on_a_family_name():
     above the records keeps a table of its own keyed by family names (as report.py's
     {"bandit": "regret", …, "tiger": "gap"} was): a per-family fact is a field of a record."""
     for module in ("envs.py", "belief.py", "metarl.py", "ridge.py", "machines.py", "probe.py",
-                   "panel.py", "claims.py", "report.py", "experiments.py"):
+                   "panel.py", "ladders.py", "claims.py", "report.py", "experiments.py"):
         text = (REPO / module).read_text()
         for name in envs.FAMILIES:
             assert f'== "{name}"' not in text and f'in ("{name}"' not in text, (module, name)
         assert "cfg.name ==" not in text and "cfg.name in" not in text, module
         assert not family_name_comparisons(text), (module, family_name_comparisons(text))
-    for module in ("probe.py", "panel.py", "claims.py", "report.py", "experiments.py"):
+    for module in ("probe.py", "panel.py", "ladders.py", "claims.py", "report.py",
+                   "experiments.py"):
         # AGENTS, which agents the experiments train, is a choice of experiment
         lines = family_keyed_dicts((REPO / module).read_text(), allowed={"AGENTS"})
         assert not lines, f"{module} has dicts keyed by family names on lines {lines}"
@@ -759,35 +760,30 @@ def damage_results(results, damage):
         label, case = next(iter(results["shift"].items()))
         case["agent"] = "bandits"
         return f"key results.shift.{label}.agent must be one of "
-    panel_seed = "results.calibration.bandit.seeds"
-    machines_ = results["calibration"]["bandit"]["seeds"][1]["machines"]
-    if damage == "panel value null":   # was "not measured": the splice test stayed held
-        machines_["distilled"]["values"]["splice"] = None
-        return (f"key {panel_seed}[1].machines.distilled.values.splice must be a finite number "
-                'or {"undefined": "why"}, got null')
-    if damage == "panel value NaN":
-        machines_["distilled"]["values"]["splice"] = float("nan")
-        return f"key {panel_seed}[1].machines.distilled.values.splice must be a finite number"
-    if damage == "panel value deleted":   # was shown n/a without a word
-        del machines_["untrained"]["values"]["decode"]
-        return f"key {panel_seed}[1].machines.untrained.values.decode is missing"
-    if damage == "panel value an unknown record":
-        machines_["untrained"]["values"]["decode"] = {"unknown": "why"}
-        return f"key {panel_seed}[1].machines.untrained.values.decode must be a finite number"
-    if damage == "not-measured test null":
-        machines_["recent events"]["values"]["decode"] = None
-        return (f"key {panel_seed}[1].machines.recent events.values.decode must be an object, "
-                "got null")
-    if damage == "panel machine deleted":
-        del machines_["value learner α = 0.3"]
-        return f"key {panel_seed}[1].machines.value learner α = 0.3 is missing"
-    if damage == "unknown known answer":   # was accepted: the splice test became undecidable
-        machines_["distilled"]["known"] = "maybe"
-        return f"key {panel_seed}[1].machines.distilled.known must be 'belief state', got 'maybe'"
-    if damage == "known answer swapped":
-        machines_["untrained"]["known"] = "belief state"
-        return (f"key {panel_seed}[1].machines.untrained.known must be 'not a belief state', "
-                "got 'belief state'")
+    seed_key = "results.ladders.bandit.seeds"
+    sufficiency = results["ladders"]["bandit"]["seeds"][1]["ladders"]["sufficiency"]
+    if damage == "ladder value null":   # a null could mean undefined or missing
+        sufficiency["tanh"][2]["splice"] = None
+        return (f"key {seed_key}[1].ladders.sufficiency.tanh[2].splice must be a finite number, "
+                '{"undefined": "why"} or {"not measured": "why"}, got null')
+    if damage == "ladder value NaN":
+        sufficiency["tanh"][2]["splice"] = float("nan")
+        return f"key {seed_key}[1].ladders.sufficiency.tanh[2].splice must be a finite number"
+    if damage == "ladder value deleted":
+        del sufficiency["identity"][0]["decode"]
+        return f"key {seed_key}[1].ladders.sufficiency.identity[0].decode is missing"
+    if damage == "ladder value an unknown record":
+        sufficiency["identity"][0]["decode"] = {"unknown": "why"}
+        return f"key {seed_key}[1].ladders.sufficiency.identity[0].decode must be a finite number"
+    if damage == "ladder grade deleted":   # would shift every grade after it
+        del sufficiency["linear"][1]
+        return f"key {seed_key}[1].ladders.sufficiency.linear must be a list of 4 items"
+    if damage == "ladder basis deleted":
+        del sufficiency["LSTM"]
+        return f"key {seed_key}[1].ladders.sufficiency.LSTM is missing"
+    if damage == "reference network deleted":
+        del results["ladders"]["bandit"]["seeds"][0]["references"]["recent events"]
+        return f"key {seed_key}[0].references.recent events is missing"
     if damage == "unknown family of a config":
         results["facts"]["configs"]["tiger"]["env"] = "tigers"
         return "key results.facts.configs.tiger.env must be one of 'bandit', 'dependent-bandit'"
@@ -805,10 +801,10 @@ RESULTS_DAMAGE = ["section a list", "empty section", "nan wall time", "infinite 
                   "empty seeds", "string for a number", "bool for an integer",
                   "missing deep key", "list for an object", "pair of the wrong length",
                   "known machine on an unknown prior", "known machine on the other prior",
-                  "known machine deleted", "shift of an unknown agent", "panel value null",
-                  "panel value NaN", "panel value deleted", "panel value an unknown record",
-                  "not-measured test null", "panel machine deleted", "unknown known answer",
-                  "known answer swapped", "unknown family of a config", "unknown dtype"]
+                  "known machine deleted", "shift of an unknown agent", "ladder value null",
+                  "ladder value NaN", "ladder value deleted", "ladder value an unknown record",
+                  "ladder grade deleted", "ladder basis deleted", "reference network deleted",
+                  "unknown family of a config", "unknown dtype"]
 
 
 @pytest.fixture
@@ -851,7 +847,7 @@ def test_deeply_nested_results_are_refused_by_a_depth_limit_not_a_recursion_erro
     assert_refused(done, "nesting is deeper than 64 levels", before, run_folder.parent)
 
 
-@pytest.mark.parametrize("version", [None, 0, 1, 3, True, 2.0, "2"])
+@pytest.mark.parametrize("version", [None, 0, 2, 4, True, 3.0, "3"])
 def test_a_results_file_of_another_schema_is_refused_saying_how_to_make_it_again(cli, run_folder,
                                                                                 version):
     """A results file older than the schema's version (no "schema" key) or of another version
@@ -932,8 +928,7 @@ def test_probe_plots_are_written_all_or_none(cli, tmp_path, checkpoint, existing
         (plots / "notes.txt").write_text("kept")
     before, listing = snapshot(tmp_path), sorted(str(p) for p in tmp_path.rglob("*"))
     if existing:
-        done = cli("probe.py", checkpoint, "--episodes", "10", "--plot", plots,
-                   "--panel-seeds", "0", cwd=tmp_path)
+        done = cli("probe.py", checkpoint, "--episodes", "10", "--plot", plots, cwd=tmp_path)
         assert_refused(done, "bandit_splice.png: it is a folder; nothing was written", before,
                        tmp_path)
     else:
@@ -942,7 +937,7 @@ def test_probe_plots_are_written_all_or_none(cli, tmp_path, checkpoint, existing
 
         monkeypatch.setattr(machines, "plot_splice", disk_full)
         code = probe.main([str(checkpoint), "--episodes", "10", "--plot",
-                           str(plots / "a" / "b"), "--panel-seeds", "0"])
+                           str(plots / "a" / "b")])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and "No space left on device" in err[0], err
         assert snapshot(tmp_path) == before

@@ -15,6 +15,7 @@ import pytest
 
 import envs
 import experiments
+import ladders
 from conftest import run_script
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -77,17 +78,29 @@ def test_quick_report_tables_hold_only_finite_numbers(quick_run):
 
 
 @pytest.mark.slow
-def test_quick_report_headline_has_criterion_measured_and_outcome_and_says_it_is_quick(quick_run):
+def test_quick_report_headline_has_the_profile_and_every_outcome_and_says_it_is_quick(quick_run):
+    """The headline: the agent's profile per laddered family (a position and an outcome per
+    property, and the seed paper's claim), then every other claim's outcome; the sections
+    give each claim's criterion and its measurement with its n."""
     out, _ = quick_run
     text = (out / "REPORT.md").read_text(encoding="utf-8")
-    headline = markdown_tables(text)[0]
-    assert headline[0] == ["claim", "criterion", "measured (mean ± SE, n)", "outcome"]
-    assert len(headline) >= 1 + 4   # a verdict for each of the four sections at least
-    assert all(row[3].strip("*") in OUTCOMES or CALIBRATED_OUTCOME.match(row[3].strip("*"))
-               for row in headline[1:])
-    assert all("n = 2" in row[2] for row in headline[1:])   # every measurement states its n
-    assert "budgets are far too small for verdicts" in text.split("## Headline")[0]
+    profile, outcomes = markdown_tables(text)[:2]
+    assert profile[0][0] == "env" and len(profile[0]) == 2 + len(ladders.LADDERS)
     results = json.loads((out / "results.json").read_text())
+    laddered = [env for env, lad in results["ladders"].items() if lad["seeds"]]
+    assert [row[0] for row in profile[1:]] == laddered
+    for row in profile[1:]:
+        assert all(cell.rsplit("→ ", 1)[1] in OUTCOMES for cell in row[1:-1]), row
+        assert row[-1].strip("*") in OUTCOMES
+    assert outcomes[0] == ["claim", "outcome"] and len(outcomes) >= 1 + 4
+    assert all(row[1].strip("*") in OUTCOMES or CALIBRATED_OUTCOME.match(row[1].strip("*"))
+               for row in outcomes[1:])
+    claim_rows = [row for table in markdown_tables(text)[2:] if table[0][:2] == ["claim",
+                                                                                 "criterion"]
+                  for row in table[1:]]
+    assert len(claim_rows) >= len(outcomes) - 1 + len(ladders.LADDERS)
+    assert all("n = 2" in row[2] for row in claim_rows)   # every measurement states its n
+    assert "budgets are far too small for verdicts" in text.split("## Headline")[0]
     assert results["facts"]["quick"] is True and results["facts"]["seeds"] == 2
 
 
@@ -110,7 +123,7 @@ def test_report_rewrites_report_md_byte_for_byte_from_results_json(quick_run, tm
     ("{not json", "is not a readable results file"),
     ('{"facts": {}}', "has no schema version"),
     ('{"schema": %d, "facts": {}}' % experiments.SCHEMA,
-     "missing near_optimal, belief_states, calibration, shift, two_step"),
+     "missing near_optimal, belief_states, ladders, shift, two_step"),
 ])
 def test_report_refuses_a_folder_without_a_valid_results_file(cli, tmp_path, content, message):
     if content is not None:

@@ -2,12 +2,10 @@
 for bit; τ → 0 acts as Bayes; the whole aligned subspace swapped gives the donor's actions),
 the bases change coordinates and not behaviour, partial R² sees the last event, and the
 reading of a ladder (qualification, placement, verdicts) follows its rule."""
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-import experiments
 import ladders
 import machines
 import metarl
@@ -343,3 +341,28 @@ def test_the_agreement_gain_is_one_when_perfect_and_zero_at_the_mean_policy():
     assert panel.agreement_gain(0.6, 0.6) == 0.0
     assert np.isclose(panel.agreement_gain(0.8, 0.6), 0.5)
     assert np.isnan(panel.agreement_gain(1.0, 1.0))   # nothing left to gain: undefined
+
+
+@pytest.mark.slow
+def test_the_api_places_a_scripted_machine_that_is_not_on_any_ladder():
+    """ladders.place_machine on a greedy value learner (α = 0.3: recency-weighted rewards, no
+    posterior), against ladders built at small sizes (T = 20, 40 episodes, 2 seeds, 20 MLP
+    steps): a profile per property with the chosen test, positions inside their intervals
+    and a verdict; the exact filter itself is placed at the top of the policy ladder (τ = 0:
+    its value loss is exactly the τ = 0 grade's, 0) wherever value loss places it."""
+    hp, cfg, ref = small("bandit")
+    built = ladders.build_ladders(hp, (0, 1), 40, 20, agent_basis=False, map_steps=20)
+    learner = panel.value_learner(cfg, 0.3, panel.prior_rewards(cfg, np.random.default_rng(0)))
+    placed = ladders.place_machine(learner, hp, built, map_steps=20)
+    assert len(placed["values"]) == 2
+    for ladder in ladders.LADDERS:
+        prop = placed["profile"][ladder.name]
+        assert prop["verdict"] in ("held", "refuted", "inconclusive", "cannot decide")
+        for where in prop["tests"].values():
+            if "outside" not in where:
+                assert where["low"] <= where["position"] <= where["high"]
+    exact = ladders.place_machine(panel.exact_bayes(cfg, ref), hp, built, map_steps=20)
+    assert [v["value_loss"] for v in exact["values"]] == [0.0, 0.0]
+    policy = exact["profile"]["policy"]
+    if "value_loss" in policy["tests"]:
+        assert policy["tests"]["value_loss"]["position"] == 0.0

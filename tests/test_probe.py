@@ -3,8 +3,6 @@ import numpy as np
 import pytest
 
 import belief
-import machines
-import panel
 import probe
 import ridge
 from conftest import assert_png_shows_the_figure, plot_axes, run_script
@@ -245,6 +243,7 @@ import json
 from pathlib import Path
 
 import distill
+import ladders
 import metarl
 import runs
 
@@ -263,7 +262,7 @@ def small_agent(tmp_path_factory):
 @pytest.mark.slow
 def test_probe_cli_json_has_the_documented_keys_and_sane_values(cli, small_agent, tmp_path):
     done = cli("probe.py", small_agent, "--episodes", "200", "--seed", "0", "--json", "--plot",
-               tmp_path, "--panel-seeds", "0")
+               tmp_path)
     assert done.returncode == 0, done.stderr
     s = json.loads(done.stdout)
     for key in ("decode", "decode_mean_r2", "encode_r2", "controls", "policy_kl", "agreement"):
@@ -284,13 +283,15 @@ def test_probe_cli_json_has_the_documented_keys_and_sane_values(cli, small_agent
                 assert np.isfinite(s["simulation"][direction][measure][network]["linear"])
                 assert np.isfinite(s["simulation"][direction][measure][network]["mlp"])
     for network in ("trained", "untrained"):
-        assert set(s["minimality"]["partial_r2"][network]) >= {"reward_t-2", "switches"}
+        assert set(s["minimality"]["partial_r2"][network]) >= {"reward_t-1", "reward_t-2",
+                                                               "switches"}
+        assert 0 <= s["interchange"][network]["interchange"] <= 1
         assert s["minimality"]["within_between_ratio"][network] >= 0
     for key in ("agreement_spliced", "agreement_recipient", "agreement_own"):
         assert 0 <= s["splice"][key] <= 1 and len(s["splice"]["per_lag"][key]) > 0
     assert s["splice"]["steps"] > 0
     assert s["value_loss_per_step"] >= 0 and s["value_loss_per_step_se"] > 0
-    assert len(s["plots"]) == 8 and "panel" not in s
+    assert len(s["plots"]) == 8 and "ladders" not in s
     for png in s["plots"].values():
         assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -309,7 +310,7 @@ def small_distilled(tmp_path_factory):
 def test_probe_cli_measures_a_distilled_control_beside_the_agent_in_every_test(
         cli, small_agent, small_distilled):
     done = cli("probe.py", small_agent, "--episodes", "200", "--json", "--control",
-               small_distilled, "--panel-seeds", "2")
+               small_distilled)
     assert done.returncode == 0, done.stderr
     s = json.loads(done.stdout)
     assert set(s["controls"]) == {"untrained", "memoryless", "shuffled", "distilled"}
@@ -317,32 +318,37 @@ def test_probe_cli_measures_a_distilled_control_beside_the_agent_in_every_test(
         assert set(s["simulation"][direction]["state_dissimilarity"]) == {
             "trained", "untrained", "distilled"}
     assert set(s["minimality"]["within_between_ratio"]) == {"trained", "untrained", "distilled"}
+    assert set(s["interchange"]) == {"trained", "untrained", "distilled"}
     assert set(s["splice_by_network"]) == set(s["value_loss_by_network"]) == {"distilled"}
     assert s["splice_by_network"]["distilled"]["steps"] > 0
     # trained to act as the Bayes-optimal policy: it agrees with it on its own episodes
     assert s["behaviour_by_network"]["distilled"]["agreement"] > 0.9
     # and the posterior means are decodable from its state driven by the agent's inputs
     assert min(s["controls_by_feature"]["distilled"][f] for f in ("mean_0", "mean_1")) > 0.8
-    # the calibration panel beside the agent, the distilled network among its positives
-    p = s["panel"]
-    assert p["seeds"] == [0, 1] and p["episodes"] == 200
-    assert {"embedded Bayes", "distilled", "untrained", "trained on recent events"} <= set(
-        p["machines"])
-    assert set(p["tests"]) == {t.name for t in panel.TESTS}
-    value_loss, splice = p["tests"]["value_loss"], p["tests"]["splice"]
-    # known answers: the embedded Bayes machine acts Bayes-optimally (value loss exactly 0)
-    # and reads the donor's history (contrast 1); the untrained network loses what acting at
-    # random loses (relative value loss ≈ 1)
-    assert value_loss["machines"]["embedded Bayes"]["mean"] == 0.0
-    assert splice["machines"]["embedded Bayes"]["verdict"] == "passes"
-    assert value_loss["machines"]["untrained"]["verdict"] == "fails"
-    # the agent's values are its own probe's, read by the panel's functions
-    assert splice["agent"] == machines.splice_contrast(s["splice"])
-    assert value_loss["agent"] == s["value_loss"]["value_loss_relative"]
-    for test in p["tests"].values():   # validated exactly when no machine is on the wrong side
-        assert test["validated"] == (not test["wrong"])
-        assert test["agent_side"] in ("perfect", "null", None)
-    assert "panel: seed 1 done" in done.stderr   # progress goes to stderr, the JSON to stdout
+
+
+@pytest.mark.slow
+def test_probe_cli_places_the_agent_on_every_ladder_with_an_interval(cli, small_agent):
+    """probe.py CKPT --ladders --json: the agent's position on each property's ladder, its
+    interval around it in the ladder's units and a verdict, from the ladders built along its
+    own episodes (small sizes: 40 episodes, 20 MLP steps)."""
+    done = cli("probe.py", small_agent, "--episodes", "40", "--json", "--ladders",
+               "--map-steps", "20")
+    assert done.returncode == 0, done.stderr
+    p = json.loads(done.stdout)["ladders"]
+    assert p["seeds"] == [0, 1] and p["episodes"] == 40 and len(p["values"]) == 2
+    assert set(p["profile"]) == {ladder.name for ladder in ladders.LADDERS}
+    placed = 0
+    for ladder in ladders.LADDERS:
+        prop = p["profile"][ladder.name]
+        assert prop["verdict"] in ("held", "refuted", "inconclusive", "cannot decide")
+        for where in prop["tests"].values():
+            if "outside" not in where:
+                placed += 1
+                assert where["low"] <= where["position"] <= where["high"]
+                assert min(ladder.grades) <= where["low"] and where["high"] <= max(ladder.grades)
+    assert placed > 0
+    assert "the ladders in the tanh basis" in done.stderr   # progress on stderr, JSON on stdout
 
 
 def test_probe_cli_refuses_a_control_of_other_tasks(cli, tiny_checkpoint, tmp_path):
@@ -357,8 +363,8 @@ def test_probe_cli_refuses_a_control_of_other_tasks(cli, tiny_checkpoint, tmp_pa
 @pytest.mark.parametrize("args, message", [
     (["--episodes", "5"], "--episodes must be"),
     (["--folds", "1"], "--folds must be an integer in [2, 100], got 1"),
-    (["--panel-seeds", "1"], "--panel-seeds must be 0 (no panel) or an integer in [2, 10], got 1"),
-    (["--panel-seeds", "11"], "--panel-seeds must be an integer in [0, 10], got 11"),
+    (["--ladder-seeds", "1"], "--ladder-seeds must be an integer in [2, 10], got 1"),
+    (["--map-steps", "0"], "--map-steps must be an integer in [1, 100000], got 0"),
 ])
 def test_probe_cli_bad_arguments_give_a_clear_error(cli, tiny_checkpoint, args, message):
     done = cli("probe.py", tiny_checkpoint, *args)

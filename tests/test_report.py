@@ -13,6 +13,7 @@ import pytest
 import belief
 import claims
 import experiments
+import ladders
 import panel
 import report
 
@@ -36,19 +37,34 @@ def render(results, folder, monkeypatch):
     return (folder / "REPORT.md").read_text(encoding="utf-8")
 
 
-def headline(text):
-    """{claim: outcome} of the headline table, and the number of its rows."""
-    table = text.split("## Headline")[1].split("\n## ")[0]
-    lines = [line for line in table.splitlines() if line.startswith("|")][2:]   # no header
+def table_rows(block, columns):
+    """The rows (lists of cells) of every markdown table in `block` with `columns` cells."""
+    lines = [line for line in block.splitlines() if line.startswith("|")]
     rows = [[c.strip() for c in CELL_SEPARATOR.split(line)[1:-1]] for line in lines]
-    return {row[0]: row[3].strip("*") for row in rows}, len(rows)
+    return [row for row in rows if len(row) == columns and not set("".join(row)) <= set("-")]
 
 
-def per_env(outcomes):
-    """The line of a claim decided env by env: "held (bandit); cannot decide (tiger)"."""
-    order = [HELD, REFUTED, "inconclusive", CANNOT]
-    groups = [(o, [env for env, v in outcomes.items() if v == o]) for o in order]
-    return "; ".join(f"{o} ({', '.join(envs_)})" for o, envs_ in groups if envs_)
+def headline(text):
+    """{claim: outcome} of the headline's table of claims, and its profile table {env:
+    [cells]} (a position per property, then the belief-state outcome)."""
+    block = text.split("## Headline")[1].split("\n## ")[0]
+    claims_ = {row[0]: row[1].strip("*") for row in table_rows(block, 2)[1:]}
+    profile = {row[0]: row[1:] for row in table_rows(block, 6)[1:]}
+    return claims_, profile
+
+
+def section_claims(text):
+    """{claim: outcome} of every section's table of claims (each claim once, after the
+    headline)."""
+    body = text.split("## Headline")[1].split("\n## ", 1)[1]
+    rows = [row for row in table_rows(body, 4) if row[:2] != ["claim", "criterion"]]
+    found = {}
+    for row in rows:
+        if row[0].startswith(("The ", "On ", "Training", "Along", "Fitted", "Changing")) and \
+                row[3].startswith("**"):
+            assert row[0] not in found, row[0]
+            found[row[0]] = row[3].strip("*")
+    return found
 
 
 # ------------------------------------------------------------------------------------------
@@ -115,30 +131,56 @@ def agent_value(p, test, value):
                                       agreement_recipient=[0.0] * lags, steps=[10] * lags)
     elif test.name == "value_loss":
         p["value_loss"]["value_loss_relative"] = value
+    elif test.name == "interchange":
+        p["interchange"]["trained"]["interchange"] = value
     else:
         raise KeyError(test.name)
 
 
-def near(test, side, k):
-    """A value of `test` near its perfect or its null value (5 % of the way to the other)."""
-    start, end = (test.perfect, test.null) if side == "perfect" else (test.null, test.perfect)
-    return start + (0.05 + 0.005 * k) * (end - start)
+# the test that places machines on each ladder in these scenarios (the others are kept flat)
+PLACES = {"sufficiency": "a2b_state", "minimality": "partial_r2", "policy": "value_loss",
+          "causal use": "splice"}
+INCONCLUSIVE = "inconclusive"
 
 
-def set_calibrated(results, env, test, outcome):
-    """§2c, one test in one env: the panel separates (every known belief state near perfect,
-    every known non-belief near the null) and the agent is near perfect (held) or near the
-    null (refuted); or the panel does not separate (every machine near perfect)."""
-    for k, seed in enumerate(results["calibration"][env]["seeds"]):
-        for machine in seed["machines"].values():
-            if panel.record_of(machine["values"][test.name]) != panel.NOT_MEASURED:
-                belief_state = machine["known"] == panel.BELIEF
-                side = "perfect" if belief_state or outcome == CANNOT else "null"
-                machine["values"][test.name] = near(test, side, k)
-    if test.name != "decode":   # the agent's decoding is §2's (set_decoding)
-        for k, seed in enumerate(results["belief_states"][env]):
-            agent_value(seed["probe"], test, near(test, "null" if outcome == REFUTED
-                                                  else "perfect", k))
+def set_ladder(results, env, prop, outcome):
+    """§2c, one property in one env: its test (PLACES) runs in a straight line along the
+    ladder in every basis and the agent sits at the ladder's top (held) or bottom (refuted)
+    of the property; or every test meant for the property is flat, so that none qualifies
+    (cannot decide). The other tests meant for it stay flat, so PLACES's is the one chosen."""
+    ladder = ladders.PROPERTY[prop]
+    line = np.linspace(0.0, 1.0, len(ladder.grades))
+    for seed in results["ladders"][env]["seeds"]:
+        for rows in seed["ladders"][prop].values():
+            for g, row in enumerate(rows):
+                for t in panel.TESTS:
+                    if prop in t.measures and t.name != "decode":   # decode: set_gate's
+                        row[t.name] = float(line[g]) if (t.name == PLACES[prop]
+                                                         and outcome != CANNOT) else 0.5
+    top = ladder.grades.index(ladder.exact) == len(ladder.grades) - 1   # where the filter is
+    at_exact = 1.0 if top else 0.0
+    value = {HELD: at_exact, REFUTED: 1.0 - at_exact, CANNOT: 0.5}[outcome]
+    test = next(t for t in panel.TESTS if t.name == PLACES[prop])
+    for k, seed in enumerate(results["belief_states"][env]):
+        agent_value(seed["probe"], test, value + spread(k, 5))
+
+
+def set_gate(results, env, qualifies):
+    """Whether decoding grades sufficiency on env's ladder (§2's gate): a rise over the
+    first pair of grades, flat after (one qualified pair, so that a2b_state, qualified over
+    every pair, still places the agent), or flat throughout."""
+    for seed in results["ladders"][env]["seeds"]:
+        for rows in seed["ladders"]["sufficiency"].values():
+            for g, row in enumerate(rows):
+                row["decode"] = 0.5 + (0.3 if qualifies and g > 0 else 0.0)
+
+
+def belief_outcome(sufficiency, causal):
+    if REFUTED in (sufficiency, causal):
+        return REFUTED
+    if sufficiency == causal == HELD:
+        return HELD
+    return CANNOT if sufficiency == causal == CANNOT else INCONCLUSIVE
 
 
 def set_shift(results, position, kl, crossed):
@@ -176,73 +218,99 @@ def set_two_step(results, interaction, w):
 
 
 def scenario(committed, flip):
-    """Results with every claim's outcome set, and the headline outcome each claim must show.
-    The panel does not validate decoding in one env (the last; with flip, the first, whose
-    bandit agents' §3 cases then cannot decide either); each §2c test has its own pattern of
-    outcomes over the envs. flip swaps held and refuted, turns §3's position test to cannot
-    decide and rotates every §2c outcome (held → refuted → cannot decide → held), so that
-    every claim's line changes."""
+    """Results with every claim's outcome set, and the outcome each claim must show. Decoding
+    does not grade sufficiency in one laddered env (the last; with flip, the first, whose
+    bandit agents' §3 cases then cannot decide either), nor in an env without ladders; each
+    property of §2c has its own pattern of outcomes over the envs. flip swaps held and
+    refuted, turns §3's position test to cannot decide and rotates every §2c outcome (held →
+    refuted → cannot decide → held), so that every claim's line changes."""
     results = copy.deepcopy(committed)
     f = FLIP if flip else {o: o for o in FLIP}
     envs_ = list(results["belief_states"])
-    expected = {}
+    laddered = [env for env in envs_ if results["ladders"][env]["seeds"]]
+    expected, profile = {}, {}
     set_near_optimal(results, f[HELD])
     expected["act near Bayes-optimally on every task distribution"] = f[HELD]
-    gate = envs_[0] if flip else envs_[-1]   # the panel does not validate decoding there
+    gate = laddered[0] if flip else laddered[-1]   # decoding does not grade sufficiency there
     numbers = {"decodable": (HELD, REFUTED, HELD, REFUTED), "learned": (HELD,) * 4,
                "growth": (REFUTED,) * 4}
     numbers = {claim: dict(zip(envs_, (f[o] for o in outcomes)))
                for claim, outcomes in numbers.items()}
     for env in envs_:
         set_decoding(results, env, *(numbers[claim][env] for claim in numbers))
-    plan = {claim: {env: CANNOT if env == gate else o for env, o in by_env.items()}
-            for claim, by_env in numbers.items()}
+    for env in laddered:
+        set_gate(results, env, env != gate)
+    plan = {claim: {env: o if env in laddered and env != gate else CANNOT
+                    for env, o in by_env.items()} for claim, by_env in numbers.items()}
     for claim, words in (("decodable", "linearly decodable from the trained agent's state"),
                          ("learned", "Training makes the state more belief-like"),
                          ("growth", "Along training the state becomes more belief-like")):
         expected[words] = per_env(plan[claim])
-    # the decoding test's panel is §2's gate and the agent's decoding §2's; each other test
-    # takes its own pattern: the base-3 digits of 7 i, distinct for the first 11 tests
-    calibrated = {"decode": plan["decodable"]}
-    for i, test in enumerate(panel.TESTS[1:], start=1):
-        calibrated[test.name] = {env: (HELD, REFUTED, CANNOT)[(7 * i // 3 ** j + flip) % 3]
-                                 for j, env in enumerate(envs_)}
-    tests = {t.name: t for t in panel.TESTS}
-    for name, outcomes in calibrated.items():
+    # each property its own pattern over the laddered envs: base-3 digits of 7 i
+    for i, ladder in enumerate(ladders.LADDERS, start=1):
+        outcomes = {env: (HELD, REFUTED, CANNOT)[(7 * i // 3 ** j + flip) % 3]
+                    for j, env in enumerate(laddered)}
         for env, o in outcomes.items():
-            set_calibrated(results, env, tests[name], o)
-        expected[f"passes the test of {tests[name].label}."] = per_env(outcomes)
+            set_ladder(results, env, ladder.name, o)
+            profile.setdefault(env, {})[ladder.name] = o
+        expected[claims.PROPERTY_STATEMENTS[ladder.name]] = per_env(outcomes)
+    belief = {env: belief_outcome(p["sufficiency"], p["causal use"]) for env, p in profile.items()}
+    expected["is a belief state (the seed paper's claim)"] = per_env(belief)
     set_shift(results, position=CANNOT if flip else HELD, kl=f[REFUTED], crossed=f[HELD])
     families = {results["facts"]["configs"][case["agent"]]["env"]
                 for case in results["shift"].values()}
     expected["earns what the Bayes-optimal policy of its TRAINING prior earns"] = \
         CANNOT if flip else HELD
     expected["the agent acts like the training-prior Bayes policy"] = f[REFUTED]
-    expected["state holds the training-prior posterior"] = CANNOT if gate in families else f[HELD]
+    expected["state holds the training-prior posterior"] = \
+        CANNOT if (gate in families or not families <= set(laddered)) else f[HELD]
     set_two_step(results, f[HELD], f[REFUTED])
     expected["larger reward × transition interaction"] = f[HELD]
     expected["weigh model-based values more than model-free ones"] = f[REFUTED]
-    return results, expected
+    return results, expected, {env: {**p, "belief": belief[env]} for env, p in profile.items()}
+
+
+def per_env(outcomes):
+    """The line of a claim decided env by env: "held (bandit); cannot decide (tiger)"."""
+    order = [HELD, REFUTED, INCONCLUSIVE, CANNOT]
+    groups = [(o, [env for env, v in outcomes.items() if v == o]) for o in order]
+    return "; ".join(f"{o} ({', '.join(envs_)})" for o, envs_ in groups if envs_)
 
 
 def rendered_outcomes(text, expected):
-    """{words of a claim: the outcome shown in the row of the one claim holding them}."""
-    rows, count = headline(text)
-    assert count == len(rows) == len(expected), "a claim is missing or shown twice"
+    """{words of a claim: the outcome shown in the row of the one claim holding them}, read
+    from the sections' tables; the headline shows the same outcome for every claim that is
+    not a property's (those are its profile table)."""
+    rows = section_claims(text)
+    assert len(rows) == len(expected), "a claim is missing or shown twice"
     found = {}
     for words in expected:
         claims_ = [claim for claim in rows if words in claim]
         assert len(claims_) == 1, (words, claims_)
         found[words] = rows[claims_[0]]
+    top, _ = headline(text)
+    assert all(rows[claim] == outcome for claim, outcome in top.items())
+    properties = {c.statement for c in (*claims.PROPERTY_CLAIMS, claims.BELIEF_STATE)}
+    assert set(top) == set(rows) - properties
     return found
+
+
+def rendered_profile(text):
+    """{env: {property: verdict, "belief": outcome}} of the headline's profile table."""
+    _, profile = headline(text)
+    names = [ladder.name for ladder in ladders.LADDERS]
+    return {env: {**{name: cell.rsplit("→ ", 1)[1] for name, cell in zip(names, cells)},
+                  "belief": cells[-1].strip("*")} for env, cells in profile.items()}
 
 
 def test_each_claim_shows_the_outcome_its_numbers_give(committed, tmp_path, monkeypatch):
     """Numbers set so that each claim's outcome is known (held, refuted, cannot decide; per
-    env where a claim is decided env by env): the headline shows each under its own claim."""
-    results, expected = scenario(committed, flip=False)
+    env where a claim is decided env by env): each shows under its own claim, in its section
+    and in the headline, and the headline's profile shows each property's verdict."""
+    results, expected, profile = scenario(committed, flip=False)
     text = render(results, tmp_path, monkeypatch)
     assert rendered_outcomes(text, expected) == expected
+    assert rendered_profile(text) == profile
     assert all(any(o in line for line in expected.values()) for o in (HELD, REFUTED, CANNOT))
 
 
@@ -250,8 +318,8 @@ def test_each_claim_shows_the_outcome_its_numbers_give(committed, tmp_path, monk
 def test_flipping_the_numbers_flips_every_claim_on_the_page(committed, tmp_path, monkeypatch):
     """The same claims with held and refuted swapped (and cannot decide moved): every line of
     the headline changes, and to what the new numbers give."""
-    before, expected_before = scenario(committed, flip=False)
-    after, expected_after = scenario(committed, flip=True)
+    before, expected_before, _ = scenario(committed, flip=False)
+    after, expected_after, profile = scenario(committed, flip=True)
     (tmp_path / "before").mkdir()
     (tmp_path / "after").mkdir()
     shown_before = rendered_outcomes(render(before, tmp_path / "before", monkeypatch),
@@ -259,86 +327,84 @@ def test_flipping_the_numbers_flips_every_claim_on_the_page(committed, tmp_path,
     shown_after = rendered_outcomes(render(after, tmp_path / "after", monkeypatch),
                                     expected_after)
     assert shown_after == expected_after
+    assert rendered_profile((tmp_path / "after" / "REPORT.md").read_text()) == profile
     assert all(shown_after[words] != shown_before[words] for words in expected_before)
 
 
 # ------------------------------------------------------------------------------------------
-# The registry of tests: one record, read by the panel, the probe's reading and the report
+# The registry of tests: one record, read by the ladders, the probe's reading and the report
 # ------------------------------------------------------------------------------------------
-def test_a_registered_test_reaches_the_panel_table_and_every_part_of_the_report(
+def test_a_registered_test_reaches_the_ladders_and_every_part_of_the_report(
         committed, tmp_path, monkeypatch):
     """A test added to panel.TESTS alone (here a copy of the per-unit spread under another
-    name) appears in the panel's table, in the agent's values, in §2b's paired table, in
-    §2c's tables and as a claim of the headline, with the copied test's outcome."""
+    name) is read off the agent, calibrated on every ladder as its copy is, and shown in
+    §2b's paired table and the appendix's ladder tables as its copy is."""
     extra = replace(next(t for t in panel.TESTS if t.name == "within_between"),
                     name="spread_again", label="the spread again, registered by a test",
                     paired_label="the spread again (registered by a test)")
     monkeypatch.setattr(panel, "TESTS", panel.TESTS + (extra,))
     results = copy.deepcopy(committed)
-    for cal in results["calibration"].values():
-        for seed in cal["seeds"]:
-            for machine in seed["machines"].values():
-                machine["values"]["spread_again"] = machine["values"]["within_between"]
-    seeds = results["calibration"]["bandit"]["seeds"]
-    table = panel.calibration_table(seeds)
-    assert table["spread_again"]["machines"] == table["within_between"]["machines"]
+    for lad in results["ladders"].values():
+        for seed in lad["seeds"]:
+            rows = [row for by_basis in seed["ladders"].values() for grades in by_basis.values()
+                    for row in grades] + list(seed["references"].values())
+            for row in rows:
+                row["spread_again"] = row["within_between"]
     probe = results["belief_states"]["bandit"][0]["probe"]
     values = panel.agent_values(probe)
     assert values["spread_again"] == values["within_between"]
-    assert panel.agent_beside_panel(values, seeds)["spread_again"]["label"] == extra.label
-    text = render(results, tmp_path, monkeypatch)
-    rows, _ = headline(text)
-    assert rows[f"The agent's state passes the test of {extra.label}."] == \
-        rows["The agent's state passes the test of within/between spread (per-unit standardised)."]
-    cells = {line.split(" | ")[1]: line.split(" | ", 2)[2] for line in text.splitlines()
-             if line.startswith("| bandit | ")}
-    assert cells[extra.paired_label] == cells["within/between spread ratio (per-unit standardised)"]
+    cal = claims.ladder_numbers(results)["bandit"]["calibration"]
+    for ladder in ladders.LADDERS:
+        np.testing.assert_equal(cal[ladder.name]["spread_again"],
+                                cal[ladder.name]["within_between"])
+    render(results, tmp_path, monkeypatch)
+    appendix = (tmp_path / report.APPENDIX).read_text(encoding="utf-8")
 
-    def calibration_rows(label):   # the test's row in each env's §2c table, after its label
-        return [line.split(" | ", 1)[1] for line in text.splitlines()
-                if line.startswith(f"| {label} | ")]
+    def rows(label):   # the cells after the label, in every table of the appendix
+        return [line.split(" | ", 1)[1] for line in appendix.splitlines()
+                if line.startswith(f"| {label} | ") or line.startswith(f"| bandit | {label} | ")]
 
-    again = calibration_rows(extra.label)
-    assert len(again) == len(results["calibration"])
-    assert again == calibration_rows("within/between spread (per-unit standardised)")
+    again = rows("spread_again")
+    assert len(again) >= len(ladders.LADDERS) * len([l for l in results["ladders"].values()
+                                                     if l["seeds"]])
+    assert again == rows("within_between")
+    assert rows(extra.paired_label) and [r.split(" | ", 1)[1] for r in rows(extra.paired_label)] \
+        == [r.split(" | ", 1)[1] for r in rows("within/between spread ratio (per-unit standardised)")]
 
 
 # ------------------------------------------------------------------------------------------
 # One meaning for a value that is not there: in memory and in results.json alike
 # ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("undefined", [pytest.param(False, marks=pytest.mark.slow), True])
-def test_the_panel_decides_alike_in_memory_and_read_back_from_results_json(
+def test_the_ladders_decide_alike_in_memory_and_read_back_from_results_json(
         committed, tmp_path, monkeypatch, undefined):
-    """The committed run with its panel held as calibrate holds it (NumPy numbers, a NaN
-    recorded by panel.recorded), and the same written by experiments.write_results and read
-    back by experiments.load_results (the schema's check): every §2c table, verdict,
-    outcome and placement is the same, and so is the whole report. With the distilled
-    machine's splice value undefined on one bandit seed (the tester's null), the distilled
-    LSTM is unclear in both, and the bandit's splice test, held with it, cannot decide."""
+    """The committed run with its ladders held as ladder_seed holds them (NumPy numbers, a
+    NaN recorded by panel.recorded), and the same written by experiments.write_results and
+    read back by experiments.load_results (the schema's check): every calibration, profile
+    and verdict is the same, and so is the whole report. With the splice value of the
+    causal-use ladder's top grade undefined in the tanh basis on one seed, the pair of
+    grades below it does not qualify, in both."""
     results = copy.deepcopy(committed)
-    for cal in results["calibration"].values():
-        for seed in cal["seeds"]:
-            for machine in seed["machines"].values():
-                machine["values"] = {name: np.float64(v) if isinstance(v, float) else v
-                                     for name, v in machine["values"].items()}
+    for lad in results["ladders"].values():
+        for seed in lad["seeds"]:
+            for by_basis in seed["ladders"].values():
+                for grades in by_basis.values():
+                    for row in grades:
+                        for name, v in row.items():
+                            row[name] = np.float64(v) if isinstance(v, float) else v
     splice = next(t for t in panel.TESTS if t.name == "splice")
     if undefined:
-        distilled = results["calibration"]["bandit"]["seeds"][1]["machines"]["distilled"]
-        distilled["values"]["splice"] = panel.recorded(splice, np.nan)
-    in_memory = claims.calibration_numbers(results)
+        top = results["ladders"]["bandit"]["seeds"][1]["ladders"]["causal use"]["tanh"][-1]
+        top["splice"] = panel.recorded(splice, np.nan)
+    in_memory = claims.ladder_numbers(results)
     experiments.write_results(results, tmp_path)
     read_back = experiments.load_results(str(tmp_path))
-    np.testing.assert_equal(claims.calibration_numbers(read_back), in_memory)
+    np.testing.assert_equal(claims.ladder_numbers(read_back), in_memory)
     assert render(read_back, tmp_path / "file", monkeypatch) == \
         render(results, tmp_path / "memory", monkeypatch)
-    bandit = in_memory["bandit"]
-    assert bandit["outcome"]["splice"] == (CANNOT if undefined else HELD)
-    assert bandit["table"]["splice"]["machines"]["distilled"]["verdict"] == \
-        ("unclear" if undefined else "passes")
-    assert ("distilled" in bandit["table"]["splice"]["wrong"]) == undefined
-    # the committed Tiger panel: value learners undefined on the maps' relative KL stop it
-    tiger = in_memory["tiger"]["table"]["a2b_output"]
-    assert {"value learner α = 0.01", "value learner α = 0.05"} <= set(tiger["wrong"])
+    last = in_memory["bandit"]["calibration"]["causal use"]["splice"]
+    assert (last["reason"][-1] == "undefined (tanh)") == undefined
+    assert not last["pairs"][-1] or not undefined
 
 
 def test_a_null_in_memory_or_in_results_json_is_refused_not_read_as_not_measured(
@@ -346,15 +412,14 @@ def test_a_null_in_memory_or_in_results_json_is_refused_not_read_as_not_measured
     """A bare NaN (in memory) and a null (in the file) could mean "undefined" or "missing":
     both are refused, naming where it is, before any verdict."""
     results = copy.deepcopy(committed)
-    results["calibration"]["bandit"]["seeds"][1]["machines"]["distilled"]["values"]["splice"] = \
+    results["ladders"]["bandit"]["seeds"][1]["ladders"]["sufficiency"]["tanh"][2]["splice"] = \
         float("nan")
-    with pytest.raises(ValueError, match="test 'splice' of 'distilled' on panel seed 1 must be "
-                                         "a finite number"):
-        claims.calibration_numbers(results)
+    with pytest.raises(ValueError, match="must be a finite number"):
+        claims.ladder_numbers(results)
     experiments.write_results(results, tmp_path)   # the NaN is written as null
     with pytest.raises(ValueError, match=re.escape(
-            "key results.calibration.bandit.seeds[1].machines.distilled.values.splice must be "
-            'a finite number or {"undefined": "why"}, got null')):
+            "key results.ladders.bandit.seeds[1].ladders.sufficiency.tanh[2].splice must be "
+            'a finite number, {"undefined": "why"} or {"not measured": "why"}, got null')):
         experiments.load_results(str(tmp_path))
 
 
