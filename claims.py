@@ -308,12 +308,11 @@ PROPERTY_STATEMENTS = {
     "causal use": "Changing the belief the agent's state carries changes its actions as Bayes "
                   "predicts.",
 }
-PLACEMENT = ("Placed on the {name} ladder ({unit}: {grades}) by the test, among those meant to "
-             "measure {name}, that qualifies over the most adjacent grades (monotone in every "
-             "basis, basis spread below the step); the interval holds the grades where the "
-             "ladder's one-sided {level:.0%} band (t over ladder seeds × bases) meets the "
-             "agent's one-sided {level:.0%} limits (t, n − 1 df over its seeds). {tolerance}; "
-             "cannot decide where no such test qualifies or the agent lies outside its range.")
+PLACEMENT = ("The agent's position on the {name} ladder ({unit}: {grades}), read off the test "
+             "meant for {name} that qualifies over the most grades, its interval where the "
+             "ladder's one-sided {level:.0%} band meets the agent's one-sided {level:.0%} "
+             "limits (§2c's method). {tolerance}; cannot decide where no test qualifies or the "
+             "agent lies outside its range.")
 
 
 def property_claim(ladder):

@@ -4,7 +4,7 @@ and to carry the exact belief linearly in h: a *known* belief-state network.
 Objective "distill" of metarl.Config: the agent's inputs, width and heads, trained on its own
 rollouts by cross-entropy to the reference's tie-split policy (belief.reference_q:
 Bayes-optimal for the bandits and Tiger, belief-greedy for two-step) plus a regression of
-the exact belief features from h. It is the calibration panel's trained *belief* machine,
+the exact belief features from h. It is the ladders' reference belief-state network,
 and the ceiling of what the agent's LSTM can represent. The RL-only fields (γ, λ, β, c_V)
 are not read. runs.train trains it with distill_update as its step.
 """
@@ -85,8 +85,8 @@ def distill_update(params, opt, hp, cfg, rng, lr, targets, buffers=None, fused=T
     """One distillation update: B fresh tasks → rollout of the student's own policy →
     targets(tr) = (π* (T, B, A), F (T, B, n_f)) on its histories → BPTT of L_CE + w_B L_B →
     clip → Adam. `metarl.py distill` uses the reference's tie-split policy and the exact
-    belief features (distillation_targets, its reference built once per run); the panel's
-    trained non-belief LSTM uses other targets."""
+    belief features (distillation_targets, its reference built once per run); the
+    recent-events LSTM and the ladders' LSTMs use other targets."""
     tr = rollout(params, cfg, hp.batch, rng, out=buffers, fused=fused)
     target, F = targets(tr)
     stats, grads = distillation_loss_and_gradients(params, tr, target, F, hp.belief_weight,

@@ -46,7 +46,7 @@ import runs
 import stats
 from boundary import check_int
 
-LADDER_STREAM = 2 ** 33 + 3   # the bases' random maps, beside the panel's streams
+LADDER_STREAM = 2 ** 33 + 3   # the bases' random maps, beside panel.PANEL_STREAM
 BASES = ("identity", "linear", "tanh")   # fixed bases; "LSTM" (distilled) where LSTM_GRADES say
 LSTM = "LSTM"
 LINEAR_LOG_SCALE = 0.5        # the linear basis's axis scales exp(N(0, 0.5²)): unequal, but the
@@ -72,7 +72,9 @@ class Ladder:
     better: int
     build: Callable
     same_states: bool
-    words: str            # what a position means, with {lo} and {hi}
+    distilled_has_it: bool = True   # the Bayes-distilled LSTM has the property by construction
+                                    # (trained to carry the belief and act Bayes-optimally by
+                                    # it; nothing keeps it from holding its inputs too)
 
 
 def forgetful(cfg, ref, kappa):
@@ -143,27 +145,22 @@ def belief_weighted(cfg, ref, lam):
 
 
 LADDERS = (
-    Ladder("sufficiency", "κ", (0.8, 0.9, 0.97, 1.0), 1.0, +1, forgetful, False,
-           "as sufficient as a filter keeping evidence by κ ∈ [{lo}, {hi}]"),
-    Ladder("minimality", "k", (0, 1, 2, 4), 0, -1, with_events, False,
-           "holds as much beyond the belief as the exact filter plus {lo}–{hi} events"),
-    Ladder("policy", "τ", (0.0, 0.01, 0.03, 0.1, 0.3), 0.0, -1, softmax_bayes, True,
-           "acts like softmax(Q*/τR) on the exact belief, τ ∈ [{lo}, {hi}]"),
-    Ladder("causal use", "λ", (0.0, 0.25, 0.5, 0.75, 1.0), 1.0, +1, belief_weighted, True,
-           "acts on its belief like the exact filter with weight λ ∈ [{lo}, {hi}] on it"),
+    Ladder("sufficiency", "κ", (0.8, 0.9, 0.97, 1.0), 1.0, +1, forgetful, False),
+    Ladder("minimality", "k", (0, 1, 2, 4), 0, -1, with_events, False, False),
+    Ladder("policy", "τ", (0.0, 0.01, 0.03, 0.1, 0.3), 0.0, -1, softmax_bayes, True),
+    Ladder("causal use", "λ", (0.0, 0.25, 0.5, 0.75, 1.0), 1.0, +1, belief_weighted, True),
 )
 PROPERTY = {ladder.name: ladder for ladder in LADDERS}
 # The verdicts' tolerances, in each ladder's units, fixed before any number: (grade, words)
 TOLERANCE = {
-    "sufficiency": (0.97, "held if the lower limit is at least κ = 0.97 (a filter keeping the "
-                          "evidence of ~30 steps back at 0.4 of its weight), refuted if the upper "
-                          "limit is below it"),
+    "sufficiency": (0.97, "held if the lower limit is at least κ = 0.97 (evidence 30 steps "
+                          "back kept at 0.4 of its weight), refuted if the upper limit is below"),
     "minimality": (1, "held (minimal) if the upper limit is at most k = 1 event, refuted (holds "
-                      "history) if the lower limit is above it"),
+                      "history) if the lower limit is above"),
     "policy": (0.03, "held if the upper limit is at most τ = 0.03 reward scales, refuted if "
-                     "the lower limit is above it"),
+                     "the lower limit is above"),
     "causal use": (0.75, "held if the lower limit is at least λ = 0.75, refuted if the upper "
-                         "limit is below it"),
+                         "limit is below"),
 }
 LSTM_GRADES = {"sufficiency": (0.8, 0.9, 0.97, 1.0)}   # the grades built in the agent's basis,
 # where the main job's budget allows (the LSTM's own cost to a measure shows on sufficiency)
@@ -333,7 +330,7 @@ def state_scale(machine, tr):
 
 def ladder_part(ep, basis):
     """Every ladder in one fixed basis along ep: {property: [values per grade]}, values
-    {test: value} (a number or panel's record of why there is none). The ladders whose
+    {test: value} (a number or a record of why there is none, panel.recorded). The ladders whose
     machines share the exact filter's states reuse its state-only measures
     (state_measures)."""
     out, exact_shared = {}, None
@@ -389,8 +386,9 @@ def grade_targets(machine, cfg):
 
 
 def grade_lstm(agent_hp, prop, grade, log=None):
-    """An LSTM of the agent's architecture distilled from one ladder machine (panel's
-    distillation recipe, LSTM_UPDATES updates): the grade in the agent's own basis."""
+    """An LSTM of the agent's architecture distilled from one ladder machine (the agent's
+    distillation recipe, panel.distill_recipe_for, with LSTM_UPDATES updates): the grade in
+    the agent's own basis."""
     hp = panel.distill_recipe_for(agent_hp)
     hp = replace(hp, updates=min(LSTM_UPDATES, hp.updates),
                  log_every=max(1, min(LSTM_UPDATES, hp.updates) // 2))
@@ -454,11 +452,12 @@ def qualify(by_basis, undefined=None):
             reason = f"undefined ({gone[0]})"
         elif not np.isfinite(move):
             reason = "not measured"
+        elif move == 0:
+            reason = "flat: blind to the grade"
         else:
             reason = next((f"not monotone ({b})" for b in means
                            if measured[b][g] and measured[b][g + 1]
-                           and (move == 0 or np.sign(means[b][g + 1] - means[b][g])
-                                != np.sign(move))), None)
+                           and np.sign(means[b][g + 1] - means[b][g]) != np.sign(move)), None)
             if reason is None and not max(spread[g], spread[g + 1]) < abs(move):
                 reason = "basis spread ≥ step"
         pairs.append(reason is None)

@@ -270,12 +270,12 @@ def belief_states_section(results, out):
     return Section(
         title="2. Hidden states are belief states",
         verdicts=verdicts,
-        tables=[(f"Held-out R² ({scale['folds']}-fold CV over episodes, "
-                 f"{scale['probe_episodes']} fresh episodes per agent), mean ± SE over n = {n} "
-                 "seeds; * marks the posterior means.",
-                 ["env", "feature", "trained [h, c]", "untrained", "input x_t only",
-                  "shuffled targets"], decode_rows),
-                (f"Margins of the trained state's R² over each control, paired by seed (mean ± SE, "
+        appendix=[(f"Held-out R² ({scale['folds']}-fold CV over episodes, "
+                   f"{scale['probe_episodes']} fresh episodes per agent), mean ± SE over n = {n} "
+                   "seeds; * marks the posterior means.",
+                   ["env", "feature", "trained [h, c]", "untrained", "input x_t only",
+                    "shuffled targets"], decode_rows)],
+        tables=[(f"Margins of the trained state's R² over each control, paired by seed (mean ± SE, "
                  f"n = {n}), posterior means only.",
                  ["env", "feature", "over untrained", f"its lower {LEVEL:.0%} limit",
                   "over input only", "over shuffled"], gap_rows),
@@ -295,7 +295,8 @@ def belief_states_section(results, out):
                   "Left: R² gain of the trained state over the untrained network along "
                   "training, all snapshots probed on the same histories (mean ± SE over "
                   f"n = {n} seeds). Right: each snapshot's return relative to its env's last.")],
-        notes=["Controls, on the same episodes and folds: *untrained* is the same architecture "
+        notes=[f"Every feature's held-out R² is in [{APPENDIX}]({APPENDIX}). "
+               "Controls, on the same episodes and folds: *untrained* is the same architecture "
                "with its initial weights, driven by the trained agent's own inputs; *input x_t "
                "only* decodes from the current input alone; *shuffled targets* pairs each "
                "episode's [h, c] with another episode's beliefs. A random LSTM already holds "
@@ -452,9 +453,8 @@ def belief_tests_section(results, out):
         verdicts=[],
         tables=[(f"Trained − untrained, paired by seed (mean ± SE and the upper {LEVEL:.0%} "
                  "limit, t with n − 1 df; same episodes and folds) and the trained network's own "
-                 f"value (null 1), n = {n}. These comparisons were §2b's criteria before the "
-                 "calibration panel; they are descriptive here, since an untrained network is "
-                 "only one of the machines a test must separate (§2c decides the claims).",
+                 f"value (null 1), n = {n}. Descriptive: an untrained network is one reference "
+                 "point, not a scale (§2c places the agent on the ladders).",
                  ["env", "measure", "trained − untrained", f"upper {LEVEL:.0%} limit",
                   "trained alone"], paired_rows),
                 (f"State-machine simulation (Mikulik et al. 2020), {probe0['simulation_episodes']} "
@@ -547,6 +547,12 @@ def ladders_section(results, out):
                 for name, prof in (("agent", m["profile"]),
                                    *((ref, r["profile"]) for ref, r in m["references"].items()))])
               for env, m in numbers.items()]
+    tables.append((
+        "Which test grades which property: the grades between which it qualifies on the ladder "
+        "of each property it is meant to measure (panel.Test.measures), or why it does not "
+        "(its most frequent reason over that ladder's pairs: basis spread ≥ step = "
+        "basis-dependent; not monotone in a basis; flat = blind to what the ladder varies).",
+        ["test", "meant for", *numbers], qualification_rows(numbers)))
     return Section(
         title="2c. The agent on the ladders: sufficiency, minimality, policy, causal use",
         verdicts=verdicts, tables=tables,
@@ -555,7 +561,27 @@ def ladders_section(results, out):
                   "that places machines on it, per basis (lines; mean over ladder seeds) against "
                   "the grade; the agent's mean and one-sided limits over seeds (band) and the "
                   "reference networks (dashed).")],
-        notes=[ladder_note(numbers, missing), APPENDIX_LINK])
+        notes=[ladder_note(numbers, missing), *filter(None, [known_belief_caveat(numbers)]),
+               APPENDIX_LINK])
+
+
+def qualification_rows(numbers):
+    """Per test: the properties it is meant for, and per env where it qualifies on them."""
+    rows = []
+    for t in panel.TESTS:
+        cells = []
+        for m in numbers.values():
+            parts = []
+            for prop in t.measures:
+                q = m["calibration"][prop][t.name]
+                if q["qualified"]:
+                    parts.append(f"{prop} {', '.join(f'{a:g}–{b:g}' for a, b in q['range'])}")
+                else:
+                    reasons = [r for r in q["reason"] if r]
+                    parts.append(f"{prop}: no ({max(set(reasons), key=reasons.count)})")
+            cells.append("; ".join(parts))
+        rows.append([t.name, ", ".join(t.measures), *cells])
+    return rows
 
 
 APPENDIX = "APPENDIX.md"
@@ -577,13 +603,40 @@ def ladder_note(numbers, missing):
              "qualifies between two grades when it moves the same way in every basis and the "
              "spread of the fixed bases (the same machine in other coordinates) is below that "
              "move; only a test meant to measure the property (panel.Test.measures) places a "
-             "machine on its ladder. A network (the agent, a reference) is read on the LSTM "
-             "basis's curve where the ladder has one (\"LSTM curve\"), so that the cost of being "
-             "an LSTM is not read as lost belief; elsewhere on the fixed bases' pooled curve."]
+             "machine on its ladder. A machine's position is the grade at which that test's curve "
+             "takes the machine's mean over its seeds, within the test's widest qualified "
+             f"range; its interval, the grades at which the curve's one-sided {LEVEL:.0%} band "
+             "(t over ladder seeds × bases) meets the machine's one-sided limits (t, n − 1 df "
+             "over its seeds), so that both the agent's seeds and the ladder's noise count. A "
+             "network (the agent, a reference) is read on the LSTM basis's curve where the "
+             "ladder has one (\"LSTM curve\", its band over ladder seeds), so that the cost of "
+             "being an LSTM is not read as lost belief; elsewhere on the fixed bases' pooled "
+             "curve."]
     if missing:
         words.append(f"No ladders were built for {', '.join(missing)} (the main job's budget): "
                      "its claims that rest on decoding cannot be decided.")
     return " ".join(words)
+
+
+def known_belief_caveat(numbers):
+    """Where the Bayes-distilled LSTM, a known belief state, is itself refuted on a ladder:
+    that scale reads something of being an LSTM (the agent's basis was not built there), so
+    the agent's refutation on it says no more than that it is as far from the scripted
+    machines as a known belief-state network is, or further. Empty if nowhere."""
+    refuted = []
+    for env, m in numbers.items():
+        for ladder in ladders.LADDERS:
+            prop = m["references"]["distilled"]["profile"][ladder.name]
+            if ladder.distilled_has_it and prop["verdict"] == "refuted":
+                placed = prop["tests"][prop["chosen"]]
+                refuted.append(f"{env} {ladder.name} ({ladder.unit} {placed['position']:.3g})")
+    if not refuted:
+        return ""
+    return ("The Bayes-distilled LSTM, a known belief state of the agent's architecture, is "
+            f"itself refuted on: {', '.join(refuted)}. On those ladders (no grades in the "
+            "agent's basis) the scale reads a cost of being an LSTM too: there an agent's "
+            "refutation says that its state is as far from the scripted machines as a "
+            "known belief-state network's is, or further, not that it lacks the property.")
 
 
 def bound(value, is_open, sign):
@@ -1150,6 +1203,7 @@ def headline(results, sections):
             markdown_table(["env", *(f"{ladder.name} ({ladder.unit})"
                                      for ladder in ladders.LADDERS),
                             "a belief state (sufficiency ∧ causal use)"], profile), "",
+            *([known_belief_caveat(numbers), ""] if known_belief_caveat(numbers) else []),
             markdown_table(["claim", "outcome"], others), ""]
 
 

@@ -40,7 +40,7 @@ def train(hp, out, resume=False, log=print_now, on_update=None, targets=None, fu
     resume=True and an existing `out`, training continues from it bit-identically.
     on_update(u, params, stats), if given, is called after update u (e.g. to keep snapshots).
     targets(tr) → (π*, F), for objective distill only: what to distil instead of the exact
-    reference's policy and belief (the calibration panel's trained non-belief LSTM).
+    reference's policy and belief (the recent-events LSTM, a ladder grade's LSTM).
     Returns the trained parameters."""
     metarl.check_hyperparameters(hp)
     cfg = env_config(hp)
