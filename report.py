@@ -578,7 +578,8 @@ def qualification_rows(numbers):
                     parts.append(f"{prop} {', '.join(f'{a:g}–{b:g}' for a, b in q['range'])}")
                 else:
                     reasons = [r for r in q["reason"] if r]
-                    parts.append(f"{prop}: no ({max(set(reasons), key=reasons.count)})")
+                    # the most frequent reason, ties to the first (no set: its order varies)
+                    parts.append(f"{prop}: no ({max(reasons, key=reasons.count)})")
             cells.append("; ".join(parts))
         rows.append([t.name, ", ".join(t.measures), *cells])
     return rows
