@@ -499,9 +499,11 @@ def place(grades, q, values, basis=None, level=stats.LEVEL, resolution=2001):
     nearest its mean (piecewise linear in the grade), and the interval of grades at which the
     curve's band (one-sided t limits) meets the machine's one-sided t limits over its seeds,
     both within the test's widest qualified range; an interval that reaches an end of that
-    range is open there ("≤"/"≥"). The curve: the fixed bases' pooled one, or basis's
-    (q["by_basis"]) if given. Returns {"position", "low", "high", "open_low", "open_high",
-    "segment", "mean", "limits"} or {"outside": why}."""
+    range is open there ("≤"/"≥"). A machine whose whole interval lies past an end of that
+    range is censored there ("beyond": position, low and high that end, open on its side).
+    The curve: the fixed bases' pooled one, or basis's (q["by_basis"]) if given. Returns
+    {"position", "low", "high", "open_low", "open_high", "beyond", "segment", "mean",
+    "limits"} or {"outside": why}."""
     v = np.asarray(values, np.float64)
     if not np.isfinite(v).all() or len(v) == 0:
         return {"outside": "its value is undefined on some seed"}
@@ -518,12 +520,19 @@ def place(grades, q, values, basis=None, level=stats.LEVEL, resolution=2001):
     band_lo = np.interp(x, g[seg], [b[0] for b in q["band"][seg]])
     band_hi = np.interp(x, g[seg], [b[1] for b in q["band"][seg]])
     inside = (band_hi >= lo) & (band_lo <= hi)
-    if not inside.any():
-        return {"outside": "outside the range the test grades"}
+    segment, rising = [float(g[first]), float(g[last])], curve[-1] > curve[0]
+    if not inside.any():   # the whole interval lies past one end: censored there
+        below = hi < band_lo if rising else lo > band_hi   # past the low grades' side
+        end = 0 if below[0] else -1 if (lo > band_hi if rising else hi < band_lo)[-1] else None
+        if end is None:
+            return {"outside": "outside the range the test grades"}
+        return {"position": float(x[end]), "low": float(x[end]), "high": float(x[end]),
+                "open_low": end == 0, "open_high": end == -1, "beyond": True,
+                "segment": segment, "mean": mean, "limits": [lo, hi]}
     where = x[inside]
     return {"position": float(x[np.argmin(np.abs(curve - mean))]), "low": float(where.min()),
             "high": float(where.max()), "open_low": bool(inside[0]),
-            "open_high": bool(inside[-1]), "segment": [float(g[first]), float(g[last])],
+            "open_high": bool(inside[-1]), "beyond": False, "segment": segment,
             "mean": mean, "limits": [lo, hi]}
 
 

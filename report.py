@@ -59,6 +59,7 @@ class Section:
     figures: list   # (file name in the output folder, caption)
     notes: list     # paragraphs a reader needs to judge the numbers
     appendix: list = field(default_factory=list)   # tables shown in APPENDIX.md instead
+    caveats: list = field(default_factory=list)    # notes the README's findings repeat
 
 
 # ------------------------------------------------------------------------------------------
@@ -561,8 +562,8 @@ def ladders_section(results, out):
                   "that places machines on it, per basis (lines; mean over ladder seeds) against "
                   "the grade; the agent's mean and one-sided limits over seeds (band) and the "
                   "reference networks (dashed).")],
-        notes=[ladder_note(numbers, missing), *filter(None, [known_belief_caveat(numbers)]),
-               APPENDIX_LINK])
+        notes=[ladder_note(numbers, missing), APPENDIX_LINK],
+        caveats=list(filter(None, [known_belief_caveat(numbers)])))
 
 
 def qualification_rows(numbers):
@@ -652,6 +653,10 @@ def position_cell(ladder, prop):
     if "outside" in placed:
         return f"{placed['outside']} ({prop['chosen']}) → {prop['verdict']}"
     curve = ", LSTM curve" if prop["basis"] else ""
+    if placed["beyond"]:
+        side = "≤" if placed["open_low"] else "≥"
+        return (f"beyond the graded range: {side}{placed['position']:.3g} "
+                f"({prop['chosen']}{curve}) → {prop['verdict']}")
     return (f"{placed['position']:.3g} [{bound(placed['low'], placed['open_low'], -1)}, "
             f"{bound(placed['high'], placed['open_high'], 1)}] ({prop['chosen']}{curve}) → "
             f"{prop['verdict']}")
@@ -1116,6 +1121,7 @@ def findings_lines(sections, facts):
     for s in sections:
         lines += [f"- {s.title}:"] if s.verdicts else []
         lines += [f"  - {v.claim} **{outcome(v.held)}**" for v in s.verdicts]
+        lines += [f"  - *Caveat:* {caveat}" for caveat in s.caveats]
     return lines
 
 
@@ -1218,7 +1224,7 @@ def section_markdown(s):
         lines += [caption, "", markdown_table(header, rows), ""]
     for name, caption in s.figures:
         lines += [f"![{name[:-len('.png')]}]({name})", "", f"*{caption}*", ""]
-    return lines + [note + "\n" for note in s.notes]
+    return lines + [note + "\n" for note in s.caveats + s.notes]
 
 
 def run_markdown(facts):

@@ -228,8 +228,9 @@ def test_only_a_test_meant_for_the_property_places_a_machine():
 
 def test_a_machine_is_placed_where_the_curve_takes_its_value():
     """On a line from 0 to 1 over λ ∈ [0, 1], values around 0.6 sit at λ ≈ 0.6 with an
-    interval around it; values beyond the ladder's top are open there; an undefined value
-    is not placed."""
+    interval around it; values at the ladder's top are open there; values wholly past an end
+    are censored at it (held past the top, refuted past the bottom); an undefined value is
+    not placed."""
     cal = ladders.calibration(synthetic({"identity": LINE, "linear": LINE}, noise=0.01))
     prof = ladders.profile(cal, [{"splice": v} | {t.name: 0.5 for t in panel.TESTS
                                                    if t.name != "splice"}
@@ -241,6 +242,14 @@ def test_a_machine_is_placed_where_the_curve_takes_its_value():
     top = ladders.profile(cal, [{**{t.name: 0.5 for t in panel.TESTS}, "splice": v}
                                 for v in (0.99, 1.0, 1.01)])["causal use"]
     assert top["tests"]["splice"]["open_high"] and top["verdict"] == "held"
+    for values, end, verdict in (((1.5, 1.6, 1.7), 1.0, "held"), ((-0.7, -0.6, -0.5), 0.0,
+                                                                   "refuted")):
+        far = ladders.profile(cal, [{**{t.name: 0.5 for t in panel.TESTS}, "splice": v}
+                                    for v in values])["causal use"]
+        placed = far["tests"]["splice"]   # past an end: censored there, open on that side
+        assert placed["beyond"] and placed["position"] == placed["low"] == placed["high"] == end
+        assert placed["open_high"] == (end == 1.0) and placed["open_low"] == (end == 0.0)
+        assert far["verdict"] == verdict
     undefined = ladders.profile(cal, [{**{t.name: 0.5 for t in panel.TESTS},
                                        "splice": {panel.UNDEFINED: "why"}}] * 3)["causal use"]
     assert undefined["verdict"] == "cannot decide"

@@ -220,8 +220,9 @@ def set_two_step(results, interaction, w):
 def scenario(committed, flip):
     """Results with every claim's outcome set, and the outcome each claim must show. Decoding
     does not grade sufficiency in one laddered env (the last; with flip, the first, whose
-    bandit agents' §3 cases then cannot decide either), nor in an env without ladders; each
-    property of §2c has its own pattern of outcomes over the envs. flip swaps held and
+    bandit agents' §3 cases then cannot decide either), in those whose sufficiency cannot be
+    decided, nor in an env without ladders; each property of §2c has its own pattern of
+    outcomes over the envs. flip swaps held and
     refuted, turns §3's position test to cannot decide and rotates every §2c outcome (held →
     refuted → cannot decide → held), so that every claim's line changes."""
     results = copy.deepcopy(committed)
@@ -231,7 +232,20 @@ def scenario(committed, flip):
     expected, profile = {}, {}
     set_near_optimal(results, f[HELD])
     expected["act near Bayes-optimally on every task distribution"] = f[HELD]
-    gate = laddered[0] if flip else laddered[-1]   # decoding does not grade sufficiency there
+    # each property its own pattern over the laddered envs: base-3 digits of 5 i, the last
+    # env first (so that without flip sufficiency cannot be decided there, where decoding is
+    # not graded anyway, and §3's families keep their gate)
+    for i, ladder in enumerate(ladders.LADDERS, start=1):
+        digit = {env: (5 * i // 3 ** j + flip) % 3 for j, env in enumerate(reversed(laddered))}
+        outcomes = {env: (HELD, REFUTED, CANNOT)[digit[env]] for env in laddered}
+        for env, o in outcomes.items():
+            set_ladder(results, env, ladder.name, o)
+            profile.setdefault(env, {})[ladder.name] = o
+        expected[claims.PROPERTY_STATEMENTS[ladder.name]] = per_env(outcomes)
+    # decoding does not grade sufficiency in one env, nor where sufficiency cannot be decided
+    # (there a qualified decoding test would place the agent itself)
+    closed = {laddered[0] if flip else laddered[-1]} | {
+        env for env in laddered if profile[env]["sufficiency"] == CANNOT}
     numbers = {"decodable": (HELD, REFUTED, HELD, REFUTED), "learned": (HELD,) * 4,
                "growth": (REFUTED,) * 4}
     numbers = {claim: dict(zip(envs_, (f[o] for o in outcomes)))
@@ -239,21 +253,13 @@ def scenario(committed, flip):
     for env in envs_:
         set_decoding(results, env, *(numbers[claim][env] for claim in numbers))
     for env in laddered:
-        set_gate(results, env, env != gate)
-    plan = {claim: {env: o if env in laddered and env != gate else CANNOT
+        set_gate(results, env, env not in closed)
+    plan = {claim: {env: o if env in laddered and env not in closed else CANNOT
                     for env, o in by_env.items()} for claim, by_env in numbers.items()}
     for claim, words in (("decodable", "linearly decodable from the trained agent's state"),
                          ("learned", "Training makes the state more belief-like"),
                          ("growth", "Along training the state becomes more belief-like")):
         expected[words] = per_env(plan[claim])
-    # each property its own pattern over the laddered envs: base-3 digits of 7 i
-    for i, ladder in enumerate(ladders.LADDERS, start=1):
-        outcomes = {env: (HELD, REFUTED, CANNOT)[(7 * i // 3 ** j + flip) % 3]
-                    for j, env in enumerate(laddered)}
-        for env, o in outcomes.items():
-            set_ladder(results, env, ladder.name, o)
-            profile.setdefault(env, {})[ladder.name] = o
-        expected[claims.PROPERTY_STATEMENTS[ladder.name]] = per_env(outcomes)
     belief = {env: belief_outcome(p["sufficiency"], p["causal use"]) for env, p in profile.items()}
     expected["is a belief state (the seed paper's claim)"] = per_env(belief)
     set_shift(results, position=CANNOT if flip else HELD, kl=f[REFUTED], crossed=f[HELD])
@@ -263,7 +269,7 @@ def scenario(committed, flip):
         CANNOT if flip else HELD
     expected["the agent acts like the training-prior Bayes policy"] = f[REFUTED]
     expected["state holds the training-prior posterior"] = \
-        CANNOT if (gate in families or not families <= set(laddered)) else f[HELD]
+        CANNOT if (families & closed or not families <= set(laddered)) else f[HELD]
     set_two_step(results, f[HELD], f[REFUTED])
     expected["larger reward × transition interaction"] = f[HELD]
     expected["weigh model-based values more than model-free ones"] = f[REFUTED]
