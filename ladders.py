@@ -23,12 +23,14 @@ policy and its state, distill.distill_update), where the budget allows (LSTM_GRA
 Every measure of panel.TESTS is read off every grade in every basis, along the same episodes
 and folds as the agent's (the agent's own probe episodes). A measure *qualifies* for a
 property between two adjacent grades when its mean moves in the same direction in every
-basis and its spread across bases at both grades is smaller than the move of the mean curve
-between them (qualify). The agent's value is then read back through the curve (place): a
-position in the ladder's units with an interval that counts the agent's seeds (its one-sided
-t limits) and the ladder's noise (t limits of the curve over seeds × bases), reported only
-where it falls in a qualified range. A verdict per property compares the interval with a
-tolerance in the ladder's units written here before any number (TOLERANCE).
+basis and the spread of the fixed bases at both grades is smaller than the move of the mean
+curve between them (qualify). A machine's value is then read back through the curve (place;
+a network on the LSTM basis's curve where there is one): a position in the ladder's units
+with an interval that counts its seeds (one-sided t limits) and the ladder's noise (t limits
+of the curve over seeds × bases), within the test's widest qualified range, censored at an
+end it lies wholly past. A verdict per property compares the interval with a tolerance in
+the ladder's units written here before any number (TOLERANCE); the test that places
+machines on a ladder is chosen from the ladder alone (chosen_test).
 """
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
