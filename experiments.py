@@ -33,7 +33,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields as dataclass_fields, replace
-from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -434,10 +433,8 @@ def ladder_job(agent, seed, scale, part, lstms=None, references=None):
     cfg = metarl.env_config(agent.hp)
     tr = metarl.rollout(agent.params, cfg, scale.probe_episodes,
                         metarl.stream(seed, probe.PROBE_STREAM))
-    tr = SimpleNamespace(**{key: getattr(tr, key)[:, :scale.simulation_episodes]
-                            for key in ("x", "a", "r", "obs")})
     ep = ladders.episodes_along(cfg, tr, seed, scale.folds, scale.splice_episodes,
-                                map_steps=scale.map_steps)
+                                map_steps=scale.map_steps, episodes=scale.simulation_episodes)
     if part != "networks":
         return ladders.ladder_part(ep, part)
     untrained = metarl.initial_params(replace(agent.hp, seed=seed), cfg, np.float64)

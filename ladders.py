@@ -250,14 +250,16 @@ class Episodes:
     map_steps: int           # Adam steps of each MLP map fit (machines.MLP_STEPS by default)
 
 
-def episodes_along(cfg, tr, seed, k, splice_episodes, ref=None, map_steps=machines.MLP_STEPS):
+def episodes_along(cfg, tr, seed, k, splice_episodes, ref=None, map_steps=machines.MLP_STEPS,
+                   episodes=None):
     """Episodes of one ladder seed along recorded episodes tr (x, a, r, obs of a
-    metarl.rollout), checked by machines.check_sizes; map_steps: the MLP maps' Adam steps,
-    as the agent's probe was measured with."""
+    metarl.rollout; its first `episodes` if given, as machines.analyse reads a probe's),
+    checked by machines.check_sizes; map_steps: the MLP maps' Adam steps, as the agent's
+    probe was measured with."""
+    tr = SimpleNamespace(**{key: getattr(tr, key)[:, :episodes] for key in ("x", "a", "r", "obs")})
     machines.check_sizes(cfg, tr.a.shape[1], k)
     check_int("splice_episodes", splice_episodes, 2)
     ref = machines.reference(cfg) if ref is None else ref
-    tr = SimpleNamespace(**{key: getattr(tr, key) for key in ("x", "a", "r", "obs")})
     F, names = belief.belief_features(cfg, tr.a, tr.r, tr.obs)
     history, history_names = machines.history_features(cfg, tr.a, tr.r, tr.obs)
     bayes = machines.bayes_machine(cfg, tr, ref)

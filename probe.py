@@ -11,7 +11,6 @@ Here: the agent's probe, behaviour metrics, PCA, plots and the command line.
 import json
 import os
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -215,8 +214,7 @@ def on_the_ladders(params, hp, seeds, episodes, seed, k=FOLDS, log=None,
     cfg, n = metarl.env_config(hp), min(SIMULATION_EPISODES, episodes)
 
     def along(s):
-        tr = metarl.rollout(params, cfg, n, metarl.stream(s, PROBE_STREAM))
-        return SimpleNamespace(x=tr.x, a=tr.a, r=tr.r, obs=tr.obs)
+        return metarl.rollout(params, cfg, n, metarl.stream(s, PROBE_STREAM))
 
     chosen = list(range(seed, seed + seeds))
     built = ladders.build_ladders(hp, chosen, n, SPLICE_EPISODES, k, along=along,

@@ -522,8 +522,8 @@ def map_check_rows(numbers):
 # ------------------------------------------------------------------------------------------
 # §2c The agent on the ladders
 # ------------------------------------------------------------------------------------------
-def ladders_section(results, out):
-    numbers = claims.ladder_numbers(results)
+def ladders_section(results, out, numbers):
+    """§2c from claims.ladder_numbers(results) (computed once by render_report)."""
     n_agent = len(next(iter(results["belief_states"].values())))
     missing = [env for env, lad in results["ladders"].items() if not lad["seeds"]]
     ladders_figure(numbers, os.path.join(out, "fig2_ladders.png"))
@@ -708,10 +708,10 @@ def ladders_figure(numbers, path):
     save_png(fig, path)
 
 
-def appendix_markdown(results, sections):
-    """APPENDIX.md: every ladder's table per family and property, then §2b's section
-    (sections[0]), then the tables the other sections send there (Section.appendix)."""
-    numbers = claims.ladder_numbers(results)
+def appendix_markdown(results, numbers, sections):
+    """APPENDIX.md: every ladder's table per family and property (numbers:
+    claims.ladder_numbers), then §2b's section (sections[0]), then the tables the other
+    sections send there (Section.appendix)."""
     lines = ["# Appendix to the experiment report", "",
              "Back to [REPORT.md](REPORT.md).", "",
              "## A. The ladders, test by test", "",
@@ -1170,8 +1170,9 @@ def render_report(results, out):
     """REPORT.md, APPENDIX.md and their figures, written into `out`; returns the findings
     block. §2b's tables go to the appendix, so that the report stays readable."""
     appendix = belief_tests_section(results, out)
+    ladder_numbers = claims.ladder_numbers(results)   # §2c, the headline and the appendix read it
     sections = [near_optimal_section(results, out), belief_states_section(results, out),
-                ladders_section(results, out), shift_section(results, out),
+                ladders_section(results, out, ladder_numbers), shift_section(results, out),
                 two_step_section(results, out)]
     facts = results["facts"]
     lines = ["# RL² meta-RL lab: experiment report", ""]
@@ -1183,21 +1184,20 @@ def render_report(results, out):
               f"n = {facts['seeds']} seeds (0–{facts['seeds'] - 1}) per agent. Every number "
               "below was measured in this run; every verdict applies the stated criterion, "
               f"with one-sided {LEVEL:.0%} limits from Student's t with n − 1 degrees of "
-              "freedom.", "", *headline(results, sections)]
+              "freedom.", "", *headline(ladder_numbers, sections)]
     for s in sections:
         lines += section_markdown(s)
     lines += run_markdown(facts)
     atomic_write(os.path.join(out, "REPORT.md"), lambda f: f.write("\n".join(lines).encode("utf-8")))
-    text = "\n".join(appendix_markdown(results, [appendix, *sections]))
+    text = "\n".join(appendix_markdown(results, ladder_numbers, [appendix, *sections]))
     atomic_write(os.path.join(out, APPENDIX), lambda f: f.write(text.encode("utf-8")))
     return findings_lines(sections, facts)
 
 
-def headline(results, sections):
+def headline(numbers, sections):
     """One screen: the agent's profile per family (a position with its interval and outcome
-    per property, and the seed paper's claim), then every other claim's outcome; criteria
-    and numbers are in the sections."""
-    numbers = claims.ladder_numbers(results)
+    per property, and the seed paper's claim; numbers: claims.ladder_numbers), then every
+    other claim's outcome; criteria and numbers are in the sections."""
     profile = [[env, *(position_cell(ladder, m["profile"][ladder.name])
                        for ladder in ladders.LADDERS), f"**{m['belief_state']}**"]
                for env, m in numbers.items()]
