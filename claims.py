@@ -545,3 +545,203 @@ HYBRID = Claim(
               "model-based values more than model-free ones.",
     criterion="Lower {level:.0%} limit over seeds of the fitted weight w > {w_min}.",
     constants={"w_min": HYBRID_W_MIN}, decide=lambda numbers: numbers["w_held"])
+
+
+# ------------------------------------------------------------------------------------------
+# §5 Does predicting the next outcome make the state a belief state? (Kuo et al. 2025)
+# ------------------------------------------------------------------------------------------
+def comparisons(arms, configs):
+    """The §5 comparisons among the run's arms (results["predictive"]["arms"]) and the plain
+    agents (configs: results["facts"]["configs"]), (label, arm, control): the effect of
+    prediction at the agent's width, of a small state without prediction, and of prediction
+    within the small state."""
+    def small(name):
+        return arms[name]["hidden"] < configs[arms[name]["agent"]]["hidden"]
+
+    out = []
+    for name, arm in arms.items():
+        if arm["predict_weight"] > 0 and not small(name):
+            out.append(("prediction", name, arm["agent"]))
+        elif arm["predict_weight"] == 0 and small(name):
+            out.append(("small state", name, arm["agent"]))
+        elif arm["predict_weight"] > 0:
+            out += [("prediction in the small state", name, other) for other in arms
+                    if small(other) and arms[other]["predict_weight"] == 0
+                    and arms[other]["agent"] == arm["agent"]
+                    and arms[other]["hidden"] == arm["hidden"]]
+    return out
+
+
+def curve_reach(kind, curve, references):
+    """Updates until a learning curve (block means of the training batch's return) first
+    meets §1's margin, per seed: the last update of the first block whose §1 measure
+    (ratio_of) is at or below the margin; None for a seed that never does. The training
+    batch acts with its entropy bonus: a crossing is read from sampled behaviour."""
+    ends = np.cumsum([len(b) for b in np.array_split(np.arange(curve["updates"]),
+                                                      len(curve["seeds"][0]))])
+    reach = []
+    for returns in curve["seeds"]:
+        met = [u for u, g in zip(ends, returns)
+               if ratio_of(kind, g, references) <= MARGINS[kind]]
+        reach.append(int(met[0]) if met else None)
+    return reach
+
+
+def ratio_of(kind, G, references):
+    """§1's measure of one mean return G (near_optimal_measure's, from the return)."""
+    policies = references["policies"]
+    bayes, oracle = references["bayes_optimal_exact"], references["oracle_exact"]
+    if kind == "regret":
+        reference = bayes if bayes is not None else policies["belief_greedy"]["mean"]
+        return (oracle - G) / (oracle - reference)
+    trivial = max(policies[p]["mean"] for p in TRIVIAL_POLICIES if p in policies)
+    return (bayes - G) / (bayes - trivial)
+
+
+def improvement(arm, control, better):
+    """Welch's one-sided test of "arm is better than control" over seeds (two independent
+    sets of networks), better = +1 where higher is better, −1 where lower: held if the
+    one-sided test of better rejects at LEVEL, refuted if the test of worse does, else
+    inconclusive; cannot decide (None) with an undefined value, fewer than 2 seeds, or no
+    spread in either (every seed of both censored at one end of a ladder's range)."""
+    a, b = np.asarray(arm, np.float64), np.asarray(control, np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()) or min(a.size, b.size) < 2:
+        return {"difference": None, "held": None}
+    if a.std() == 0 and b.std() == 0:
+        return {"difference": None, "held": None, "why": f"every seed of both at {a[0]:g}"
+                if a[0] == b[0] else "no spread over seeds"}
+    up, down = stats.welch_difference(better * a, better * b), stats.welch_difference(
+        better * b, better * a)
+    held = HELD if up["greater"] else REFUTED if down["greater"] else INCONCLUSIVE
+    return {"difference": stats.welch_difference(a, b), "p_better": up["p_greater"],
+            "held": held}
+
+
+def machine_numbers(env, seeds_values, evaluations, curve, results, cal):
+    """One arm's or plain agent's §5 numbers: §1's measure and its verdict, the updates to
+    reach its margin, and on a laddered family its profile, belief-state verdict and per-seed
+    positions (ladders.seed_positions, on the curves the plain agent is read on)."""
+    kind = near_optimal_kind(results, env)
+    refs = results["near_optimal"][env]["references"]
+    out = {"returns": near_optimal_measure(kind, evaluations, refs),
+           "reach": curve_reach(kind, curve, refs)}
+    if seeds_values is not None:
+        prof = ladders.profile(cal, seeds_values, ladders.LSTM)
+        out |= {"values": seeds_values, "profile": prof, "belief_state": ladders.belief_state(prof),
+                "positions": {ladder.name: ladders.seed_positions(cal, ladder, seeds_values,
+                                                                  ladders.LSTM)
+                              for ladder in ladders.LADDERS}}
+    return out
+
+
+def predictive_numbers(results, ladder_nums):
+    """§5 from results["predictive"] and the plain agents' §1, §2 and §2c numbers
+    (ladder_nums: ladder_numbers(results)): each machine's numbers (machine_numbers) and
+    every comparison (comparisons) in returns, in updates to the margin and on every ladder
+    (improvement, in the ladder's better direction)."""
+    sec = results["predictive"]
+    facts = results["facts"]
+    machines_ = {}
+    for agent in dict.fromkeys(arm["agent"] for arm in sec["arms"].values()):   # in order
+        lad = ladder_nums.get(agent)
+        machines_[agent] = machine_numbers(
+            agent, lad["agent"] if lad else None, results["near_optimal"][agent]["seeds"],
+            facts["learning_curves"][agent], results, lad["calibration"] if lad else None)
+    for name, arm in sec["arms"].items():
+        lad = ladder_nums.get(arm["agent"])
+        probed = lad is not None and all("probe" in s for s in arm["seeds"])
+        machines_[name] = machine_numbers(
+            arm["agent"], [panel.agent_values(s["probe"]) for s in arm["seeds"]] if probed
+            else None, [s["evaluation"] for s in arm["seeds"]], arm["curve"], results,
+            lad["calibration"] if lad else None)
+    compared = []
+    for label, arm, control in comparisons(sec["arms"], facts["configs"]):
+        a, c = machines_[arm], machines_[control]
+        row = {"label": label, "arm": arm, "control": control, "env": sec["arms"][arm]["agent"],
+               "returns": improvement(a["returns"]["values"], c["returns"]["values"], -1),
+               "ladders": {}}
+        if "positions" in a and "positions" in c:
+            for ladder in ladders.LADDERS:
+                pa, pc = a["positions"][ladder.name], c["positions"][ladder.name]
+                row["ladders"][ladder.name] = (improvement(pa, pc, ladder.better)
+                                               if pa is not None and pc is not None
+                                               else {"difference": None, "held": None})
+        compared.append(row)
+    references = {env: {ref: {**r, "positions": {
+        ladder.name: ladders.seed_positions(lad["calibration"], ladder, r["values"], ladders.LSTM)
+        for ladder in ladders.LADDERS}} for ref, r in lad["references"].items()}
+        for env, lad in ladder_nums.items()}
+    return {"weight": sec["weight"], "bottleneck_hidden": sec["bottleneck_hidden"],
+            "machines": machines_, "comparisons": compared, "references": references}
+
+
+def outcomes_of(numbers, label, key):
+    """{env: outcome} of the comparisons labelled `label`, by key: returns, or a ladder (the
+    envs with ladders only); cannot decide spelled out."""
+    return {row["env"]: outcome_words((row["returns"] if key == "returns"
+                                       else row["ladders"][key])["held"])
+            for row in numbers["comparisons"]
+            if row["label"] == label and (key == "returns" or row["ladders"])}
+
+
+def outcome_words(held):
+    return CANNOT_DECIDE if held is None else held
+
+
+PREDICTIVE_NEAR_OPTIMAL = Claim(
+    statement="The agents trained with the predictive loss act near Bayes-optimally (§1's "
+              "criterion).",
+    criterion="As §1: upper {level:.0%} limit over seeds of the regret ratio ≤ {regret} "
+              "(Tiger: the gap ratio ≤ {gap}).",
+    constants={"regret": REGRET_RATIO_MARGIN, "gap": TIGER_GAP_MARGIN},
+    decide=lambda numbers: across_envs({
+        row["env"]: outcome_words(numbers["machines"][row["arm"]]["returns"]["held"])
+        for row in numbers["comparisons"] if row["label"] == "prediction"}))
+PREDICTION_RETURNS = Claim(
+    statement="Predicting the next outcome brings the agent's returns nearer Bayes-optimal "
+              "than plain RL²'s.",
+    criterion="§1's measure, predictive − plain: Welch's one-sided t test over seeds at "
+              "{level:.0%}: held if lower, refuted if higher, else inconclusive.",
+    constants={}, decide=lambda numbers: across_envs(outcomes_of(numbers, "prediction", "returns")))
+
+
+def prediction_claim(ladder):
+    return Claim(
+        statement=f"Predicting the next outcome moves the agent's state toward the belief on "
+                  f"the {ladder.name} ladder.",
+        criterion=POSITION_TEST + " Here: predictive − plain, {direction}.",
+        constants={"direction": f"{ladder.unit} {'higher' if ladder.better > 0 else 'lower'}"},
+        decide=lambda numbers: across_envs(outcomes_of(numbers, "prediction", ladder.name)))
+
+
+POSITION_TEST = ("Each seed's position on the ladder (its value read through the curve the "
+                 "plain agent is read on, censored at the range's ends); Welch's one-sided t "
+                 "test over seeds at {level:.0%} in the belief's direction: held if the arm "
+                 "moves there, refuted if it moves away, else inconclusive.")
+PREDICTION_MOVES = tuple(prediction_claim(ladder) for ladder in ladders.LADDERS)
+PREDICTIVE_BELIEF_STATE = Claim(
+    statement="The predictive agent's state is a belief state (sufficiency ∧ causal use), as "
+              "Kuo et al. report of their predictive agents.",
+    criterion="As §2c's claim, on the predictive agent's own positions.",
+    constants={}, decide=lambda numbers: across_envs(
+        {row["env"]: numbers["machines"][row["arm"]].get("belief_state")
+         for row in numbers["comparisons"] if row["label"] == "prediction"
+         and "belief_state" in numbers["machines"][row["arm"]]}))
+
+
+def by_property(label):
+    """A comparison's outcomes on every ladder, one line: {"env property": outcome}."""
+    return lambda numbers: across_envs({f"{env} {ladder.name}": held for ladder in ladders.LADDERS
+                                        for env, held in outcomes_of(numbers, label,
+                                                                     ladder.name).items()})
+
+
+SMALL_STATE = Claim(
+    statement="A small state, without prediction, moves the state toward the belief (the "
+              "bottleneck arm against plain RL²).",
+    criterion=POSITION_TEST + " Here: bottleneck − plain, on each ladder.",
+    constants={}, decide=by_property("small state"))
+PREDICTION_IN_SMALL_STATE = Claim(
+    statement="Within the small state, predicting the next outcome moves it toward the belief.",
+    criterion=POSITION_TEST + " Here: bottleneck with prediction − bottleneck, on each ladder.",
+    constants={}, decide=by_property("prediction in the small state"))

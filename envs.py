@@ -116,6 +116,9 @@ class Family:
                              # writes rewards into r (B,) and moves tasks and obs in place
     step_params: Callable    # cfg → the float64 array `par` of numbers its step kernel reads
     check_outcomes: Callable  # (cfg, actions, rewards, obs) → None; ValueError if impossible
+    outcomes: Callable       # (cfg, actions, rewards, obs) → y (..., G) in {0, 1}: what a_t
+                             # revealed, the targets of the learner's predictive head
+    outcome_names: tuple     # the G outcomes' names
     # bandits only (None otherwise): how arm i loads on the Beta-distributed unknowns p of the
     # task, cfg → (j, positive) of shape (A,) each: arm i pays p_{j_i} if positive_i, else
     # 1 − p_{j_i}; and the names of the unknowns, cfg → [str] (for feature names)
@@ -188,6 +191,17 @@ def arm_means(cfg, p):
 def reward_scale(cfg):
     """Rewards enter the agent's input (and the learner's loss) divided by this."""
     return family(cfg.name).reward_scale(cfg)
+
+
+def n_outcomes(cfg):
+    """G, the number of binary outcomes each action reveals (Family.outcomes)."""
+    return len(family(cfg.name).outcome_names)
+
+
+def outcomes(cfg, actions, rewards, obs):
+    """y (..., G) in {0, 1}: the outcomes of the actions, as the learner's predictive head
+    predicts them (metarl.prediction_loss). Arrays as a rollout records them."""
+    return family(cfg.name).outcomes(cfg, actions, rewards, obs)
 
 
 def check_history(cfg, actions, rewards, obs):
@@ -421,6 +435,28 @@ def check_two_step_outcomes(cfg, actions, rewards, obs):
         raise ValueError("two-step: obs must be one-hot over the states [A, B]")
 
 
+def reward_outcome(cfg, actions, rewards, obs):
+    """Bandits: y = [r_t], the Bernoulli reward."""
+    return rewards[..., None].astype(np.float64)
+
+
+def tiger_outcome(cfg, actions, rewards, obs):
+    """Tiger: y = [the side the tiger shows itself on, 1 = right]: the side heard after a
+    listen (obs = [hear-left, hear-right]); after an opening, the tiger's side before it was
+    re-placed (the tiger's door pays tiger_reward). Either way P(y = 1) follows the belief:
+    a listen hears the right with probability acc·(1 − b) + (1 − acc)·b, and an opening finds
+    the tiger right with probability 1 − b, b = P(tiger left)."""
+    tiger_behind = rewards == cfg.tiger_reward
+    right_after_opening = np.where(actions == 1, ~tiger_behind, tiger_behind)
+    return np.where(actions == 0, obs[..., 1] > 0.5, right_after_opening)[..., None].astype(
+        np.float64)
+
+
+def two_step_outcome(cfg, actions, rewards, obs):
+    """Two-step: y = [the second-stage state is B, r_t]."""
+    return np.stack([obs[..., 1], rewards], axis=-1).astype(np.float64)
+
+
 def arms(cfg):
     return cfg.arms
 
@@ -439,12 +475,14 @@ FAMILIES = {
         default_horizon=100, fields=("arms", "prior_a", "prior_b"), n_actions=arms,
         n_observations=0, task_dim=arms, reward_scale=constant(1.0), sample_tasks=beta_tasks,
         step=bandit_step, step_params=no_params, check_outcomes=check_binary_rewards,
-        loadings=independent_loadings, task_names=arm_names),
+        outcomes=reward_outcome, outcome_names=("reward",), loadings=independent_loadings,
+        task_names=arm_names),
     "dependent-bandit": Family(
         default_horizon=100, fields=("prior_a", "prior_b"), n_actions=constant(2),
         n_observations=0, task_dim=constant(1), reward_scale=constant(1.0),
         sample_tasks=beta_tasks, step=bandit_step, step_params=no_params,
-        check_outcomes=check_binary_rewards, loadings=opposite_loadings, task_names=constant(["p"])),
+        check_outcomes=check_binary_rewards, outcomes=reward_outcome, outcome_names=("reward",),
+        loadings=opposite_loadings, task_names=constant(["p"])),
     # Tiger's rewards are ±100 and −1, which would saturate the LSTM's gates: they enter the
     # input and the loss divided by the treasure reward (10)
     "tiger": Family(
@@ -453,10 +491,12 @@ FAMILIES = {
         n_actions=constant(3), n_observations=2, task_dim=constant(1),
         reward_scale=lambda cfg: cfg.treasure_reward, sample_tasks=coin_tasks,
         step=tiger_step, step_params=tiger_params, check_outcomes=check_tiger_outcomes,
+        outcomes=tiger_outcome, outcome_names=("tiger right",),
         clock=True, quick_horizon=10),
     "two-step": Family(
         default_horizon=100, fields=("common_prob", "reward_good", "reward_bad", "swap_prob"),
         n_actions=constant(2), n_observations=2, task_dim=constant(1),
         reward_scale=constant(1.0), sample_tasks=coin_tasks, step=two_step_step,
-        step_params=two_step_params, check_outcomes=check_two_step_outcomes),
+        step_params=two_step_params, check_outcomes=check_two_step_outcomes,
+        outcomes=two_step_outcome, outcome_names=("state B", "reward")),
 }

@@ -11,6 +11,8 @@ One RL² agent is trained per (agent of AGENTS, seed), each with its task family
     2. hidden_states_are_belief_states                   probes, simulation, minimality, splicing
     3. failures_are_belief_failures                      distribution shift: return, behaviour, belief
     4. model_based_behaviour_from_a_model_free_learner   two-step stays, hybrid fit, model-free grid
+    5. predicting_the_next_outcome                       Kuo et al. (2025): the agents trained with
+                                                         a predictive loss, and the bottleneck arm
 
 This module only measures: every number goes, raw (per seed), into results.json, whose schema
 (RESULTS, version SCHEMA) is stated here beside the code that writes it. The report reads that
@@ -64,6 +66,23 @@ QUICK_BUDGET = dict(updates=300, batch=32, hidden=16)   # --quick: replaces thes
 PROGRESS_LINES = 5    # training progress lines per agent
 CURVE_POINTS = 100    # points of each agent's learning curve in results.json
 SEEDS, QUICK_SEEDS = 5, 2
+
+# §5 (Kuo et al. 2025): each arm is an agent of AGENTS with these fields over its recipe, and
+# is trained beside them. PREDICT_WEIGHT was chosen before the run on returns and training loss
+# alone (the README's "The predictive weight": the largest of 0.1, 0.3, 1, 3 whose bandit and
+# Tiger returns stay within 2 SE of the plain run's, seed 100); the bottleneck's state [h, c]
+# has 12 numbers against the 4 counts of the bandit's exact belief (Kuo's latent: 3 means and
+# 3 variances).
+PREDICT_WEIGHT = 3.0
+BOTTLENECK_HIDDEN = 6
+PREDICTIVE = {"bandit predictive": ("bandit", dict(predict_weight=PREDICT_WEIGHT)),
+              "dependent-bandit predictive": ("dependent-bandit",
+                                              dict(predict_weight=PREDICT_WEIGHT)),
+              "tiger predictive": ("tiger", dict(predict_weight=PREDICT_WEIGHT)),
+              "two-step predictive": ("two-step", dict(predict_weight=PREDICT_WEIGHT)),
+              "bandit bottleneck": ("bandit", dict(hidden=BOTTLENECK_HIDDEN)),
+              "bandit bottleneck predictive": ("bandit", dict(hidden=BOTTLENECK_HIDDEN,
+                                                              predict_weight=PREDICT_WEIGHT))}
 
 # §3: (trained agent, the tasks it is tested on as envs.make_config fields, the control: the
 # agent trained on those test tasks). Same horizon as the agent's own tasks.
@@ -221,14 +240,18 @@ class Agent:
     seconds: float     # training wall time (varies from run to run; reported, never compared)
 
 
-def agent_configs(seeds, quick):
-    """name → [metarl.Config for seeds 0 … seeds − 1]: each agent's recipe; quick swaps in
-    QUICK_BUDGET and its family's quick horizon (envs.Family.quick_horizon)."""
+def agent_configs(seeds, quick, arms=False):
+    """name → [metarl.Config for seeds 0 … seeds − 1]: each agent's recipe (of AGENTS, or with
+    arms the arms of PREDICTIVE: their agent's fields, then theirs); quick swaps in
+    QUICK_BUDGET and its family's quick horizon (envs.Family.quick_horizon) first."""
     configs = {}
-    for name, (env, fields) in AGENTS.items():
+    for name, (base, arm) in (PREDICTIVE.items() if arms else
+                              ((name, (name, {})) for name in AGENTS)):
+        env, fields = AGENTS[base]
         fields = dict(fields)
         if quick:
             fields.update(QUICK_BUDGET, horizon=envs.family(env).quick_horizon)
+        fields.update(arm)
         updates = fields.get("updates", metarl.recipe(env).updates)
         fields["log_every"] = max(1, updates // PROGRESS_LINES)
         configs[name] = [metarl.recipe(env, **fields, seed=seed) for seed in range(seeds)]
@@ -246,17 +269,22 @@ def snapshot_points(updates, n):
     return sorted({int(round(u)) for u in np.geomspace(1, updates, n)})
 
 
-def train_agents(run, configs):
-    """Every agent of `configs`, the longest runs first so that the workers finish together.
-    Returns name → [Agent, one per seed, in seed order]."""
-    todo = sorted(((name, hp) for name, hps in configs.items() for hp in hps),
-                  key=lambda job: -job[1].updates * job[1].batch * metarl.env_config(job[1]).horizon)
+def train_agents(run, configs, arm_configs):
+    """Every agent of `configs` and every arm of `arm_configs` (§5; no snapshots but the
+    untrained one), the longest runs first so that the workers finish together. Returns
+    (agents, arms), each name → [Agent, one per seed, in seed order]."""
+    todo = sorted(((name, hp) for name, hps in {**configs, **arm_configs}.items() for hp in hps),
+                  key=lambda job: -job[1].updates * job[1].batch * metarl.env_config(job[1]).horizon
+                  * (job[1].hidden + 16))   # the cost of an update grows with H, not from 0
     jobs = [(f"{name} seed {hp.seed}", train_agent, name, hp,
-             snapshot_points(hp.updates, run.scale.snapshots)) for name, hp in todo]
-    agents = {name: [] for name in configs}
+             snapshot_points(hp.updates, run.scale.snapshots) if name in configs else [])
+            for name, hp in todo]
+    trained = {name: [] for name in {**configs, **arm_configs}}
     for agent in run_jobs(run, "train agents", jobs):
-        agents[agent.name].append(agent)
-    return {name: sorted(trained, key=lambda a: a.hp.seed) for name, trained in agents.items()}
+        trained[agent.name].append(agent)
+    trained = {name: sorted(runs_, key=lambda a: a.hp.seed) for name, runs_ in trained.items()}
+    return ({name: trained[name] for name in configs},
+            {name: trained[name] for name in arm_configs})
 
 
 def train_agent(name, hp, snapshot_updates):
@@ -739,12 +767,46 @@ def model_free_bound(cfg, n):
 
 
 # ------------------------------------------------------------------------------------------
+# §5 Does predicting the next outcome make the state a belief state? (Kuo et al. 2025)
+# ------------------------------------------------------------------------------------------
+def predicting_the_next_outcome(run, arms):
+    """§5's raw numbers: per arm of PREDICTIVE and seed, the evaluation on fresh episodes (as
+    §1's) and, for the LADDERED families, the §2 probe (as probe_job's, without the snapshots),
+    from which the report places it on its family's ladders; the arm's settings, training
+    and learning curve beside them (their training seconds: the run's facts). The plain
+    agents are §1's and §2's."""
+    jobs = [(f"{name} seed {a.hp.seed}", arm_job, a, run.scale)
+            for name, trained in arms.items() for a in trained]
+    results = iter(run_jobs(run, "5 predicting the next outcome", jobs, cost=[
+        horizon(job[2].hp) * (1 if job[2].hp.env in LADDERED else 0.05) for job in jobs]))
+    return {"weight": PREDICT_WEIGHT, "bottleneck_hidden": BOTTLENECK_HIDDEN,
+            "arms": {name: {"agent": PREDICTIVE[name][0], "predict_weight": trained[0].hp.predict_weight,
+                            "hidden": trained[0].hp.hidden,
+                            "seeds": [next(results) for _ in trained],
+                            "curve": {"updates": trained[0].hp.updates,
+                                      "seeds": [a.returns for a in trained]}}
+                     for name, trained in arms.items()}}
+
+
+def arm_job(agent, scale):
+    """Worker job: one arm's seed, measured as the plain agent of its seed is in §1 and §2."""
+    cfg = metarl.env_config(agent.hp)
+    out = {"evaluation": runs.evaluate(agent.params, cfg, episodes(scale.eval_steps, cfg),
+                                       agent.hp.seed)}
+    if agent.hp.env in LADDERED:
+        out["probe"] = probe.probe_agent(agent.params, agent.hp, scale.probe_episodes,
+                                         agent.hp.seed, scale.folds, scale.simulation_episodes,
+                                         scale.splice_episodes, map_steps=scale.map_steps)[0]
+    return out
+
+
+# ------------------------------------------------------------------------------------------
 # results.json: what it holds, in boundary.check_json's terms, with its version
 # ------------------------------------------------------------------------------------------
-SCHEMA = 3   # results.json's "schema": raised whenever what run_experiments writes changes, so
+SCHEMA = 4   # results.json's "schema": raised whenever what run_experiments writes changes, so
              # that `report DIR` refuses another version's file instead of reading it with
              # fallbacks (2: a value with none is a record of why, never null; 3: the ladders
-             # replace the calibration panel)
+             # replace the calibration panel; 4: §5, the predictive arms)
 # Every key the report reads, of the type it uses it as; other keys are allowed, as nothing
 # reads them. "key?": absent in some runs by design (a bandit's pseudo-regret, say). A string
 # with a fixed vocabulary is a frozenset of its words. A null ("number?") is a value that the
@@ -856,7 +918,13 @@ RESULTS = {
                        "bayes_test_model": {"pseudo_regret": {"mean": "number"}}}}},
     "two_step": {"swap_prob": "number", "seeds": [BEHAVIOUR], "belief_greedy": BEHAVIOUR,
                  "model_free_td": BEHAVIOUR,
-                 "grid": {"largest": GRID_POINT, "settings": [GRID_POINT]}}}
+                 "grid": {"largest": GRID_POINT, "settings": [GRID_POINT]}},
+    "predictive": {"weight": "number", "bottleneck_hidden": "integer", "arms": {"*": {
+        "agent": frozenset(AGENTS), "predict_weight": "number", "hidden": "integer",
+        "seeds": [{"evaluation": {"mean": "number", "stderr": "number?", "horizon": "integer",
+                                  "episodes": "integer", "pseudo_regret?": "number"},
+                   "probe?": PROBE}],
+        "curve": {"updates": "integer", "seeds": [["number"]]}}}}}
 
 
 def load_results(folder):
@@ -904,8 +972,9 @@ def check_schema(results, path, folder):
 # ------------------------------------------------------------------------------------------
 # The whole run, results.json, and the command line
 # ------------------------------------------------------------------------------------------
-def run_experiments(configs, scale, workers, out, command, quick):
-    """Train every agent of `configs` (name → [Config per seed]), run §1–§4, write
+def run_experiments(configs, arm_configs, scale, workers, out, command, quick):
+    """Train every agent of `configs` and every arm of `arm_configs` (name → [Config per
+    seed]), run §1–§5, write
     results.json, then REPORT.md and the figures (report.write_report) into `out`, made from
     results.json as load_results reads it."""
     stages, start = [], time.perf_counter()
@@ -919,7 +988,7 @@ def run_experiments(configs, scale, workers, out, command, quick):
             progress(run, f"stage {name} finished in {stages[-1][1]:.1f} s")
             return result
 
-        agents = stage("train agents", train_agents, configs)
+        agents, arms = stage("train agents", train_agents, configs, arm_configs)
         sections = {
             "near_optimal": stage("1 agents act near Bayes-optimally",
                                   agents_act_near_bayes_optimally, agents),
@@ -931,11 +1000,13 @@ def run_experiments(configs, scale, workers, out, command, quick):
             "shift": stage("3 failures are belief failures", failures_are_belief_failures,
                            agents, distilled),
             "two_step": stage("4 model-based behaviour",
-                              model_based_behaviour_from_a_model_free_learner, agents)}
+                              model_based_behaviour_from_a_model_free_learner, agents),
+            "predictive": stage("5 predicting the next outcome", predicting_the_next_outcome,
+                                arms)}
     facts = {"command": command, "quick": quick, "wall_seconds": time.perf_counter() - start,
              "workers": workers, "seeds": len(next(iter(configs.values()))), "stages": stages,
              "training_seconds": {name: [a.seconds for a in trained]
-                                  for name, trained in agents.items()},
+                                  for name, trained in (agents | arms).items()},
              "distilled_seconds": distilled_seconds,
              "learning_curves": {name: {"updates": trained[0].hp.updates,
                                         "seeds": [a.returns for a in trained]}
@@ -1025,12 +1096,13 @@ def main(argv=None):
         if os.path.exists(out) and not os.path.isdir(out):
             raise ValueError(f"--out {out} is a file; give a folder")
         configs = agent_configs(seeds, args.quick)
-        for hps in configs.values():
+        arm_configs = agent_configs(seeds, args.quick, arms=True)
+        for hps in (configs | arm_configs).values():
             metarl.check_hyperparameters(hps[0])
         prepare_output_folder(out, "--out")
         with one_writer(out, "--out"):
-            run_experiments(configs, QUICK_SCALE if args.quick else FULL_SCALE, workers, out,
-                            " ".join(["python experiments.py", *map(shlex.quote, argv)]),
+            run_experiments(configs, arm_configs, QUICK_SCALE if args.quick else FULL_SCALE,
+                            workers, out, " ".join(["python experiments.py", *map(shlex.quote, argv)]),
                             args.quick)
 
     return run_cli("experiments.py", command)

@@ -514,17 +514,9 @@ def place(grades, q, values, basis=None, level=stats.LEVEL, resolution=2001):
     mean = float(v.mean())
     lo, hi = ((stats.lower_confidence_limit(v, level), stats.upper_confidence_limit(v, level))
               if len(v) > 1 else (mean, mean))
-    if basis is not None:
-        q = {**q, **q["by_basis"][basis]}
-    g = np.asarray(grades, np.float64)
-    first, last = widest(segments(q["pairs"]))
-    x = np.linspace(g[first], g[last], resolution)
-    seg = slice(first, last + 1)
-    curve = np.interp(x, g[seg], q["curve"][seg])
-    band_lo = np.interp(x, g[seg], [b[0] for b in q["band"][seg]])
-    band_hi = np.interp(x, g[seg], [b[1] for b in q["band"][seg]])
+    x, curve, band_lo, band_hi, segment = curve_on_range(grades, q, basis, resolution)
     inside = (band_hi >= lo) & (band_lo <= hi)
-    segment, rising = [float(g[first]), float(g[last])], curve[-1] > curve[0]
+    rising = curve[-1] > curve[0]
     if not inside.any():   # the whole interval lies past one end: censored there
         below = hi < band_lo if rising else lo > band_hi   # past the low grades' side
         end = 0 if below[0] else -1 if (lo > band_hi if rising else hi < band_lo)[-1] else None
@@ -538,6 +530,21 @@ def place(grades, q, values, basis=None, level=stats.LEVEL, resolution=2001):
             "high": float(where.max()), "open_low": bool(inside[0]),
             "open_high": bool(inside[-1]), "beyond": False, "segment": segment,
             "mean": mean, "limits": [lo, hi]}
+
+
+def curve_on_range(grades, q, basis=None, resolution=2001):
+    """The curve of a qualified test (q: place's) and its band, piecewise linear in the grade
+    on `resolution` points of its widest qualified range: (x, curve, band low, band high,
+    [first grade, last grade]); basis's curve if given, else the fixed bases' pooled one."""
+    if basis is not None:
+        q = {**q, **q["by_basis"][basis]}
+    g = np.asarray(grades, np.float64)
+    first, last = widest(segments(q["pairs"]))
+    x = np.linspace(g[first], g[last], resolution)
+    seg = slice(first, last + 1)
+    return (x, np.interp(x, g[seg], q["curve"][seg]),
+            np.interp(x, g[seg], [b[0] for b in q["band"][seg]]),
+            np.interp(x, g[seg], [b[1] for b in q["band"][seg]]), [float(g[first]), float(g[last])])
 
 
 def widest(runs):
@@ -582,21 +589,47 @@ def profile(cal, values, basis=None):
     LSTM: on the ladder of its own architecture where there is one."""
     out = {}
     for ladder in LADDERS:
-        own = basis if basis in cal[ladder.name][panel.TESTS[0].name]["values"] else None
-        by_test = {}
-        for test in panel.TESTS:
-            q = cal[ladder.name][test.name]
-            if q["qualified"]:
-                q = {**q, "curve": np.asarray(q["curve"]), "band": [tuple(b) for b in q["band"]],
-                     "by_basis": {b: {"curve": np.asarray(c["curve"]),
-                                      "band": [tuple(x) for x in c["band"]]}
-                                  for b, c in q["by_basis"].items()}}
-                by_test[test.name] = place(ladder.grades, q, [number_or_nan(v[test.name])
-                                                              for v in values], own)
+        own = own_basis(cal, ladder, basis)
+        by_test = {test.name: place(ladder.grades, curves(cal[ladder.name][test.name]),
+                                    [number_or_nan(v[test.name]) for v in values], own)
+                   for test in panel.TESTS if cal[ladder.name][test.name]["qualified"]}
         chosen = chosen_test(cal, ladder.name)
         placed = by_test.get(chosen) if chosen else None
         out[ladder.name] = {"tests": by_test, "chosen": chosen, "basis": own,
                             "verdict": verdict(ladder, placed)}
+    return out
+
+
+def own_basis(cal, ladder, basis):
+    """basis if the ladder was built in it (a network's own, LSTM), else None: the fixed
+    bases' pooled curve."""
+    return basis if basis in cal[ladder.name][panel.TESTS[0].name]["values"] else None
+
+
+def curves(q):
+    """A test's calibration (calibration(...)[property][test], as results.json holds it) with
+    its curves and bands as place reads them."""
+    return {**q, "curve": np.asarray(q["curve"]), "band": [tuple(b) for b in q["band"]],
+            "by_basis": {b: {"curve": np.asarray(c["curve"]), "band": [tuple(x) for x in c["band"]]}
+                         for b, c in q["by_basis"].items()}}
+
+
+def seed_positions(cal, ladder, values, basis=None):
+    """Each seed's own position on `ladder` by its chosen test: the grade at which the curve
+    profile reads (place's) comes nearest that seed's value, within the test's widest
+    qualified range (so a value past an end sits at that end: censored there). The per-seed
+    sample that compares two machines (a Welch test over seeds). None where no test
+    qualifies; NaN for a seed whose value is undefined."""
+    test = chosen_test(cal, ladder.name)
+    if test is None:
+        return None
+    x, curve, *_ = curve_on_range(ladder.grades, curves(cal[ladder.name][test]),
+                                  own_basis(cal, ladder, basis))
+    out = []
+    for v in values:
+        value = number_or_nan(v[test])
+        out.append(float(x[np.argmin(np.abs(curve - value))]) if np.isfinite(value)
+                   else float("nan"))
     return out
 
 

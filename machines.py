@@ -120,8 +120,10 @@ def agent_machine(params, tr, name="agent"):
 
 def check_lstm_params(params, n_in):
     """params as float64 arrays if they are an LSTM's for n_in inputs (metarl.param_shapes,
-    H and A read off U and W_pi), all finite; else ValueError naming the array."""
-    if (not isinstance(params, dict) or set(params) != set(metarl.PARAM_NAMES)
+    H and A read off U and W_pi), all finite; else ValueError naming the array. A predictive
+    head (metarl.PREDICT_NAMES) is accepted and left out: no analysis reads it."""
+    if (not isinstance(params, dict)
+            or set(params) - set(metarl.PREDICT_NAMES) != set(metarl.PARAM_NAMES)
             or np.ndim(params["U"]) != 2 or np.ndim(params["W_pi"]) != 2):
         raise ValueError(f"params must be a dict of the arrays {', '.join(metarl.PARAM_NAMES)}")
     shapes = metarl.param_shapes(n_in, np.shape(params["U"])[0], np.shape(params["W_pi"])[1])

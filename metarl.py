@@ -77,6 +77,9 @@ class Config:
     gae_lambda: float = param(1.0, "GAE λ; 1 is REINFORCE with baseline", 0.0, 1.0,
                               objectives=RL2)
     value_weight: float = param(0.5, "weight c_V of the value loss", 0.0, 1e3, objectives=RL2)
+    predict_weight: float = param(0.0, "weight c_P of the predictive loss: the outcome of a_t "
+                                       "predicted from the state that chose it (0: plain RL²)",
+                                  0.0, 1e3, objectives=RL2)
     entropy_start: float = param(0.02, "entropy weight β at update 0", 0.0, 1e3, objectives=RL2)
     entropy_end: float = param(0.001, "β at the end of its schedule", 0.0, 1e3, objectives=RL2)
     entropy_schedule: str = param("linear", "β from start to end: linear or exp (geometric)",
@@ -177,15 +180,26 @@ EVAL_STREAM = 2 ** 32  # evaluation streams sit above every update number
 # Model: parameters
 # ------------------------------------------------------------------------------------------
 PARAM_NAMES = ("W", "U", "b", "W_pi", "b_pi", "w_V", "b_V")
+PREDICT_NAMES = ("W_P", "b_P")   # the predictive head: only in a run with predict_weight > 0
 
 
-def param_shapes(n_in, H, A):
-    """The shape of every parameter array (init_params makes them)."""
-    return {"W": (n_in, 4 * H), "U": (H, 4 * H), "b": (4 * H,), "W_pi": (H, A), "b_pi": (A,),
-            "w_V": (H,), "b_V": (1,)}
+def param_names(hp):
+    """The parameter arrays hp's run trains: the LSTM and its two heads, and the predictive
+    head if hp.predict_weight > 0."""
+    return PARAM_NAMES + (PREDICT_NAMES if hp.predict_weight > 0 else ())
 
 
-def init_params(n_in, H, A, rng, dtype=np.float64):
+def param_shapes(n_in, H, A, G=0):
+    """The shape of every parameter array (init_params makes them); G > 0 adds the predictive
+    head for G outcomes per action."""
+    shapes = {"W": (n_in, 4 * H), "U": (H, 4 * H), "b": (4 * H,), "W_pi": (H, A), "b_pi": (A,),
+              "w_V": (H,), "b_V": (1,)}
+    if G:
+        shapes.update(W_P=(H, A * G), b_P=(A * G,))
+    return shapes
+
+
+def init_params(n_in, H, A, rng, dtype=np.float64, G=0):
     """Parameters as a dict of arrays; the gates are stacked as [i, f, o, g] along 4H.
 
     W   (I, 4H)  uniform ±1/√I (the fan-in range of PyTorch's layers): x_t W is O(1) at start.
@@ -195,6 +209,8 @@ def init_params(n_in, H, A, rng, dtype=np.float64):
     W_pi (H, A)  small (×0.01), so the first policy is near uniform (as CleanRL's actor).
     b_pi (A,)    zero.
     w_V (H,)     uniform ±1/√H;  b_V (1,) zero.
+    W_P (H, A·G), b_P (A·G,)  zero, only if G > 0: the predictive head starts at P(y = 1) = 1/2
+                 and draws nothing, so the LSTM starts where the plain run of its seed does.
     """
     U = np.concatenate([orthogonal(H, rng) for _ in range(4)], axis=1)
     b = np.zeros(4 * H)
@@ -208,6 +224,8 @@ def init_params(n_in, H, A, rng, dtype=np.float64):
         "w_V": rng.uniform(-1, 1, H) / np.sqrt(H),
         "b_V": np.zeros(1),
     }
+    if G:
+        params.update(W_P=np.zeros((H, A * G)), b_P=np.zeros(A * G))
     return {k: v.astype(dtype) for k, v in params.items()}
 
 
@@ -221,7 +239,12 @@ def initial_params(hp, cfg, dtype=None):
     """The weights `train` starts hp's run from (init_params on stream(hp.seed)), in hp.dtype
     unless `dtype` is given: the untrained network that the probes compare with."""
     return init_params(envs.n_inputs(cfg), hp.hidden, envs.n_actions(cfg), stream(hp.seed),
-                       np.dtype(hp.dtype if dtype is None else dtype))
+                       np.dtype(hp.dtype if dtype is None else dtype), n_outcomes(hp, cfg))
+
+
+def n_outcomes(hp, cfg):
+    """G of hp's predictive head: the outcomes each action reveals, 0 without the head."""
+    return envs.n_outcomes(cfg) if hp.predict_weight > 0 else 0
 
 
 # ------------------------------------------------------------------------------------------
@@ -322,6 +345,49 @@ def heads_backward(dlogits, dV, h, W_pi, w_V):
                 "w_V": dW_heads[:, A], "b_V": db_heads[A:]}
 
 
+def prediction_head(h, a, W_P, b_P, G):
+    """The predictive head (Kuo et al. 2025's self-supervised objective, inside the agent's own
+    LSTM): from the state h_{t+1} that chose a_t, the logits of the outcomes of a_t,
+
+        ℓ_t = (h_{t+1} W_P + b_P)[a_t]        (T, B, G): P̂(y_{t,g} = 1) = σ(ℓ_{t,g}),
+    where W_P (H, A·G) holds one column per (action, outcome), a·G + g: the head predicts every
+    action's outcomes, and the loss reads the chosen action's (envs.outcomes: the reward for
+    the bandits, the tiger's side for Tiger, the second-stage state and the reward for
+    two-step). h is (T, B, H), a (T, B). Returns ℓ (T, B, G)."""
+    T, B = a.shape
+    logits = (h @ W_P + b_P).reshape(T, B, -1, G)                    # (T, B, A, G)
+    return np.take_along_axis(logits, a[..., None, None], axis=2)[:, :, 0]
+
+
+def prediction_loss(logit, y):
+    """L_P = (1/N) Σ_{t,e} Σ_g [log(1 + e^{ℓ}) − y ℓ], N = T·B, the cross-entropy of the
+    outcomes y_t given σ(ℓ_t), and dL_P/dℓ = (σ(ℓ) − y)/N.
+
+    Why it carries the belief: for a fixed history and action, E[−y log q − (1−y) log(1−q)]
+    is minimised by q = P(y = 1 | history, a_t), the posterior predictive, e.g. for a bandit
+    arm P(r_t = 1 | history, a_t) = E[p_{a_t} | history] = (α + s)/(α + β + n) under the
+    Beta posterior. A state that predicts well for every action must therefore carry the
+    posterior predictive of every action, which on the bandits is the posterior mean of every
+    arm (a function of the belief; not the whole belief)."""
+    N = logit.shape[0] * logit.shape[1]
+    loss = float((np.logaddexp(0, logit) - y * logit).sum()) / N   # log(1 + e^ℓ), no overflow
+    return loss, (sigmoid(logit) - y) / N
+
+
+def prediction_head_backward(dlogit, h, a, W_P):
+    """Differentiates prediction_head: dL/dℓ (T, B, G) enters the chosen action's columns only,
+
+        dY[t, e, a_t·G + g] = dℓ_{t,e,g} (0 for the other actions),
+        dh = dY W_Pᵀ,   dW_P = Σ hᵀ dY,   db_P = Σ dY."""
+    T, B, G = dlogit.shape
+    H, AG = W_P.shape
+    dY = np.zeros((T, B, AG // G, G), dlogit.dtype)
+    np.put_along_axis(dY, a[..., None, None], dlogit[:, :, None, :], axis=2)
+    dY = dY.reshape(T * B, AG)
+    return ((dY @ W_P.T).reshape(T, B, H),
+            {"W_P": h.reshape(-1, H).T @ dY, "b_P": dY.sum(axis=0)})
+
+
 # ------------------------------------------------------------------------------------------
 # Rollout: B episodes, one Python loop over time
 # ------------------------------------------------------------------------------------------
@@ -413,10 +479,14 @@ def new_trajectory(shapes):
 
 def check_param_shapes(params, cfg):
     """ValueError unless params has every array, of the shape cfg's input and action counts and
-    its own H give, all of one float dtype: the Numba kernels index them unchecked."""
-    if set(params) != set(PARAM_NAMES) or params["U"].ndim != 2:
-        raise ValueError(f"parameters must be the arrays {', '.join(PARAM_NAMES)}")
-    shapes = param_shapes(envs.n_inputs(cfg), params["U"].shape[0], envs.n_actions(cfg))
+    its own H give (and the predictive head's, if it has one: cfg's outcomes per action), all
+    of one float dtype: the Numba kernels index them unchecked."""
+    if (set(params) not in (set(PARAM_NAMES), set(PARAM_NAMES + PREDICT_NAMES))
+            or params["U"].ndim != 2):
+        raise ValueError(f"parameters must be the arrays {', '.join(PARAM_NAMES)} (and "
+                         f"{', '.join(PREDICT_NAMES)} with a predictive head)")
+    shapes = param_shapes(envs.n_inputs(cfg), params["U"].shape[0], envs.n_actions(cfg),
+                          envs.n_outcomes(cfg) if "W_P" in params else 0)
     dtype = params["U"].dtype
     for k, shape in shapes.items():
         if params[k].shape != shape or params[k].dtype != dtype or dtype.kind != "f":
@@ -486,17 +556,28 @@ def value_loss(V, R):
     return 0.5 * (diff * diff).sum() / N, diff / N
 
 
-def loss_and_gradients(params, tr, adv, R, value_weight, entropy_weight, fused=True):
-    """L = L_π + c_V L_V − β 𝓗 of a trajectory, and dL/dθ for every parameter array θ,
-    by backprop-through-time over the whole episode. adv, R are held constant."""
+def loss_and_gradients(params, tr, adv, R, value_weight, entropy_weight, predict_weight=0.0,
+                       y=None, fused=True):
+    """L = L_π + c_V L_V − β 𝓗 (+ c_P L_P if c_P > 0, y (T, B, G) the outcomes) of a
+    trajectory, and dL/dθ for every parameter array θ, by backprop-through-time over the whole
+    episode. adv, R and y are held constant."""
     V = value_head(tr.h[1:], params["w_V"], params["b_V"])
     L_pi, dlogits = policy_gradient_loss(tr.log_pi, tr.pi, tr.a, adv)
     ent, dent = entropy_bonus(tr.log_pi, tr.pi)
     L_V, dV = value_loss(V, R)
     dlogits -= entropy_weight * dent
-    grads = backprop_through_time(params, tr, dlogits, value_weight * dV, fused=fused)
-    loss = L_pi + value_weight * L_V - entropy_weight * ent
-    return {"loss": loss, "policy": L_pi, "value": L_V, "entropy": ent}, grads
+    stats = {"loss": L_pi + value_weight * L_V - entropy_weight * ent, "policy": L_pi,
+             "value": L_V, "entropy": ent}
+    if predict_weight == 0:
+        return stats, backprop_through_time(params, tr, dlogits, value_weight * dV, fused=fused)
+    logit = prediction_head(tr.h[1:], tr.a, params["W_P"], params["b_P"], y.shape[-1])
+    L_P, dlogit = prediction_loss(logit, y)
+    dh, head_grads = prediction_head_backward(predict_weight * dlogit, tr.h[1:], tr.a,
+                                              params["W_P"])
+    grads = backprop_through_time(params, tr, dlogits, value_weight * dV, dh_extra=dh, fused=fused)
+    stats["loss"] += predict_weight * L_P
+    stats["predict"] = L_P
+    return stats, {**grads, **head_grads}
 
 
 def backprop_through_time(params, tr, dlogits, dV, dh_extra=None, fused=True):
@@ -524,13 +605,17 @@ def backprop_through_time(params, tr, dlogits, dV, dh_extra=None, fused=True):
     return grads
 
 
-def total_loss(params, tr, adv, R, value_weight, entropy_weight):
+def total_loss(params, tr, adv, R, value_weight, entropy_weight, predict_weight=0.0, y=None):
     """The scalar L of loss_and_gradients, by the forward pass only (for gradient checks)."""
     V = value_head(tr.h[1:], params["w_V"], params["b_V"])
     L_pi, _ = policy_gradient_loss(tr.log_pi, tr.pi, tr.a, adv)
     ent, _ = entropy_bonus(tr.log_pi, tr.pi)
     L_V, _ = value_loss(V, R)
-    return L_pi + value_weight * L_V - entropy_weight * ent
+    loss = L_pi + value_weight * L_V - entropy_weight * ent
+    if predict_weight == 0:
+        return loss
+    logit = prediction_head(tr.h[1:], tr.a, params["W_P"], params["b_P"], y.shape[-1])
+    return loss + predict_weight * prediction_loss(logit, y)[0]
 
 
 # ------------------------------------------------------------------------------------------
@@ -573,7 +658,8 @@ def adam_step(params, grads, opt, lr):
 
 
 def update(params, opt, hp, cfg, rng, entropy_weight, lr, buffers=None, fused=True):
-    """One meta-training update: B fresh tasks → rollout → GAE → BPTT → clip → Adam.
+    """One meta-training update: B fresh tasks → rollout → GAE (and the outcomes y of the
+    actions, with a predictive head) → BPTT → clip → Adam.
 
     Returns the trajectory and a dict of statistics (mean return, losses, gradient norm).
     `buffers`: the trajectory the previous update returned, reused for this rollout."""
@@ -583,8 +669,9 @@ def update(params, opt, hp, cfg, rng, entropy_weight, lr, buffers=None, fused=Tr
     adv, R = gae_advantages(r, V, hp.gamma, hp.gae_lambda, fused=fused)
     if hp.adv_norm:
         adv = normalize_advantages(adv)
+    y = envs.outcomes(cfg, tr.a, tr.r, tr.obs).astype(tr.h.dtype) if hp.predict_weight else None
     stats, grads = loss_and_gradients(params, tr, adv, R, hp.value_weight, entropy_weight,
-                                      fused=fused)
+                                      hp.predict_weight, y, fused=fused)
     stats["grad_norm"] = clip_by_global_norm(grads, hp.max_grad_norm)
     check_finite_statistics(stats)   # a NaN norm is never > max_norm: it would reach Adam
     adam_step(params, grads, opt, lr)
@@ -597,7 +684,7 @@ class NonFiniteUpdate(ValueError):
 
 
 STATISTIC_WORDS = {"policy": "policy loss", "value": "value loss", "entropy": "entropy",
-                   "loss": "loss", "grad_norm": "grad norm"}
+                   "predict": "predictive loss", "loss": "loss", "grad_norm": "grad norm"}
 
 
 def check_finite_statistics(stats):
@@ -605,7 +692,7 @@ def check_finite_statistics(stats):
     loss's terms first: a loss that is NaN because a term is infinite (0 × inf, inf − inf)
     is then reported with the infinite term, not as NaN alone."""
     bad = [f"the {words} is {float(stats[name])}" for name, words in STATISTIC_WORDS.items()
-           if not np.isfinite(stats[name])]
+           if name in stats and not np.isfinite(stats[name])]
     if bad:
         raise NonFiniteUpdate(", ".join(bad))
 
@@ -678,7 +765,8 @@ def train(hp, start=None, step=None, labels=("pi", "V"), save=None, log=print_no
             recent = history["return"][max(first, done - hp.log_every):done].mean()
             log(f"update {done:6d}/{hp.updates} | return {recent:7.2f} | loss {stats['loss']:+.4f} "
                 f"({labels[0]} {stats['policy']:+.4f} {labels[1]} {stats['value']:.4f} "
-                f"H {stats['entropy']:.3f}) | "
+                f"H {stats['entropy']:.3f}"
+                + (f" P {stats['predict']:.4f}" if "predict" in stats else "") + ") | "
                 f"{steps / elapsed:9.0f} steps/s | {elapsed:6.1f} s")
         if save is not None and (done % hp.save_every == 0 or done == hp.updates):
             save(done, params, opt, {k: v[:done] for k, v in history.items()})

@@ -1085,6 +1085,176 @@ def stay_figure(r, path):
 
 
 # ------------------------------------------------------------------------------------------
+# §5 Does predicting the next outcome make the state a belief state? (Kuo et al. 2025)
+# ------------------------------------------------------------------------------------------
+KUO_NOTE = (
+    "Kuo, Hou, Dabney & Walker (NeurIPS 2025) report that RL² agents reach near-Bayes-optimal "
+    "returns without belief-like states, and that a self-supervised loss predicting the next "
+    "observation or reward makes the state markedly closer to a Bayes belief state. Their "
+    "predictive agent differs from their RL² agent in more than the objective: a "
+    "VariBAD-style encoder with a 3-dimensional Gaussian latent trained by the predictive loss "
+    "alone, against a 64-unit recurrent state. Here one architecture, the agent's own LSTM, "
+    "is trained by the same recipe and budget, seed for seed, with and without the predictive "
+    "loss; a bottleneck arm ({hidden} units, [h, c] = {state} numbers against the bandit "
+    "belief's 4) separates \"a small state\" from \"prediction\". Every machine is placed on "
+    "§2c's calibrated ladders by the test and curve that place the plain agent, and compared "
+    "with the untrained and Bayes-distilled networks on the same axis.")
+PREDICTIVE_LOSS_NOTE = (
+    "The predictive head reads the state that chose a_t, h_{{t+1}}, and predicts the outcome of "
+    "a_t (bandits: the reward; Tiger: the side the tiger shows itself on, heard or found; "
+    "two-step: the second-stage state and the reward) by cross-entropy, weight c_P = {weight:g} "
+    "in the loss, its gradient through BPTT into the LSTM (metarl.prediction_loss). The minimiser "
+    "of that loss is the posterior predictive P(outcome | history, a_t): on the bandits, the "
+    "posterior mean of the chosen arm. c_P was fixed before this run by a sweep on returns and "
+    "training loss alone (README, \"The predictive weight\"), never on a ladder measure.")
+
+
+def predictive_section(results, out, ladder_nums):
+    """§5 from claims.predictive_numbers (its criteria are stated in claims.py, before any
+    number)."""
+    numbers = claims.predictive_numbers(results, ladder_nums)
+    rows = numbers["comparisons"]
+    machines_ = numbers["machines"]
+    predictive_figure(numbers, ladder_nums, os.path.join(out, "fig5_predictive.png"))
+
+    def n_of(name):
+        return machines_[name]["returns"]["n"]
+
+    def returns_measured():
+        return "; ".join(f"{r['env']}: {pm(machines_[r['arm']]['returns'])} (upper limit "
+                         f"{fmt(machines_[r['arm']]['returns']['ucl'])})"
+                         for r in rows if r["label"] == "prediction")
+
+    def difference_words(test):
+        d = test.get("difference")
+        if d is None:
+            return test.get("why", "n/a")
+        return f"{fmt(d['mean'])} ± {fmt(d['stderr'])} (df {fmt(d['df'], 1)}, p {fmt(test['p_better'])})"
+
+    def ladder_measured(label, prop):
+        return "; ".join(f"{r['env']}: {difference_words(r['ladders'][prop])}"
+                         for r in rows if r["label"] == label and prop in r["ladders"])
+
+    verdicts = [verdict(claims.PREDICTIVE_NEAR_OPTIMAL, numbers, returns_measured()),
+                verdict(claims.PREDICTION_RETURNS, numbers, "; ".join(
+                    f"{r['env']}: predictive − plain {difference_words(r['returns'])}"
+                    for r in rows if r["label"] == "prediction"))]
+    verdicts += [verdict(claim, numbers, "predictive − plain, position: "
+                         + ladder_measured("prediction", ladder.name))
+                 for ladder, claim in zip(ladders.LADDERS, claims.PREDICTION_MOVES)]
+    verdicts.append(verdict(claims.PREDICTIVE_BELIEF_STATE, numbers, "; ".join(
+        f"{r['env']}: sufficiency {machines_[r['arm']]['profile']['sufficiency']['verdict']}, "
+        f"causal use {machines_[r['arm']]['profile']['causal use']['verdict']}"
+        for r in rows if r["label"] == "prediction" and "profile" in machines_[r["arm"]])))
+    for label, claim in (("small state", claims.SMALL_STATE),
+                         ("prediction in the small state", claims.PREDICTION_IN_SMALL_STATE)):
+        verdicts.append(verdict(claim, numbers, "; ".join(
+            f"{ladder.name}: {ladder_measured(label, ladder.name)}" for ladder in ladders.LADDERS)))
+    arms = results["predictive"]["arms"]
+    machine_rows = []
+    for name, m in machines_.items():
+        arm = arms.get(name)
+        reach = m["reach"]
+        reached = [u for u in reach if u is not None]
+        seconds = results["facts"]["training_seconds"][name]
+        hp = results["facts"]["configs"][arm["agent"] if arm else name]
+        machine_rows.append([
+            name, str(arm["hidden"] if arm else hp["hidden"]),
+            f"{arm['predict_weight']:g}" if arm else "0", str(m["returns"]["n"]),
+            {"regret": "regret ratio", "gap": "gap ratio"}[m["returns"]["kind"]],
+            pm(m["returns"]), fmt(max(m["returns"]["values"])), fmt(m["returns"]["ucl"]),
+            outcome(m["returns"]["held"]),
+            f"{len(reached)}/{len(reach)}" + (f": {', '.join(str(u) for u in reach if u)}"
+                                              if reached else ""),
+            fmt(float(np.mean(seconds)), 1)])
+    comparison_rows = [[r["label"], r["arm"], r["control"],
+                        f"{difference_words(r['returns'])} → {outcome(r['returns']['held'])}",
+                        *(f"{difference_words(r['ladders'][ladder.name])} → "
+                          f"{outcome(r['ladders'][ladder.name]['held'])}"
+                          if ladder.name in r["ladders"] else "no ladder"
+                          for ladder in ladders.LADDERS)] for r in rows]
+    tables = [
+        ("Returns by §1's measure (mean ± SE over n seeds, each on §1's fresh episodes; worst "
+         "seed; upper one-sided limit; near-optimal as §1), and the updates after which each "
+         "seed's learning curve (block means of the training batch's return) first meets §1's "
+         "margin (seeds that reach it / n, and when). Plain agents are §1's.",
+         ["machine", "H", "c_P", "n", "measure", "mean ± SE", "worst seed",
+          f"upper {LEVEL:.0%} limit", "near-optimal", "reach the margin (updates)",
+          "mean training time (s)"], machine_rows),
+        ("Each comparison: arm − control, mean ± SE of the difference (Welch df, one-sided p "
+         "of an improvement), in §1's measure (lower is better) and in each ladder's position "
+         "(ladder units; the belief's direction: κ and λ higher, k and τ lower). n = the seeds "
+         "of each arm.",
+         ["comparison", "arm", "control", "returns (§1 measure)",
+          *(f"{ladder.name} ({ladder.unit})" for ladder in ladders.LADDERS)], comparison_rows)]
+    for env, refs in numbers["references"].items():
+        on_env = [name for name in machines_ if name == env or
+                  (name in arms and arms[name]["agent"] == env)]
+        tables.append((
+            f"{env}: positions on each ladder, as §2c reads them (the test that places the plain "
+            f"agent; interval over seeds). Arms: n = {n_of(env)} seeds; reference networks: "
+            f"n = {ladder_nums[env]['ladder_seeds']} ladder seeds.",
+            ["machine", *(f"{ladder.name} ({ladder.unit})" for ladder in ladders.LADDERS),
+             "a belief state"],
+            [[name, *(position_cell(ladder, machines_[name]["profile"][ladder.name])
+                      for ladder in ladders.LADDERS), machines_[name]["belief_state"]]
+             for name in on_env if "profile" in machines_[name]]
+            + [[ref, *(position_cell(ladder, ladder_nums[env]["references"][ref]["profile"][
+                ladder.name]) for ladder in ladders.LADDERS), ladders.belief_state(
+                ladder_nums[env]["references"][ref]["profile"])] for ref in refs]))
+    hidden = numbers["bottleneck_hidden"]
+    return Section(
+        title="5. Does predicting the next outcome make the state a belief state?",
+        verdicts=verdicts, tables=tables,
+        figures=[("fig5_predictive.png",
+                  "Each ladder (columns) per laddered family (rows): every seed's position "
+                  "(dots) of the untrained network, plain RL², the predictive agent, the "
+                  "Bayes-distilled network and the bottleneck arms, with their means (bars); "
+                  "the dotted line is the tolerance of §2c's verdict. Positions at an end of "
+                  "the graded range are censored there.")],
+        notes=[KUO_NOTE.format(hidden=hidden, state=2 * hidden),
+               PREDICTIVE_LOSS_NOTE.format(weight=numbers["weight"]),
+               "The bottleneck arms are read on the same curves as the plain agent (on the "
+               "bandit's sufficiency ladder, the curve of LSTMs of the plain agent's width), so "
+               "that every comparison is on one scale. Two-step has no ladders (§2c): its arms "
+               "are compared in returns only."])
+
+
+def predictive_figure(numbers, ladder_nums, path):
+    """Rows: laddered families; columns: ladders. Per machine, its per-seed positions (dots)
+    and their mean (bar), the tolerance (dotted)."""
+    envs_ = list(numbers["references"])
+    fig, axes = new_figure(max(1, len(envs_)), len(ladders.LADDERS), 4.2, 3.2)
+    machines_ = numbers["machines"]
+    for i, env in enumerate(envs_):
+        names = [n for n in machines_ if "positions" in machines_[n]
+                 and (n == env or n.startswith(f"{env} "))]
+        shown = [("untrained", numbers["references"][env].get("untrained"))] + [
+            (n, machines_[n]) for n in names] + [
+            ("distilled", numbers["references"][env].get("distilled"))]
+        shown = [(n, m) for n, m in shown if m is not None]
+        for j, ladder in enumerate(ladders.LADDERS):
+            ax = axes[i, j]
+            for k, (name, m) in enumerate(shown):
+                p = m["positions"][ladder.name]
+                if p is None:
+                    continue
+                p = np.asarray(p, np.float64)
+                p = p[np.isfinite(p)]
+                ax.plot(np.full(len(p), k), p, "o", ms=4, alpha=0.7, color=f"C{k}")
+                if len(p):
+                    ax.plot([k - 0.3, k + 0.3], [p.mean()] * 2, "-", color=f"C{k}", lw=2)
+            ax.axhline(ladders.TOLERANCE[ladder.name][0], color="k", ls=":", lw=1)
+            ax.set_xticks(range(len(shown)), [n.replace(f"{env} ", "").replace(env, "RL²")
+                                              for n, _ in shown], rotation=30, ha="right",
+                          fontsize=7)
+            ax.set(xlabel="network", ylabel=f"position ({ladder.unit})",
+                   title=f"{env}: {ladder.name}")
+    fig.suptitle("Predicting the next outcome: each network's position on the ladders")
+    save_png(fig, path)
+
+
+# ------------------------------------------------------------------------------------------
 # Formatting and the report
 # ------------------------------------------------------------------------------------------
 def fmt(x, digits=3):
@@ -1173,7 +1343,7 @@ def render_report(results, out):
     ladder_numbers = claims.ladder_numbers(results)   # §2c, the headline and the appendix read it
     sections = [near_optimal_section(results, out), belief_states_section(results, out),
                 ladders_section(results, out, ladder_numbers), shift_section(results, out),
-                two_step_section(results, out)]
+                two_step_section(results, out), predictive_section(results, out, ladder_numbers)]
     facts = results["facts"]
     lines = ["# RL² meta-RL lab: experiment report", ""]
     if facts["quick"]:

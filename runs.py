@@ -26,8 +26,8 @@ import metarl
 from boundary import (OneLineErrorParser, atomic_write, check_int, check_memory, focus_on_plateau,
                       new_figure, one_line, one_writer, parse_json, prepare_output_file, run_cli,
                       save_png)
-from metarl import (EVAL_STREAM, HISTORY, PARAM_NAMES, Config, env_config, param_shapes,
-                    print_now, recipe, stream)
+from metarl import (EVAL_STREAM, HISTORY, PARAM_NAMES, Config, env_config, n_outcomes,
+                    param_names, param_shapes, print_now, recipe, stream)
 
 
 # ------------------------------------------------------------------------------------------
@@ -109,10 +109,12 @@ def save_checkpoint(path, hp, params, opt, update_count, history):
 
 
 
-def checkpoint_keys():
-    """Every key of a checkpoint, in save_checkpoint's order."""
+def checkpoint_keys(hp=None):
+    """Every key of a checkpoint of hp's run (its parameter arrays: metarl.param_names; None:
+    the plain learner's), in save_checkpoint's order."""
+    names = PARAM_NAMES if hp is None else param_names(hp)
     return (["config", "update", "adam_k"]
-            + [f"{group}/{k}" for k in PARAM_NAMES for group in ("param", "adam_m", "adam_v")]
+            + [f"{group}/{k}" for k in names for group in ("param", "adam_m", "adam_v")]
             + [f"history/{k}" for k in HISTORY])
 
 
@@ -125,8 +127,10 @@ def load_checkpoint(path):
     shape or dtype or not finite (second moments also ≥ 0), an update count outside [0,
     updates] or unequal to Adam's step count, and a history not one finite number per update."""
     data = read_npz(path)
-    missing = [k for k in checkpoint_keys() if k not in data]
-    unexpected = [k for k in data if k not in checkpoint_keys()]
+    # the config says which parameter arrays the file holds (a predictive head or not)
+    keys = checkpoint_keys(config_from_json(data["config"], path) if "config" in data else None)
+    missing = [k for k in keys if k not in data]
+    unexpected = [k for k in data if k not in keys]
     if missing or unexpected:
         raise ValueError(f"{path} is not a metarl checkpoint: "
                          + "; ".join(f"{what} {', '.join(keys)}" for what, keys in
@@ -137,17 +141,18 @@ def load_checkpoint(path):
         raise ValueError(f"{path}: key 'adam_k' is {int(data['adam_k'])} but 'update' is {update} "
                          "(one Adam step per update)")
     cfg = env_config(hp)
-    shapes = param_shapes(envs.n_inputs(cfg), hp.hidden, envs.n_actions(cfg))
-    for k in PARAM_NAMES:
+    names = param_names(hp)
+    shapes = param_shapes(envs.n_inputs(cfg), hp.hidden, envs.n_actions(cfg), n_outcomes(hp, cfg))
+    for k in names:
         for group in ("param", "adam_m", "adam_v"):
             check_checkpoint_array(data, f"{group}/{k}", path, shapes[k], np.dtype(hp.dtype))
         if (data[f"adam_v/{k}"] < 0).any():
             raise ValueError(f"{path}: key 'adam_v/{k}' has negative entries (a second moment)")
     for k in HISTORY:
         check_checkpoint_array(data, f"history/{k}", path, (update,), np.dtype(np.float64))
-    opt = {"m": {k: data[f"adam_m/{k}"] for k in PARAM_NAMES},
-           "v": {k: data[f"adam_v/{k}"] for k in PARAM_NAMES}, "k": update}
-    return {"hp": hp, "params": {k: data[f"param/{k}"] for k in PARAM_NAMES}, "opt": opt,
+    opt = {"m": {k: data[f"adam_m/{k}"] for k in names},
+           "v": {k: data[f"adam_v/{k}"] for k in names}, "k": update}
+    return {"hp": hp, "params": {k: data[f"param/{k}"] for k in names}, "opt": opt,
             "update": update, "history": {k: data[f"history/{k}"] for k in HISTORY}}
 
 

@@ -110,12 +110,13 @@ def tiny_checkpoint(tmp_path_factory):
 # ------------------------------------------------------------------------------------------
 # One tiny pipeline run
 # ------------------------------------------------------------------------------------------
-def tiny_configs(seeds):
-    """experiments.py --quick's agents cut to a few updates and tiny networks: seconds, not
-    minutes."""
+def tiny_configs(seeds, arms=False):
+    """experiments.py --quick's agents (or §5's arms) cut to a few updates and tiny networks:
+    seconds, not minutes."""
     import experiments
-    return {name: [replace(hp, updates=12, batch=8, hidden=6, log_every=12) for hp in hps]
-            for name, hps in experiments.agent_configs(seeds, True).items()}
+    return {name: [replace(hp, updates=12, batch=8, hidden=min(hp.hidden, 6), log_every=12)
+                   for hp in hps]
+            for name, hps in experiments.agent_configs(seeds, True, arms).items()}
 
 
 def tiny_scale():
@@ -135,19 +136,21 @@ def tiny_pipeline(tmp_path_factory):
     pipeline again."""
     import experiments
     out = tmp_path_factory.mktemp("tiny-pipeline")
-    configs, scale, workers = tiny_configs(2), tiny_scale(), 2
+    configs, arm_configs, scale, workers = tiny_configs(2), tiny_configs(2, True), tiny_scale(), 2
     stdout, stderr = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout), \
             contextlib.redirect_stderr(stderr):
         # the workers receive each job's config and scale as arguments: the cut reaches them
-        patch.setattr(experiments, "agent_configs", lambda seeds, quick: configs)
+        patch.setattr(experiments, "agent_configs",
+                      lambda seeds, quick, arms=False: arm_configs if arms else configs)
         patch.setattr(experiments, "QUICK_SCALE", scale)
         code = experiments.main(["--quick", "--seeds", "2", "--workers", str(workers),
                                  "--out", str(out)])
     return SimpleNamespace(out=out, stdout=stdout.getvalue(), stderr=stderr.getvalue(),
                            returncode=code,
                            results=json.loads((out / "results.json").read_text()) if code == 0
-                           else None, configs=configs, scale=scale, workers=workers)
+                           else None, configs=configs, arm_configs=arm_configs, scale=scale,
+                           workers=workers)
 
 
 # ------------------------------------------------------------------------------------------

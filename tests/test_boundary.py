@@ -543,7 +543,8 @@ def one_armed(monkeypatch):
         default_horizon=8, fields=("prior_a", "prior_b"), n_actions=envs.constant(2),
         n_observations=0, task_dim=envs.constant(1), reward_scale=envs.constant(1.0),
         sample_tasks=envs.beta_tasks, step=one_armed_step, step_params=envs.no_params,
-        check_outcomes=one_armed_outcomes))
+        check_outcomes=one_armed_outcomes, outcomes=envs.reward_outcome,
+        outcome_names=("reward",)))
     monkeypatch.setitem(belief.BELIEFS, "one-armed", belief.BeliefFamily(
         prior=one_armed_prior, update=one_armed_update, features=one_armed_features,
         reference=belief.no_reference, reference_q=one_armed_q,
@@ -847,7 +848,7 @@ def test_deeply_nested_results_are_refused_by_a_depth_limit_not_a_recursion_erro
     assert_refused(done, "nesting is deeper than 64 levels", before, run_folder.parent)
 
 
-@pytest.mark.parametrize("version", [None, 0, 2, 4, True, 3.0, "3"])
+@pytest.mark.parametrize("version", [None, 0, 3, 5, True, 4.0, "4"])
 def test_a_results_file_of_another_schema_is_refused_saying_how_to_make_it_again(cli, run_folder,
                                                                                 version):
     """A results file older than the schema's version (no "schema" key) or of another version

@@ -191,7 +191,8 @@ def test_same_seeds_give_the_same_numbers_whatever_the_number_of_workers(tiny_pi
     results.json equal, bit for bit (JSON keeps a float's every bit), but the run's facts
     (wall times, the command)."""
     assert tiny_pipeline.workers == 2 and tiny_pipeline.returncode == 0
-    experiments.run_experiments(tiny_pipeline.configs, tiny_pipeline.scale, 1, str(tmp_path),
+    experiments.run_experiments(tiny_pipeline.configs, tiny_pipeline.arm_configs,
+                                tiny_pipeline.scale, 1, str(tmp_path),
                                 command="test", quick=True)
     one = json.loads((tmp_path / "results.json").read_text())
     numbers = [{k: v for k, v in results.items() if k != "facts"}

@@ -60,7 +60,8 @@ def section_claims(text):
     rows = [row for row in table_rows(body, 4) if row[:2] != ["claim", "criterion"]]
     found = {}
     for row in rows:
-        if row[0].startswith(("The ", "On ", "Training", "Along", "Fitted", "Changing")) and \
+        if row[0].startswith(("The ", "On ", "Training", "Along", "Fitted", "Changing",
+                              "Predicting", "A small", "Within")) and \
                 row[3].startswith("**"):
             assert row[0] not in found, row[0]
             found[row[0]] = row[3].strip("*")
@@ -217,6 +218,73 @@ def set_two_step(results, interaction, w):
         s["hybrid"]["estimates"]["w"] = (0.9 if w == HELD else 0.1) + spread(k, 5)
 
 
+def set_predictive(results, plain_profile, flip):
+    """§5: every arm earns a tenth of the way past the reference (near-optimal held, and
+    nearer Bayes than the plain agents, which earn the reference: held); with flip, a tenth
+    of the way past the worst trivial policy, away from the reference (refuted, and further
+    than the plain agents, which earn that policy's return: refuted). On each ladder the arm
+    sits at the opposite end from its plain agent (held where the plain agent is refuted
+    there, refuted where it is held; cannot decide where no test places the agent). The bottleneck arm sits where the
+    bandit's predictive arm does, and the bottleneck with prediction where the plain bandit
+    agent does. Returns {claim words: outcome}."""
+    arms = results["predictive"]["arms"]
+    near = results["near_optimal"]
+    expected_moves, arm_profile = {}, {}
+    for name, arm in arms.items():
+        env = arm["agent"]
+        refs = near[env]["references"]
+        bayes, oracle = refs["bayes_optimal_exact"], refs["oracle_exact"]
+        reference = bayes if bayes is not None else refs["policies"]["belief_greedy"]["mean"]
+        gap = belief.BELIEFS[results["facts"]["configs"][env]["env"]].near_optimal == "gap"
+        worst = refs["policies"]["always_listen" if gap else "random"]["mean"]
+        tenth = 0.1 * ((bayes - worst) if gap else (oracle - reference))
+        earned = worst - tenth if flip else reference + tenth
+        for k, s in enumerate(arm["seeds"]):
+            s["evaluation"]["mean"] = earned * (1 + spread(k, len(arm["seeds"])))
+            if "pseudo_regret" in s["evaluation"]:
+                s["evaluation"]["pseudo_regret"] = (oracle - earned) * (
+                    1 + spread(k, len(arm["seeds"])))
+        if env not in plain_profile:
+            continue
+        small_predictive = arm["hidden"] < results["facts"]["configs"][env]["hidden"] and \
+            arm["predict_weight"] > 0
+        for prop, plain in plain_profile[env].items():
+            if prop == "belief":
+                continue
+            ladder = ladders.PROPERTY[prop]
+            top = ladder.grades.index(ladder.exact) == len(ladder.grades) - 1
+            at_exact = 1.0 if top else 0.0
+            where = {HELD: 1.0 - at_exact, REFUTED: at_exact, CANNOT: 0.5}[plain]
+            if small_predictive:   # back where the plain agent is
+                where = {HELD: at_exact, REFUTED: 1.0 - at_exact, CANNOT: 0.5}[plain]
+            inward = 0.01 if where == 0.0 else -0.01
+            test = next(t for t in panel.TESTS if t.name == PLACES[prop])
+            for k, s in enumerate(arm["seeds"]):
+                agent_value(s["probe"], test, where + inward + spread(k, len(arm["seeds"])))
+            arm_profile.setdefault(name, {})[prop] = (
+                CANNOT if plain == CANNOT else HELD if where == at_exact else REFUTED)
+    moves = {ladder.name: {env: FLIP[p[ladder.name]] for env, p in plain_profile.items()}
+             for ladder in ladders.LADDERS}
+    for ladder in ladders.LADDERS:
+        expected_moves[f"moves the agent's state toward the belief on the {ladder.name} "
+                       "ladder"] = per_env(moves[ladder.name])
+    bandit = plain_profile.get("bandit")
+    small = {f"bandit {prop}": FLIP[bandit[prop]] for prop in moves} if bandit else {}
+    back = {key: FLIP[o] for key, o in small.items()}
+    returns = {arm["agent"]: REFUTED if flip else HELD for arm in arms.values()
+               if arm["predict_weight"] > 0 and arm["hidden"] ==
+               results["facts"]["configs"][arm["agent"]]["hidden"]}
+    belief_state = {env: belief_outcome(arm_profile[f"{env} predictive"]["sufficiency"],
+                                        arm_profile[f"{env} predictive"]["causal use"])
+                    for env in plain_profile if f"{env} predictive" in arm_profile}
+    return {"predictive loss act near Bayes-optimally": per_env(returns),
+            "brings the agent's returns nearer Bayes-optimal": per_env(returns),
+            **expected_moves,
+            "The predictive agent's state is a belief state": per_env(belief_state),
+            "A small state, without prediction": per_env(small),
+            "Within the small state": per_env(back)}
+
+
 def scenario(committed, flip):
     """Results with every claim's outcome set, and the outcome each claim must show. Decoding
     does not grade sufficiency in one laddered env (the last; with flip, the first, whose
@@ -273,6 +341,7 @@ def scenario(committed, flip):
     set_two_step(results, f[HELD], f[REFUTED])
     expected["larger reward × transition interaction"] = f[HELD]
     expected["weigh model-based values more than model-free ones"] = f[REFUTED]
+    expected |= set_predictive(results, profile, flip)
     return results, expected, {env: {**p, "belief": belief[env]} for env, p in profile.items()}
 
 
