@@ -617,6 +617,16 @@ def improvement(arm, control, better):
             "held": held}
 
 
+def reach_improvement(arm, control):
+    """improvement in updates to §1's margin (fewer is better), where every seed of both
+    reaches it; else cannot decide, saying how many do."""
+    if None in arm or None in control:
+        return {"difference": None, "held": None,
+                "why": f"{sum(u is not None for u in arm)}/{len(arm)} and "
+                       f"{sum(u is not None for u in control)}/{len(control)} seeds reach it"}
+    return improvement(arm, control, -1)
+
+
 def machine_numbers(env, seeds_values, evaluations, curve, results, cal):
     """One arm's or plain agent's §5 numbers: §1's measure and its verdict, the updates to
     reach its margin, and on a laddered family its profile, belief-state verdict and per-seed
@@ -659,7 +669,7 @@ def predictive_numbers(results, ladder_nums):
         a, c = machines_[arm], machines_[control]
         row = {"label": label, "arm": arm, "control": control, "env": sec["arms"][arm]["agent"],
                "returns": improvement(a["returns"]["values"], c["returns"]["values"], -1),
-               "ladders": {}}
+               "reach": reach_improvement(a["reach"], c["reach"]), "ladders": {}}
         if "positions" in a and "positions" in c:
             for ladder in ladders.LADDERS:
                 pa, pc = a["positions"][ladder.name], c["positions"][ladder.name]
@@ -676,12 +686,12 @@ def predictive_numbers(results, ladder_nums):
 
 
 def outcomes_of(numbers, label, key):
-    """{env: outcome} of the comparisons labelled `label`, by key: returns, or a ladder (the
-    envs with ladders only); cannot decide spelled out."""
-    return {row["env"]: outcome_words((row["returns"] if key == "returns"
+    """{env: outcome} of the comparisons labelled `label`, by key: returns, reach, or a ladder
+    (the envs with ladders only); cannot decide spelled out."""
+    return {row["env"]: outcome_words((row[key] if key in ("returns", "reach")
                                        else row["ladders"][key])["held"])
             for row in numbers["comparisons"]
-            if row["label"] == label and (key == "returns" or row["ladders"])}
+            if row["label"] == label and (key in ("returns", "reach") or row["ladders"])}
 
 
 def outcome_words(held):
@@ -703,6 +713,16 @@ PREDICTION_RETURNS = Claim(
     criterion="§1's measure, predictive − plain: Welch's one-sided t test over seeds at "
               "{level:.0%}: held if lower, refuted if higher, else inconclusive.",
     constants={}, decide=lambda numbers: across_envs(outcomes_of(numbers, "prediction", "returns")))
+
+
+PREDICTION_REACH = Claim(
+    statement="Predicting the next outcome brings the agent to §1's margin in fewer updates "
+              "than plain RL².",
+    criterion="Per seed, the updates until its learning curve (block means of the training "
+              "batch's return) first meets §1's margin; predictive − plain: Welch's one-sided "
+              "t test over seeds at {level:.0%}: held if fewer, refuted if more, else "
+              "inconclusive; cannot decide unless every seed of both reaches the margin.",
+    constants={}, decide=lambda numbers: across_envs(outcomes_of(numbers, "prediction", "reach")))
 
 
 def prediction_claim(ladder):

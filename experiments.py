@@ -384,7 +384,7 @@ def probe_over_training(agent, scale):
 # §2c The agent on the ladders: each property graded by machines whose answer is known
 # ------------------------------------------------------------------------------------------
 LADDERED = ("bandit", "dependent-bandit", "tiger")   # the families whose ladders the main job
-                            # builds: two-step's (≈ 250 s of 2 cores) would take it past 45 min
+                            # builds: two-step's would add ≈ 250 s of 2 cores
 AGENT_BASIS = ("bandit",)   # the families whose ladders include the agent's own basis (LSTMs
                             # distilled per grade, ladders.LSTM_GRADES): the budget's choice
 
@@ -952,9 +952,22 @@ def load_results(folder):
                          f"{', '.join(missing)}")
     try:
         check_json(results, RESULTS, "results")
+        check_arm_probes(results)
     except ValueError as e:
         raise ValueError(f"{path} lacks what the report reads: {e}") from None
     return results
+
+
+def check_arm_probes(results):
+    """ValueError unless every seed of every §5 arm of a laddered family has its probe (the
+    schema lets two-step's arms go without): an arm without one would drop silently from the
+    ladders' comparisons."""
+    for name, arm in results["predictive"]["arms"].items():
+        if results["ladders"].get(arm["agent"], {}).get("seeds"):
+            for k, seed in enumerate(arm["seeds"]):
+                if "probe" not in seed:
+                    raise ValueError(f"key results.predictive.arms.{name}.seeds[{k}].probe is "
+                                     f"missing (the {arm['agent']} agent has ladders)")
 
 
 def check_schema(results, path, folder):

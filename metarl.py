@@ -3,9 +3,11 @@
 The textbook: read top to bottom, in the order the algorithm runs, one equation per line.
 
     hyper-parameters   Config, the recipes
-    model              lstm_step / lstm_step_backward, policy_head / value_head / heads_backward
+    model              lstm_step / lstm_step_backward, policy_head / value_head / heads_backward,
+                       and with predict_weight > 0 the predictive head (prediction_head, ...)
     rollout            B episodes of T steps, the LSTM state reset at every episode start
-    loss               GAE(λ) advantages; policy-gradient, value and entropy terms (+ gradients)
+    loss               GAE(λ) advantages; policy-gradient, value and entropy terms (+ gradients);
+                       the predictive loss on the outcomes of the actions (prediction_loss)
     update             backprop-through-time, global-norm clipping, Adam, one `update`
     training           the loop, with a progress line
 
@@ -366,9 +368,10 @@ def prediction_loss(logit, y):
     Why it carries the belief: for a fixed history and action, E[−y log q − (1−y) log(1−q)]
     is minimised by q = P(y = 1 | history, a_t), the posterior predictive, e.g. for a bandit
     arm P(r_t = 1 | history, a_t) = E[p_{a_t} | history] = (α + s)/(α + β + n) under the
-    Beta posterior. A state that predicts well for every action must therefore carry the
-    posterior predictive of every action, which on the bandits is the posterior mean of every
-    arm (a function of the belief; not the whole belief)."""
+    Beta posterior. The loss reads the chosen action's prediction only, so a state at its
+    minimum carries the posterior predictive of every action the agent takes: on the bandits
+    the posterior mean of each arm it pulls (a function of the belief, not the whole belief:
+    the counts behind a mean are not asked for)."""
     N = logit.shape[0] * logit.shape[1]
     loss = float((np.logaddexp(0, logit) - y * logit).sum()) / N   # log(1 + e^ℓ), no overflow
     return loss, (sigmoid(logit) - y) / N

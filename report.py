@@ -1125,11 +1125,12 @@ def predictive_section(results, out, ladder_nums):
                          f"{fmt(machines_[r['arm']]['returns']['ucl'])})"
                          for r in rows if r["label"] == "prediction")
 
-    def difference_words(test):
+    def difference_words(test, digits=3):
         d = test.get("difference")
         if d is None:
             return test.get("why", "n/a")
-        return f"{fmt(d['mean'])} ± {fmt(d['stderr'])} (df {fmt(d['df'], 1)}, p {fmt(test['p_better'])})"
+        return (f"{fmt(d['mean'], digits)} ± {fmt(d['stderr'], digits)} (df {fmt(d['df'], 1)}, "
+                f"p {fmt(test['p_better'])})")
 
     def ladder_measured(label, prop):
         return "; ".join(f"{r['env']}: {difference_words(r['ladders'][prop])}"
@@ -1138,6 +1139,9 @@ def predictive_section(results, out, ladder_nums):
     verdicts = [verdict(claims.PREDICTIVE_NEAR_OPTIMAL, numbers, returns_measured()),
                 verdict(claims.PREDICTION_RETURNS, numbers, "; ".join(
                     f"{r['env']}: predictive − plain {difference_words(r['returns'])}"
+                    for r in rows if r["label"] == "prediction")),
+                verdict(claims.PREDICTION_REACH, numbers, "; ".join(
+                    f"{r['env']}: predictive − plain {difference_words(r['reach'], 0)}"
                     for r in rows if r["label"] == "prediction"))]
     verdicts += [verdict(claim, numbers, "predictive − plain, position: "
                          + ladder_measured("prediction", ladder.name))
@@ -1169,6 +1173,7 @@ def predictive_section(results, out, ladder_nums):
             fmt(float(np.mean(seconds)), 1)])
     comparison_rows = [[r["label"], r["arm"], r["control"],
                         f"{difference_words(r['returns'])} → {outcome(r['returns']['held'])}",
+                        f"{difference_words(r['reach'], 0)} → {outcome(r['reach']['held'])}",
                         *(f"{difference_words(r['ladders'][ladder.name])} → "
                           f"{outcome(r['ladders'][ladder.name]['held'])}"
                           if ladder.name in r["ladders"] else "no ladder"
@@ -1182,10 +1187,11 @@ def predictive_section(results, out, ladder_nums):
           f"upper {LEVEL:.0%} limit", "near-optimal", "reach the margin (updates)",
           "mean training time (s)"], machine_rows),
         ("Each comparison: arm − control, mean ± SE of the difference (Welch df, one-sided p "
-         "of an improvement), in §1's measure (lower is better) and in each ladder's position "
+         "of an improvement), in §1's measure (lower is better), in the updates to §1's margin "
+         "(fewer is better) and in each ladder's position "
          "(ladder units; the belief's direction: κ and λ higher, k and τ lower). n = the seeds "
          "of each arm.",
-         ["comparison", "arm", "control", "returns (§1 measure)",
+         ["comparison", "arm", "control", "returns (§1 measure)", "updates to the margin",
           *(f"{ladder.name} ({ladder.unit})" for ladder in ladders.LADDERS)], comparison_rows)]
     for env, refs in numbers["references"].items():
         on_env = [name for name in machines_ if name == env or
@@ -1217,7 +1223,17 @@ def predictive_section(results, out, ladder_nums):
                "The bottleneck arms are read on the same curves as the plain agent (on the "
                "bandit's sufficiency ladder, the curve of LSTMs of the plain agent's width), so "
                "that every comparison is on one scale. Two-step has no ladders (§2c): its arms "
-               "are compared in returns only."])
+               "are compared in returns only.",
+               "Seed s of every arm starts from the plain agent's initial LSTM weights of seed s "
+               "(the predictive head starts at zero and draws nothing) and its first update "
+               "draws the same tasks; the networks then part. The comparisons treat the arms "
+               "as independent samples (Welch), which is conservative if that shared start "
+               "correlates them. A per-seed position at an end of the graded range is "
+               "censored there: differences near that end are understated."])
+
+
+NETWORK_COLOURS = {"untrained": "C7", "RL²": "C0", "predictive": "C2", "bottleneck": "C1",
+                   "bottleneck predictive": "C4", "distilled": "C3"}   # one per kind, every panel
 
 
 def predictive_figure(numbers, ladder_nums, path):
@@ -1235,19 +1251,19 @@ def predictive_figure(numbers, ladder_nums, path):
         shown = [(n, m) for n, m in shown if m is not None]
         for j, ladder in enumerate(ladders.LADDERS):
             ax = axes[i, j]
-            for k, (name, m) in enumerate(shown):
+            labels = [n.replace(f"{env} ", "").replace(env, "RL²") for n, _ in shown]
+            for k, ((name, m), label) in enumerate(zip(shown, labels)):
                 p = m["positions"][ladder.name]
                 if p is None:
                     continue
                 p = np.asarray(p, np.float64)
                 p = p[np.isfinite(p)]
-                ax.plot(np.full(len(p), k), p, "o", ms=4, alpha=0.7, color=f"C{k}")
+                colour = NETWORK_COLOURS.get(label, "k")
+                ax.plot(np.full(len(p), k), p, "o", ms=4, alpha=0.7, color=colour)
                 if len(p):
-                    ax.plot([k - 0.3, k + 0.3], [p.mean()] * 2, "-", color=f"C{k}", lw=2)
+                    ax.plot([k - 0.3, k + 0.3], [p.mean()] * 2, "-", color=colour, lw=2)
             ax.axhline(ladders.TOLERANCE[ladder.name][0], color="k", ls=":", lw=1)
-            ax.set_xticks(range(len(shown)), [n.replace(f"{env} ", "").replace(env, "RL²")
-                                              for n, _ in shown], rotation=30, ha="right",
-                          fontsize=7)
+            ax.set_xticks(range(len(shown)), labels, rotation=30, ha="right", fontsize=7)
             ax.set(xlabel="network", ylabel=f"position ({ladder.unit})",
                    title=f"{env}: {ladder.name}")
     fig.suptitle("Predicting the next outcome: each network's position on the ladders")

@@ -792,6 +792,13 @@ def damage_results(results, damage):
         results["facts"]["configs"]["tiger"]["dtype"] = "float16"
         return ("key results.facts.configs.tiger.dtype must be one of 'float32', 'float64', "
                 "got 'float16'")
+    if damage == "arm probe deleted":   # would drop the arm from the ladders silently
+        del results["predictive"]["arms"]["tiger predictive"]["seeds"][2]["probe"]
+        return ("key results.predictive.arms.tiger predictive.seeds[2].probe is missing (the "
+                "tiger agent has ladders)")
+    if damage == "arm of an unknown agent":
+        results["predictive"]["arms"]["bandit bottleneck"]["agent"] = "bandits"
+        return "key results.predictive.arms.bandit bottleneck.agent must be one of "
     if damage == "pair of the wrong length":
         results["facts"]["stages"][0] = ["train agents"]
         return "key results.facts.stages[0] must be a list of 2 items"
@@ -805,7 +812,8 @@ RESULTS_DAMAGE = ["section a list", "empty section", "nan wall time", "infinite 
                   "known machine deleted", "shift of an unknown agent", "ladder value null",
                   "ladder value NaN", "ladder value deleted", "ladder value an unknown record",
                   "ladder grade deleted", "ladder basis deleted", "reference network deleted",
-                  "unknown family of a config", "unknown dtype"]
+                  "unknown family of a config", "unknown dtype", "arm probe deleted",
+                  "arm of an unknown agent"]
 
 
 @pytest.fixture

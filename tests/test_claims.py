@@ -182,3 +182,45 @@ def test_the_noise_matched_position_places_each_seed_between_its_own_references(
     assert claims.matched_verdict(claims.noise_matched_numbers(near_test)) == "refuted"
     too_close = [seed(3.0, 3.0, 2.98, se=0.05)] + near_training[1:]   # one seed's refs within 2 SE
     assert claims.matched_verdict(claims.noise_matched_numbers(too_close)) is None
+
+
+# ------------------------------------------------------------------------------------------
+# §5: the comparisons of the predictive arms
+# ------------------------------------------------------------------------------------------
+def test_an_improvement_is_held_refuted_or_inconclusive_by_welch_in_the_better_direction():
+    """Higher is better (+1) or lower (−1); a clear move that way is held, the other way
+    refuted, an overlap inconclusive; all seeds of both at one value cannot decide."""
+    low, high = [0.10, 0.12, 0.11, 0.13, 0.09], [0.50, 0.52, 0.51, 0.49, 0.53]
+    assert claims.improvement(high, low, +1)["held"] == claims.HELD
+    assert claims.improvement(high, low, -1)["held"] == claims.REFUTED
+    assert claims.improvement(low, high, -1)["held"] == claims.HELD
+    assert claims.improvement(low, [0.11, 0.10, 0.14, 0.08, 0.12], +1)["held"] == \
+        claims.INCONCLUSIVE
+    censored = claims.improvement([1.0] * 5, [1.0] * 5, +1)
+    assert censored["held"] is None and "every seed of both at 1" in censored["why"]
+    assert claims.improvement([0.5], low, +1)["held"] is None   # one seed: no test
+    d = claims.improvement(high, low, +1)["difference"]
+    assert d["mean"] == pytest.approx(np.mean(high) - np.mean(low)) and d["n"] == (5, 5)
+
+
+def test_the_margin_is_reached_at_the_first_block_whose_measure_meets_it():
+    """A bandit curve at the random policy's return, then at Bayes-optimal from block 3 of 5
+    (updates 1000 in blocks of 200): reached at update 600; a curve that never meets the
+    margin reaches it never (None)."""
+    refs = {"policies": {}, "bayes_optimal_exact": 64.9, "oracle_exact": 66.7}
+    curve = {"updates": 1000, "seeds": [[50.0, 50.0, 64.9, 64.9, 64.9], [50.0] * 5]}
+    assert claims.curve_reach("regret", curve, refs) == [600, None]
+    assert claims.ratio_of("regret", 64.9, refs) == pytest.approx(1.0)
+
+
+def test_the_comparisons_separate_prediction_from_a_small_state():
+    arms = {"bandit predictive": {"agent": "bandit", "predict_weight": 3.0, "hidden": 48},
+            "tiger predictive": {"agent": "tiger", "predict_weight": 3.0, "hidden": 48},
+            "bandit bottleneck": {"agent": "bandit", "predict_weight": 0.0, "hidden": 6},
+            "bandit bottleneck predictive": {"agent": "bandit", "predict_weight": 3.0,
+                                             "hidden": 6}}
+    configs = {"bandit": {"hidden": 48}, "tiger": {"hidden": 48}}
+    assert claims.comparisons(arms, configs) == [
+        ("prediction", "bandit predictive", "bandit"), ("prediction", "tiger predictive", "tiger"),
+        ("small state", "bandit bottleneck", "bandit"),
+        ("prediction in the small state", "bandit bottleneck predictive", "bandit bottleneck")]

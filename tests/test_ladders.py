@@ -255,6 +255,20 @@ def test_a_machine_is_placed_where_the_curve_takes_its_value():
     assert undefined["verdict"] == "cannot decide"
 
 
+def test_each_seed_is_read_through_the_curve_alone_and_censored_at_the_ends():
+    """seed_positions: on the line from 0 to 1 over λ ∈ [0, 1], each seed's value is its own
+    position (no interval); a value past an end sits at that end; an undefined value is NaN;
+    no position where no test qualifies."""
+    cal = ladders.calibration(synthetic({"identity": LINE, "linear": LINE}))
+    causal = ladders.PROPERTY["causal use"]
+    rows = [{**{t.name: 0.5 for t in panel.TESTS}, "splice": v}
+            for v in (0.3, 0.62, 1.4, -2.0, {panel.UNDEFINED: "why"})]
+    positions = ladders.seed_positions(cal, causal, rows)
+    np.testing.assert_allclose(positions[:4], [0.3, 0.62, 1.0, 0.0], atol=1e-3)
+    assert np.isnan(positions[4])
+    assert ladders.seed_positions(cal, ladders.PROPERTY["sufficiency"], rows) is None
+
+
 def test_the_verdict_reads_the_interval_against_the_tolerance():
     causal, minimal = ladders.PROPERTY["causal use"], ladders.PROPERTY["minimality"]
 
