@@ -698,13 +698,18 @@ def outcome_words(held):
     return CANNOT_DECIDE if held is None else held
 
 
+def decided(outcomes):
+    """across_envs, or cannot decide (None) where the run has no such comparison."""
+    return across_envs(outcomes) if outcomes else None
+
+
 PREDICTIVE_NEAR_OPTIMAL = Claim(
     statement="The agents trained with the predictive loss act near Bayes-optimally (§1's "
               "criterion).",
     criterion="As §1: upper {level:.0%} limit over seeds of the regret ratio ≤ {regret} "
               "(Tiger: the gap ratio ≤ {gap}).",
     constants={"regret": REGRET_RATIO_MARGIN, "gap": TIGER_GAP_MARGIN},
-    decide=lambda numbers: across_envs({
+    decide=lambda numbers: decided({
         row["env"]: outcome_words(numbers["machines"][row["arm"]]["returns"]["held"])
         for row in numbers["comparisons"] if row["label"] == "prediction"}))
 PREDICTION_RETURNS = Claim(
@@ -712,7 +717,7 @@ PREDICTION_RETURNS = Claim(
               "than plain RL²'s.",
     criterion="§1's measure, predictive − plain: Welch's one-sided t test over seeds at "
               "{level:.0%}: held if lower, refuted if higher, else inconclusive.",
-    constants={}, decide=lambda numbers: across_envs(outcomes_of(numbers, "prediction", "returns")))
+    constants={}, decide=lambda numbers: decided(outcomes_of(numbers, "prediction", "returns")))
 
 
 PREDICTION_REACH = Claim(
@@ -722,7 +727,7 @@ PREDICTION_REACH = Claim(
               "batch's return) first meets §1's margin; predictive − plain: Welch's one-sided "
               "t test over seeds at {level:.0%}: held if fewer, refuted if more, else "
               "inconclusive; cannot decide unless every seed of both reaches the margin.",
-    constants={}, decide=lambda numbers: across_envs(outcomes_of(numbers, "prediction", "reach")))
+    constants={}, decide=lambda numbers: decided(outcomes_of(numbers, "prediction", "reach")))
 
 
 def prediction_claim(ladder):
@@ -731,7 +736,7 @@ def prediction_claim(ladder):
                   f"the {ladder.name} ladder.",
         criterion=POSITION_TEST + " Here: predictive − plain, {direction}.",
         constants={"direction": f"{ladder.unit} {'higher' if ladder.better > 0 else 'lower'}"},
-        decide=lambda numbers: across_envs(outcomes_of(numbers, "prediction", ladder.name)))
+        decide=lambda numbers: decided(outcomes_of(numbers, "prediction", ladder.name)))
 
 
 POSITION_TEST = ("Each seed's position on the ladder (its value read through the curve the "
@@ -743,7 +748,7 @@ PREDICTIVE_BELIEF_STATE = Claim(
     statement="The predictive agent's state is a belief state (sufficiency ∧ causal use), as "
               "Kuo et al. report of their predictive agents.",
     criterion="As §2c's claim, on the predictive agent's own positions.",
-    constants={}, decide=lambda numbers: across_envs(
+    constants={}, decide=lambda numbers: decided(
         {row["env"]: numbers["machines"][row["arm"]].get("belief_state")
          for row in numbers["comparisons"] if row["label"] == "prediction"
          and "belief_state" in numbers["machines"][row["arm"]]}))
@@ -751,7 +756,7 @@ PREDICTIVE_BELIEF_STATE = Claim(
 
 def by_property(label):
     """A comparison's outcomes on every ladder, one line: {"env property": outcome}."""
-    return lambda numbers: across_envs({f"{env} {ladder.name}": held for ladder in ladders.LADDERS
+    return lambda numbers: decided({f"{env} {ladder.name}": held for ladder in ladders.LADDERS
                                         for env, held in outcomes_of(numbers, label,
                                                                      ladder.name).items()})
 

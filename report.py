@@ -1154,6 +1154,9 @@ def predictive_section(results, out, ladder_nums):
                          ("prediction in the small state", claims.PREDICTION_IN_SMALL_STATE)):
         verdicts.append(verdict(claim, numbers, "; ".join(
             f"{ladder.name}: {ladder_measured(label, ladder.name)}" for ladder in ladders.LADDERS)))
+    n = sorted({m["returns"]["n"] for m in machines_.values()})
+    for v in verdicts:   # every measurement states its n
+        v.measured += f"; n = {', '.join(map(str, n))} seeds per network"
     arms = results["predictive"]["arms"]
     machine_rows = []
     for name, m in machines_.items():

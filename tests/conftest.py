@@ -111,10 +111,10 @@ def tiny_checkpoint(tmp_path_factory):
 # One tiny pipeline run
 # ------------------------------------------------------------------------------------------
 def tiny_configs(seeds, arms=False):
-    """experiments.py --quick's agents (or §5's arms) cut to a few updates and tiny networks:
-    seconds, not minutes."""
+    """experiments.py --quick's agents (or §5's arms) cut to a few updates and tiny networks
+    (8 units; the bottleneck arm keeps its 6): seconds, not minutes."""
     import experiments
-    return {name: [replace(hp, updates=12, batch=8, hidden=min(hp.hidden, 6), log_every=12)
+    return {name: [replace(hp, updates=12, batch=8, hidden=min(hp.hidden, 8), log_every=12)
                    for hp in hps]
             for name, hps in experiments.agent_configs(seeds, True, arms).items()}
 
