@@ -780,7 +780,8 @@ def predicting_the_next_outcome(run, arms):
     results = iter(run_jobs(run, "5 predicting the next outcome", jobs, cost=[
         horizon(job[2].hp) * (1 if job[2].hp.env in LADDERED else 0.05) for job in jobs]))
     return {"weight": PREDICT_WEIGHT, "bottleneck_hidden": BOTTLENECK_HIDDEN,
-            "arms": {name: {"agent": PREDICTIVE[name][0], "predict_weight": trained[0].hp.predict_weight,
+            "arms": {name: {"agent": PREDICTIVE[name][0],
+                            "predict_weight": trained[0].hp.predict_weight,
                             "hidden": trained[0].hp.hidden,
                             "seeds": [next(results) for _ in trained],
                             "curve": {"updates": trained[0].hp.updates,
@@ -1115,7 +1116,8 @@ def main(argv=None):
         prepare_output_folder(out, "--out")
         with one_writer(out, "--out"):
             run_experiments(configs, arm_configs, QUICK_SCALE if args.quick else FULL_SCALE,
-                            workers, out, " ".join(["python experiments.py", *map(shlex.quote, argv)]),
+                            workers, out,
+                            " ".join(["python experiments.py", *map(shlex.quote, argv)]),
                             args.quick)
 
     return run_cli("experiments.py", command)

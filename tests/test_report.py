@@ -224,10 +224,10 @@ def set_predictive(results, plain_profile, flip):
     of the way past the worst trivial policy, away from the reference (refuted, and further
     than the plain agents, which earn that policy's return: refuted). On each ladder the arm
     sits at the opposite end from its plain agent (held where the plain agent is refuted
-    there, refuted where it is held; cannot decide where no test places the agent). The bottleneck arm sits where the
-    bandit's predictive arm does, and the bottleneck with prediction where the plain bandit
-    agent does. The arms' learning curves meet §1's margin before the plain agents' (after,
-    with flip). Returns {claim words: outcome}."""
+    there, refuted where it is held; cannot decide where no test places the agent). The
+    bottleneck arm sits where the bandit's predictive arm does, and the bottleneck with
+    prediction where the plain bandit agent does. The arms' learning curves meet §1's margin
+    before the plain agents' (after, with flip). Returns {claim words: outcome}."""
     arms = results["predictive"]["arms"]
     near = results["near_optimal"]
     expected_moves, arm_profile = {}, {}
