@@ -351,10 +351,15 @@ def hidden_states_are_belief_states(run, agents):
 
 
 def probe_job(agent, scale):
-    return {"probe": probe.probe_agent(agent.params, agent.hp, scale.probe_episodes,
-                                       agent.hp.seed, scale.folds, scale.simulation_episodes,
-                                       scale.splice_episodes, map_steps=scale.map_steps)[0],
+    return {"probe": probe_summary(agent, scale),
             "over_training": probe_over_training(agent, scale)}
+
+
+def probe_summary(agent, scale):
+    """probe.probe_agent's summary of an agent on scale's episodes, folds and maps."""
+    return probe.probe_agent(agent.params, agent.hp, scale.probe_episodes, agent.hp.seed,
+                             scale.folds, scale.simulation_episodes, scale.splice_episodes,
+                             map_steps=scale.map_steps)[0]
 
 
 def probe_over_training(agent, scale):
@@ -772,9 +777,9 @@ def model_free_bound(cfg, n):
 def predicting_the_next_outcome(run, arms):
     """§5's raw numbers: per arm of PREDICTIVE and seed, the evaluation on fresh episodes (as
     §1's) and, for the LADDERED families, the §2 probe (as probe_job's, without the snapshots),
-    from which the report places it on its family's ladders; the arm's settings, training
-    and learning curve beside them (their training seconds: the run's facts). The plain
-    agents are §1's and §2's."""
+    from which the report places it on its family's ladders; the arm's settings and learning
+    curve beside them (its training seconds are in the run's facts). The plain agents are
+    §1's and §2's."""
     jobs = [(f"{name} seed {a.hp.seed}", arm_job, a, run.scale)
             for name, trained in arms.items() for a in trained]
     results = iter(run_jobs(run, "5 predicting the next outcome", jobs, cost=[
@@ -791,13 +796,9 @@ def predicting_the_next_outcome(run, arms):
 
 def arm_job(agent, scale):
     """Worker job: one arm's seed, measured as the plain agent of its seed is in §1 and §2."""
-    cfg = metarl.env_config(agent.hp)
-    out = {"evaluation": runs.evaluate(agent.params, cfg, episodes(scale.eval_steps, cfg),
-                                       agent.hp.seed)}
+    out = {"evaluation": evaluate_agent(agent, scale.eval_steps)}
     if agent.hp.env in LADDERED:
-        out["probe"] = probe.probe_agent(agent.params, agent.hp, scale.probe_episodes,
-                                         agent.hp.seed, scale.folds, scale.simulation_episodes,
-                                         scale.splice_episodes, map_steps=scale.map_steps)[0]
+        out["probe"] = probe_summary(agent, scale)
     return out
 
 

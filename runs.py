@@ -128,14 +128,14 @@ def load_checkpoint(path):
     updates] or unequal to Adam's step count, and a history not one finite number per update."""
     data = read_npz(path)
     # the config says which parameter arrays the file holds (a predictive head or not)
-    keys = checkpoint_keys(config_from_json(data["config"], path) if "config" in data else None)
+    hp = config_from_json(data["config"], path) if "config" in data else None
+    keys = checkpoint_keys(hp)
     missing = [k for k in keys if k not in data]
     unexpected = [k for k in data if k not in keys]
-    if missing or unexpected:
+    if missing or unexpected:   # a file without a config is refused here
         raise ValueError(f"{path} is not a metarl checkpoint: "
                          + "; ".join(f"{what} {', '.join(keys)}" for what, keys in
                                      (("missing", missing), ("unexpected", unexpected)) if keys))
-    hp = config_from_json(data["config"], path)
     update = checkpoint_scalar(data, "update", path, hp.updates)
     if checkpoint_scalar(data, "adam_k", path, hp.updates) != update:
         raise ValueError(f"{path}: key 'adam_k' is {int(data['adam_k'])} but 'update' is {update} "
